@@ -1,0 +1,101 @@
+from django.contrib import admin
+from django.db.models import Count
+from django.urls import reverse
+from django.utils.html import format_html
+
+from tasks.admin import pretty_json
+
+from .models import Conversation, Message
+
+
+def _link(obj, label=None):
+    if obj is None:
+        return "—"
+    url = reverse(f"admin:{obj._meta.app_label}_{obj._meta.model_name}_change", args=[obj.pk])
+    return format_html('<a href="{}">{}</a>', url, label or str(obj))
+
+
+class MessageInline(admin.TabularInline):
+    model = Message
+    extra = 0
+    fields = ("role", "content", "created_at", "task_link")
+    readonly_fields = ("created_at", "task_link")
+    show_change_link = True
+
+    @admin.display(description="task")
+    def task_link(self, obj):
+        return _link(obj.async_task)
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("async_task")
+
+
+@admin.register(Conversation)
+class ConversationAdmin(admin.ModelAdmin):
+    list_display = (
+        "id",
+        "title",
+        "user",
+        "message_count",
+        "is_archived",
+        "created_at",
+        "updated_at",
+    )
+    list_filter = ("is_archived", "created_at", "updated_at")
+    search_fields = ("title", "user__username", "messages__content")
+    list_select_related = ("user",)
+    date_hierarchy = "updated_at"
+    raw_id_fields = ("user",)
+    readonly_fields = ("created_at", "updated_at", "metadata_pretty")
+    fields = (
+        "user",
+        "title",
+        "is_archived",
+        "metadata",
+        "metadata_pretty",
+        "created_at",
+        "updated_at",
+    )
+    inlines = [MessageInline]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(_message_count=Count("messages"))
+
+    def get_search_results(self, request, queryset, search_term):
+        queryset, _ = super().get_search_results(request, queryset, search_term)
+        return queryset.distinct(), False
+
+    @admin.display(description="messages", ordering="_message_count")
+    def message_count(self, obj):
+        return obj._message_count
+
+    @admin.display(description="metadata")
+    def metadata_pretty(self, obj):
+        return pretty_json(obj.metadata)
+
+
+@admin.register(Message)
+class MessageAdmin(admin.ModelAdmin):
+    list_display = ("id", "role", "short_content", "conversation_link", "task_link", "created_at")
+    list_filter = ("role", "created_at")
+    search_fields = ("content", "conversation__title", "conversation__user__username")
+    list_select_related = ("conversation", "async_task")
+    date_hierarchy = "created_at"
+    raw_id_fields = ("conversation", "async_task")
+    readonly_fields = ("created_at", "conversation_link", "task_link", "metadata_pretty")
+
+    @admin.display(description="content")
+    def short_content(self, obj):
+        return obj.content[:80]
+
+    @admin.display(description="conversation")
+    def conversation_link(self, obj):
+        return _link(obj.conversation)
+
+    @admin.display(description="task")
+    def task_link(self, obj):
+        return _link(obj.async_task)
+
+    @admin.display(description="metadata")
+    def metadata_pretty(self, obj):
+        return pretty_json(obj.metadata)

@@ -1,0 +1,73 @@
+"""The `chat` task type: how a finished n8n run becomes an assistant message."""
+
+from django.conf import settings
+
+from tasks import registry
+
+CHAT = "chat"
+
+
+def conversation_group(conversation_id) -> str:
+    """The group of a conversation's `/ws/chat/{id}/` sockets."""
+    return f"chat.conversation.{conversation_id}"
+
+
+def _workflow():
+    return settings.N8N_CHAT_WORKFLOW
+
+
+def _groups(task):
+    conversation_id = (task.input_data or {}).get("conversation_id")
+    return [conversation_group(conversation_id)] if conversation_id else []
+
+
+def reply_from_output(output):
+    """`{"content", "thinking"}` or a plain string → (content, thinking)."""
+    if isinstance(output, str):
+        return output, ""
+    content = output.get("content")
+    thinking = output.get("thinking") or ""
+    return content, thinking if isinstance(thinking, str) else str(thinking)
+
+
+def on_completed(task):
+    """Exactly one assistant message per completed chat task."""
+    from .models import Conversation, Message, Role
+    from .services import publish_message
+
+    if Message.objects.filter(async_task=task, role=Role.ASSISTANT).exists():
+        return
+    conversation_id = (task.input_data or {}).get("conversation_id")
+    conversation = Conversation.objects.filter(pk=conversation_id).first()
+    if conversation is None:
+        return  # the conversation was deleted while n8n worked
+    content, thinking = reply_from_output(task.output_data)
+    message = Message.objects.create(
+        conversation=conversation,
+        role=Role.ASSISTANT,
+        content=content,
+        thinking=thinking,
+        async_task=task,
+    )
+    publish_message(message.pk)
+
+
+def valid_output(output) -> bool:
+    if isinstance(output, str):
+        return bool(output.strip())
+    if isinstance(output, dict):
+        content = output.get("content")
+        return isinstance(content, str) and bool(content.strip())
+    return False
+
+
+def register():
+    registry.register(
+        registry.TaskType(
+            name=CHAT,
+            workflow=_workflow,
+            on_completed=on_completed,
+            groups=_groups,
+            valid_output=valid_output,
+        )
+    )

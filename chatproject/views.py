@@ -1,0 +1,47 @@
+import asyncio
+import uuid
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.db import connection
+from django.http import JsonResponse
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET
+
+CHECK_TIMEOUT_SECONDS = 2.0
+
+
+def _check_database():
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+        cursor.fetchone()
+
+
+async def _layer_round_trip(layer, nonce):
+    channel = await layer.new_channel("healthz.")
+    await layer.send(channel, {"type": "healthz.ping", "nonce": nonce})
+    message = await asyncio.wait_for(layer.receive(channel), CHECK_TIMEOUT_SECONDS)
+    if message.get("nonce") != nonce:
+        raise RuntimeError("the channel layer returned another message")
+
+
+def _check_channel_layer():
+    layer = get_channel_layer()
+    if layer is None:
+        raise RuntimeError("no channel layer is configured")
+    async_to_sync(_layer_round_trip)(layer, uuid.uuid4().hex)
+
+
+@never_cache
+@require_GET
+def healthz(request):
+    """200 when the database and the channel layer both answer; 503 naming the failure."""
+    checks = {}
+    for name, check in (("database", _check_database), ("channel_layer", _check_channel_layer)):
+        try:
+            check()
+            checks[name] = "ok"
+        except Exception as exc:  # noqa: BLE001 - any failure is reported, not raised
+            checks[name] = f"error: {type(exc).__name__}: {exc}"[:300]
+    healthy = all(value == "ok" for value in checks.values())
+    return JsonResponse(checks, status=200 if healthy else 503)

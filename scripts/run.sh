@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Serves the app (HTTP + websockets through Daphne) with its task worker.
+# Without REDIS_URL the in-memory channel layer cannot cross processes, so the
+# worker loop runs inside the server process; with REDIS_URL it is its own
+# process. On exit every child is stopped, and killed if it lingers.
+set -u
+cd "$(dirname "$0")/.."
+PY=.venv/bin/python
+ADDR=${RUN_ADDR:-127.0.0.1:8000}
+pids=()
+cleanup() {
+  trap - INT TERM EXIT
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null; done
+  for _ in $(seq 1 50); do
+    alive=0
+    for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+    [ $alive = 0 ] && break
+    sleep 0.1
+  done
+  for pid in "${pids[@]}"; do kill -KILL "$pid" 2>/dev/null; pkill -KILL -P "$pid" 2>/dev/null; done
+  exit 0
+}
+trap cleanup INT TERM EXIT
+if [ -z "${REDIS_URL:-}" ]; then
+  export TASKS_WORKER_IN_PROCESS=1
+else
+  $PY manage.py tasks_worker &
+  pids+=($!)
+fi
+echo "Serving on http://$ADDR (worker: ${REDIS_URL:+separate process}${REDIS_URL:-in the server process})"
+$PY manage.py runserver "$ADDR" &
+pids+=($!)
+wait -n "${pids[@]}"

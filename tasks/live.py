@@ -1,0 +1,127 @@
+"""Publishing live events through the channel layer, from any thread.
+
+The database is the source of truth; these events are a best-effort push
+(a page that misses one resyncs). So publishing never raises into the caller
+and never blocks for long: a sync thread that waits on an event loop which is
+shutting down would otherwise hang the process (see FIELD-NOTES).
+
+Where the coroutine runs matters for the in-memory layer, whose queues belong
+to one event loop: we run it on the loop that serves the websockets.
+- In async code: scheduled on the running loop.
+- In a request thread (sync_to_async under Daphne, or a test): on the loop that
+  started the thread.
+- In any other thread of the server process (the in-process worker, the
+  dispatcher pool): on the server's loop, remembered by the ASGI application.
+- In a process without a server loop (the `tasks_worker` command): on one
+  long-lived loop thread of its own, so channels-redis keeps one connection.
+"""
+
+import asyncio
+import logging
+import threading
+
+from asgiref.sync import SyncToAsync
+from channels.layers import get_channel_layer
+from django.db import transaction
+
+logger = logging.getLogger(__name__)
+
+PUBLISH_TIMEOUT_SECONDS = 2.0
+
+_server_loop: asyncio.AbstractEventLoop | None = None
+_own_loop: asyncio.AbstractEventLoop | None = None
+_own_loop_lock = threading.Lock()
+
+
+def remember_server_loop(loop: asyncio.AbstractEventLoop) -> None:
+    global _server_loop
+    _server_loop = loop
+
+
+def user_group(user_id) -> str:
+    """The group of a user's `/ws/tasks/` sockets."""
+    return f"tasks.user.{user_id}"
+
+
+def _own_event_loop() -> asyncio.AbstractEventLoop:
+    global _own_loop
+    with _own_loop_lock:
+        if _own_loop is None or _own_loop.is_closed():
+            loop = asyncio.new_event_loop()
+            thread = threading.Thread(target=loop.run_forever, name="live-publisher", daemon=True)
+            thread.start()
+            _own_loop = loop
+        return _own_loop
+
+
+def _target_loop():
+    outer = getattr(SyncToAsync.threadlocal, "main_event_loop", None)
+    if outer is not None and outer.is_running():
+        return outer
+    if _server_loop is not None and _server_loop.is_running():
+        return _server_loop
+    return _own_event_loop()
+
+
+async def _send_all(sends):
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    for group, message in sends:
+        await layer.group_send(group, message)
+
+
+def send(sends) -> None:
+    """Send [(group, message), …] now. Never raises, waits at most a moment."""
+    sends = list(sends)
+    if not sends:
+        return
+    try:
+        running = asyncio.get_running_loop()
+    except RuntimeError:
+        running = None
+    try:
+        if running is not None:
+            running.create_task(_send_all(sends))
+            return
+        loop = _target_loop()
+        future = asyncio.run_coroutine_threadsafe(_send_all(sends), loop)
+        future.result(timeout=PUBLISH_TIMEOUT_SECONDS)
+    except Exception:  # noqa: BLE001 - the page resyncs from the database
+        logger.warning("live publish failed for %s", [g for g, _ in sends], exc_info=True)
+
+
+def send_on_commit(build) -> None:
+    """After the current transaction commits, call build() and send its result.
+
+    build() returns [(group, message), …]; it runs after the commit so it reads
+    committed rows (and nothing is sent for a transaction that rolls back).
+    """
+    transaction.on_commit(lambda: send(build()), robust=True)
+
+
+def task_frame(task) -> dict:
+    return {"type": "task.status", "task": task.as_frame()}
+
+
+def task_sends(task):
+    """Where a task's `task.status` frame goes: its owner, and its type's groups."""
+    from . import registry
+
+    frame = task_frame(task)
+    groups = [user_group(task.created_by_id)]
+    task_type = registry.get(task.task_type)
+    if task_type and task_type.groups:
+        groups += list(task_type.groups(task))
+    return [(group, {"type": "live.frame", "frame": frame}) for group in groups]
+
+
+def publish_task(task_id) -> None:
+    """Publish the committed state of a task after the current transaction."""
+    from .models import AsyncTask
+
+    def build():
+        task = AsyncTask.objects.filter(pk=task_id).first()
+        return task_sends(task) if task else []
+
+    send_on_commit(build)

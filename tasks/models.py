@@ -1,0 +1,162 @@
+"""The generic async task: one row of `async_tasks` per piece of n8n work."""
+
+from django.conf import settings
+from django.db import models
+from django.db.models import F, Q, Value
+from django.db.models.functions import Now
+from django.urls import reverse
+from django.utils import timezone
+
+
+def _json_default():
+    return Value({}, output_field=models.JSONField())
+
+
+class TaskStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    PROCESSING = "processing", "Processing"
+    COMPLETED = "completed", "Completed"
+    FAILED = "failed", "Failed"
+    TIMEOUT = "timeout", "Timed out"
+
+    @classmethod
+    def terminal(cls):
+        return (cls.COMPLETED, cls.FAILED, cls.TIMEOUT)
+
+    @classmethod
+    def unfinished(cls):
+        return (cls.PENDING, cls.PROCESSING)
+
+
+# Which status may follow which: forward only, `processing` may repeat.
+ALLOWED_TRANSITIONS = {
+    TaskStatus.PENDING: {
+        TaskStatus.PROCESSING,
+        TaskStatus.COMPLETED,
+        TaskStatus.FAILED,
+        TaskStatus.TIMEOUT,
+    },
+    TaskStatus.PROCESSING: {
+        TaskStatus.PROCESSING,
+        TaskStatus.COMPLETED,
+        TaskStatus.FAILED,
+        TaskStatus.TIMEOUT,
+    },
+    TaskStatus.COMPLETED: set(),
+    TaskStatus.FAILED: set(),
+    TaskStatus.TIMEOUT: set(),
+}
+
+
+class AsyncTaskQuerySet(models.QuerySet):
+    def for_user(self, user):
+        return self.filter(created_by=user)
+
+    def unfinished(self):
+        return self.filter(status__in=TaskStatus.unfinished())
+
+    def dispatchable(self, now=None):
+        """Pending tasks nobody holds a claim on, whose next attempt is due."""
+        now = now or timezone.now()
+        return self.filter(
+            Q(claimed_until__isnull=True) | Q(claimed_until__lt=now),
+            Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now),
+            status=TaskStatus.PENDING,
+        )
+
+
+class AsyncTask(models.Model):
+    task_type = models.CharField(max_length=64)
+    workflow_id = models.CharField(max_length=255)
+    input_data = models.JSONField(default=dict, db_default=_json_default())
+    output_data = models.JSONField(null=True, blank=True)
+    status = models.CharField(
+        max_length=16,
+        choices=TaskStatus.choices,
+        default=TaskStatus.PENDING,
+        db_default=TaskStatus.PENDING.value,
+    )
+    current_step = models.CharField(max_length=255, blank=True, default="", db_default="")
+    status_message = models.TextField(blank=True, default="", db_default="")
+    n8n_execution_id = models.CharField(max_length=255, blank=True, default="", db_default="")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        db_column="created_by",
+        related_name="async_tasks",
+    )
+    created_at = models.DateTimeField(default=timezone.now, db_default=Now(), editable=False)
+    processing_started_at = models.DateTimeField(null=True, blank=True)
+    processing_completed_at = models.DateTimeField(null=True, blank=True)
+    error_details = models.JSONField(null=True, blank=True)
+    metadata = models.JSONField(default=dict, db_default=_json_default(), blank=True)
+    # Grows by one with every change; live frames carry it so a page can
+    # ignore a frame that is older than what it shows.
+    version = models.IntegerField(default=1, db_default=1)
+    # Dispatch bookkeeping (added columns; the contract allows additions).
+    attempts = models.IntegerField(default=0, db_default=0)
+    last_error = models.TextField(blank=True, default="", db_default="")
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    claimed_until = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(default=timezone.now, db_default=Now())
+
+    objects = AsyncTaskQuerySet.as_manager()
+
+    class Meta:
+        db_table = "async_tasks"
+        ordering = ["-created_at", "-id"]
+        verbose_name = "async task"
+        indexes = [
+            models.Index(fields=["status", "created_at"], name="async_tasks_status_created"),
+            models.Index(fields=["created_by", "created_at"], name="async_tasks_owner_created"),
+            models.Index(fields=["n8n_execution_id"], name="async_tasks_execution_id"),
+            models.Index(fields=["task_type"], name="async_tasks_task_type"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status__in=TaskStatus.values), name="async_tasks_status_valid"
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.task_type} #{self.pk} ({self.status})"
+
+    def get_absolute_url(self):
+        return reverse("tasks:detail", args=[self.pk])
+
+    @property
+    def is_terminal(self):
+        return self.status in TaskStatus.terminal()
+
+    @property
+    def duration(self):
+        if self.processing_completed_at and self.created_at:
+            return self.processing_completed_at - self.created_at
+        return None
+
+    def save(self, *args, **kwargs):
+        # Every change bumps the version, also the admin's edits.
+        if self.pk is not None and not self._state.adding:
+            self.version = F("version") + 1
+            self.updated_at = timezone.now()
+        super().save(*args, **kwargs)
+        if not isinstance(self.version, int):
+            self.refresh_from_db(fields=["version"])
+
+    def as_frame(self):
+        """The `task` object of a `task.status` frame (see CONTRACT.md)."""
+
+        def iso(value):
+            return value.isoformat() if value else None
+
+        return {
+            "id": self.pk,
+            "task_type": self.task_type,
+            "status": self.status,
+            "current_step": self.current_step,
+            "status_message": self.status_message,
+            "version": self.version,
+            "created_at": iso(self.created_at),
+            "processing_started_at": iso(self.processing_started_at),
+            "processing_completed_at": iso(self.processing_completed_at),
+        }

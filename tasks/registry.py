@@ -1,0 +1,60 @@
+"""The registry of task types: how chat (and anything else) plugs into tasks/.
+
+A task type names its n8n workflow and timeout (read from settings when asked,
+so tests and `override_settings` see current values) and says what happens when
+one of its tasks completes or fails. Hooks run inside the transaction that
+applies the change, with the task row locked, so their writes commit (or roll
+back) together with the status change.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from django.conf import settings
+
+
+def _default_timeout():
+    return settings.TASK_TIMEOUT_SECONDS
+
+
+@dataclass(frozen=True)
+class TaskType:
+    name: str
+    # Webhook path of the n8n workflow, or a callable returning it.
+    workflow: str | Callable[[], str]
+    timeout_seconds: int | Callable[[], int] = _default_timeout
+    # on_completed(task): the task has just become `completed` (output_data set).
+    on_completed: Callable | None = None
+    # on_failed(task): the task has just become `failed` or `timeout`.
+    on_failed: Callable | None = None
+    # groups(task) -> extra channel-layer groups that receive its live frames.
+    groups: Callable | None = None
+    # valid_output(output) -> bool: is a `completed` callback's output usable?
+    # Without it, any JSON object is.
+    valid_output: Callable | None = None
+
+    def get_workflow(self):
+        return self.workflow() if callable(self.workflow) else self.workflow
+
+    def get_timeout(self):
+        return self.timeout_seconds() if callable(self.timeout_seconds) else self.timeout_seconds
+
+
+_registry: dict[str, TaskType] = {}
+
+
+def register(task_type: TaskType) -> TaskType:
+    _registry[task_type.name] = task_type
+    return task_type
+
+
+def unregister(name: str) -> None:
+    _registry.pop(name, None)
+
+
+def get(name: str) -> TaskType | None:
+    return _registry.get(name)
+
+
+def names() -> list[str]:
+    return sorted(_registry)

@@ -1,0 +1,64 @@
+import os
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.db import connection
+
+from tests import support
+
+
+@pytest.fixture(autouse=True)
+def _test_settings(settings):
+    # Production defaults turn test-client requests into HTTPS redirects.
+    settings.SECURE_SSL_REDIRECT = False
+    settings.SESSION_COOKIE_SECURE = False
+    settings.CSRF_COOKIE_SECURE = False
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture
+def make_user(db):
+    def make(username="alice", password="a-long-Passphrase-42", **extra):
+        return get_user_model().objects.create_user(username=username, password=password, **extra)
+
+    return make
+
+
+@pytest.fixture
+def user(make_user):
+    return make_user("alice")
+
+
+@pytest.fixture
+def other_user(make_user):
+    return make_user("mallory")
+
+
+@pytest.fixture
+def user_client(client, user):
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def other_client(other_user):
+    from django.test import Client
+
+    other = Client()
+    other.force_login(other_user)
+    return other
+
+
+@pytest.fixture
+def postgres_only(db):
+    support.need(
+        connection.vendor == "postgresql",
+        "needs PostgreSQL: set DATABASE_URL=postgres://… (CI runs the suite on it)",
+    )
+
+
+@pytest.fixture
+def redis_url():
+    url = os.environ.get("REDIS_URL", "")
+    support.need(bool(url), "needs Redis: set REDIS_URL=redis://… (CI runs the suite with it)")
+    return url
