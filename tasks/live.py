@@ -18,6 +18,7 @@ to one event loop: we run it on the loop that serves the websockets.
 
 import asyncio
 import logging
+import os
 import threading
 
 from asgiref.sync import SyncToAsync
@@ -31,6 +32,9 @@ PUBLISH_TIMEOUT_SECONDS = 2.0
 _server_loop: asyncio.AbstractEventLoop | None = None
 _own_loop: asyncio.AbstractEventLoop | None = None
 _own_loop_lock = threading.Lock()
+# Tasks scheduled on a running loop: held so they are not garbage-collected
+# before they finish (the loop keeps only a weak reference).
+_pending: set[asyncio.Task] = set()
 
 
 def remember_server_loop(loop: asyncio.AbstractEventLoop) -> None:
@@ -55,8 +59,12 @@ def _own_event_loop() -> asyncio.AbstractEventLoop:
 
 
 def _target_loop():
+    # Set by asgiref in the threads that sync_to_async runs code in (Django's
+    # request threads under Daphne, database_sync_to_async in tests); a pool
+    # thread keeps the value after its call, hence the checks.
     outer = getattr(SyncToAsync.threadlocal, "main_event_loop", None)
-    if outer is not None and outer.is_running():
+    outer_pid = getattr(SyncToAsync.threadlocal, "main_event_loop_pid", None)
+    if outer is not None and outer_pid == os.getpid() and outer.is_running():
         return outer
     if _server_loop is not None and _server_loop.is_running():
         return _server_loop
@@ -82,13 +90,25 @@ def send(sends) -> None:
         running = None
     try:
         if running is not None:
-            running.create_task(_send_all(sends))
+            task = running.create_task(_send_all(sends))
+            _pending.add(task)
+            task.add_done_callback(_finished)
             return
         loop = _target_loop()
         future = asyncio.run_coroutine_threadsafe(_send_all(sends), loop)
-        future.result(timeout=PUBLISH_TIMEOUT_SECONDS)
+        try:
+            future.result(timeout=PUBLISH_TIMEOUT_SECONDS)
+        except TimeoutError:
+            future.cancel()
+            raise
     except Exception:  # noqa: BLE001 - the page resyncs from the database
         logger.warning("live publish failed for %s", [g for g, _ in sends], exc_info=True)
+
+
+def _finished(task: asyncio.Task) -> None:
+    _pending.discard(task)
+    if not task.cancelled() and task.exception() is not None:
+        logger.warning("live publish failed", exc_info=task.exception())
 
 
 def send_on_commit(build) -> None:

@@ -1,1 +1,7 @@
-websocket_urlpatterns = []
+from django.urls import path
+
+from . import consumers
+
+websocket_urlpatterns = [
+    path("ws/tasks/", consumers.TaskConsumer.as_asgi()),
+]

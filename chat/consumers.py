@@ -1,0 +1,100 @@
+"""`/ws/chat/{conversation_id}/`: a conversation's new messages and task changes.
+
+Only the conversation's owner gets a socket: anonymous users, other users and
+unknown conversations are refused before `accept` (Daphne answers 403).
+
+Client frames:
+- `{"type": "sync", "after_message_id": N, "task_ids": [...]}` answers, in
+  this order, a `message.created` for every message of the conversation with
+  an id above N (id order) and a `task.status` for every unfinished task of
+  the conversation (id order). `task_ids` is optional: ids of tasks the page
+  still shows as unfinished; their current state is sent whatever it is, so a
+  task that failed or timed out while the page was offline is seen too.
+- `{"type": "ping"}` answers `{"type": "pong"}`.
+Anything else answers `{"type": "error", "error": "…"}` and keeps the socket.
+"""
+
+from channels.db import database_sync_to_async
+from django.db.models import Q
+
+from tasks.consumers import FrameError, LiveConsumer, parse_task_ids, task_frames
+from tasks.models import AsyncTask
+
+from .models import Conversation, Message
+from .services import message_frame
+from .tasktypes import conversation_group
+
+
+def parse_after_message_id(content) -> int:
+    after = content.get("after_message_id", 0)
+    if after is None:
+        return 0
+    if isinstance(after, str) and after.isdigit():
+        after = int(after)
+    if not isinstance(after, int) or isinstance(after, bool) or after < 0:
+        raise FrameError("after_message_id must be a message id (an integer, 0 for all)")
+    return after
+
+
+def conversation_tasks(conversation):
+    """The tasks of a conversation: those linked to its messages, and those whose
+    input names it (a task whose message is gone, a task still being set up)."""
+    linked = Message.objects.filter(conversation=conversation, async_task__isnull=False)
+    return AsyncTask.objects.for_user(conversation.user).filter(
+        Q(pk__in=linked.values("async_task_id")) | Q(input_data__conversation_id=conversation.pk)
+    )
+
+
+def sync_frames(conversation, after_message_id, task_ids=()) -> list[dict]:
+    """What a client that has seen messages up to `after_message_id` is missing."""
+    messages = (
+        Message.objects.filter(conversation=conversation, pk__gt=after_message_id)
+        .select_related("async_task")
+        .order_by("pk")
+    )
+    frames = [message_frame(message) for message in messages]
+    frames += task_frames(conversation_tasks(conversation), task_ids)
+    return frames
+
+
+class ChatConsumer(LiveConsumer):
+    async def connect(self):
+        self.user = self.scope.get("user")
+        if self.user is None or not self.user.is_authenticated:
+            await self.close()
+            return
+        self.conversation_id = self.scope["url_route"]["kwargs"]["conversation_id"]
+        if not await self.owns_conversation():
+            await self.close()
+            return
+        # Join before accepting, so nothing committed after the client's sync
+        # is missed: it arrives live (the page drops what it already shows).
+        await self.join(conversation_group(self.conversation_id))
+        await self.accept()
+
+    @database_sync_to_async
+    def owns_conversation(self):
+        return Conversation.objects.for_user(self.user).filter(pk=self.conversation_id).exists()
+
+    async def sync(self, content):
+        after = parse_after_message_id(content)
+        task_ids = parse_task_ids(content)
+        frames = await self.sync_frames(after, task_ids)
+        if frames is None:
+            # Deleted while the socket was open: say so and let the page go.
+            await self.send_error("conversation not found")
+            await self.close(code=4404)
+            return
+        await self.send_frames(frames)
+
+    @database_sync_to_async
+    def sync_frames(self, after, task_ids):
+        conversation = (
+            Conversation.objects.for_user(self.user)
+            .select_related("user")
+            .filter(pk=self.conversation_id)
+            .first()
+        )
+        if conversation is None:
+            return None
+        return sync_frames(conversation, after, task_ids)

@@ -1,0 +1,133 @@
+"""Two real Daphne processes behind one Redis behave as one.
+
+A websocket held by process A receives the frames of a change made through
+process B (n8n's webhook), and a sync on A shows what B changed while the
+socket was closed. Both processes and this test share the test database.
+"""
+
+import asyncio
+import json
+
+import pytest
+import requests
+import websockets
+from django.test import Client
+
+from chat.models import Message, Role
+from tasks import tokens
+from tests import factories, support
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+FRAME_TIMEOUT = 10
+
+
+@pytest.fixture
+def two_servers(redis_url, transactional_db):
+    env = {"REDIS_URL": redis_url, "TASKS_WORKER_IN_PROCESS": "0"}
+    with support.Server(env=env) as a, support.Server(env=env) as b:
+        yield a, b
+
+
+@pytest.fixture
+def chat(user):
+    """A conversation with a user message waiting for its reply (committed)."""
+    conversation = factories.conversation(user)
+    message = factories.message(conversation, "are you there?")
+    task = factories.task(
+        user,
+        input_data={"conversation_id": conversation.pk, "message_id": message.pk},
+    )
+    Message.objects.filter(pk=message.pk).update(async_task=task)
+    client = Client()
+    client.force_login(user)
+    return {
+        "conversation": conversation,
+        "message": message,
+        "task": task,
+        "cookie": f"sessionid={client.cookies['sessionid'].value}",
+    }
+
+
+def connect(server, path, cookie):
+    return websockets.connect(
+        f"ws://127.0.0.1:{server.port}{path}",
+        origin="http://127.0.0.1",
+        additional_headers={"Cookie": cookie},
+        proxy=None,
+        open_timeout=FRAME_TIMEOUT,
+    )
+
+
+async def next_frame(socket):
+    return json.loads(await asyncio.wait_for(socket.recv(), FRAME_TIMEOUT))
+
+
+async def callback(server, task_id, **payload):
+    def post():
+        return requests.post(
+            f"{server.base_url}/tasks/{task_id}/webhook/",
+            json=payload,
+            headers={"Authorization": f"Bearer {tokens.make_token(task_id)}"},
+            timeout=FRAME_TIMEOUT,
+        )
+
+    response = await asyncio.to_thread(post)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+async def test_webhook_on_b_reaches_sockets_on_a(two_servers, chat):
+    a, b = two_servers
+    task_id = chat["task"].pk
+    conversation_id = chat["conversation"].pk
+    async with (
+        connect(a, f"/ws/chat/{conversation_id}/", chat["cookie"]) as chat_socket,
+        connect(a, "/ws/tasks/", chat["cookie"]) as task_socket,
+    ):
+        # The handshake completes once the consumers joined their groups; a
+        # ping round trip proves it before B changes anything.
+        for socket in (chat_socket, task_socket):
+            await socket.send(json.dumps({"type": "ping"}))
+            assert await next_frame(socket) == {"type": "pong"}
+
+        await callback(
+            b, task_id, status="processing", current_step="generating", status_message="Writing"
+        )
+        frame = await next_frame(chat_socket)
+        assert frame["type"] == "task.status"
+        assert frame["task"]["id"] == task_id
+        assert frame["task"]["status"] == "processing"
+        assert frame["task"]["current_step"] == "generating"
+        assert frame["task"]["status_message"] == "Writing"
+        assert (await next_frame(task_socket))["task"]["status"] == "processing"
+
+        await callback(b, task_id, status="completed", output={"content": "Yes, from B."})
+        completed = [await next_frame(chat_socket), await next_frame(chat_socket)]
+        by_type = {f["type"]: f for f in completed}
+        assert set(by_type) == {"task.status", "message.created"}
+        assert by_type["task.status"]["task"]["status"] == "completed"
+        assert by_type["task.status"]["task"]["version"] > frame["task"]["version"]
+        reply = by_type["message.created"]
+        assert reply["message"]["role"] == Role.ASSISTANT
+        assert reply["message"]["content"] == "Yes, from B."
+        assert reply["message"]["async_task_id"] == task_id
+        assert f'id="message-{reply["message"]["id"]}"' in reply["html"]
+        assert (await next_frame(task_socket))["task"]["status"] == "completed"
+
+
+async def test_sync_on_a_shows_what_b_changed_while_offline(two_servers, chat):
+    a, b = two_servers
+    task_id = chat["task"].pk
+    path = f"/ws/chat/{chat['conversation'].pk}/"
+    await callback(b, task_id, status="completed", output="Answered while you slept.")
+
+    async with connect(a, path, chat["cookie"]) as socket:
+        after = chat["message"].pk
+        await socket.send(json.dumps({"type": "sync", "after_message_id": after}))
+        reply = await next_frame(socket)
+        assert reply["type"] == "message.created"
+        assert reply["message"]["content"] == "Answered while you slept."
+        # Nothing else is missing: no task is unfinished any more.
+        await socket.send(json.dumps({"type": "ping"}))
+        assert await next_frame(socket) == {"type": "pong"}
