@@ -14,7 +14,6 @@ import websockets
 from django.test import Client
 
 from chat.models import Message, Role
-from tasks import tokens
 from tests import factories, support
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -64,6 +63,8 @@ async def next_frame(socket):
 
 
 async def callback(server, task_id, **payload):
+    from tasks import tokens  # the tasks app's callback tokens
+
     def post():
         return requests.post(
             f"{server.base_url}/tasks/{task_id}/webhook/",
