@@ -195,6 +195,16 @@ TASK_DISPATCH_CONNECT_TIMEOUT = env.float("TASK_DISPATCH_CONNECT_TIMEOUT", defau
 TASK_DISPATCH_READ_TIMEOUT = env.float("TASK_DISPATCH_READ_TIMEOUT", default=10.0)
 TASK_DISPATCH_MAX_ATTEMPTS = env.int("TASK_DISPATCH_MAX_ATTEMPTS", default=5)
 TASK_DISPATCH_BACKOFF_SECONDS = env.float("TASK_DISPATCH_BACKOFF_SECONDS", default=1.0)
+TASK_DISPATCH_BACKOFF_MAX_SECONDS = env.float("TASK_DISPATCH_BACKOFF_MAX_SECONDS", default=300.0)
+# A claim lasts this long; a dispatcher that dies holding one frees the task
+# for the worker when it lapses. Longer than connect + read time-out.
+TASK_DISPATCH_LEASE_SECONDS = env.float("TASK_DISPATCH_LEASE_SECONDS", default=60.0)
+# The in-process dispatcher right after the commit: threads, and how many
+# tasks may wait for one (beyond that the worker picks them up).
+TASK_DISPATCH_THREADS = env.int("TASK_DISPATCH_THREADS", default=4)
+TASK_DISPATCH_QUEUE_MAX = env.int("TASK_DISPATCH_QUEUE_MAX", default=200)
+# Seconds between two passes of the worker loop.
+TASKS_WORKER_POLL_SECONDS = env.float("TASKS_WORKER_POLL_SECONDS", default=1.0)
 # Run the worker loop inside the web process (make run sets it when REDIS_URL
 # is unset, since the in-memory channel layer cannot cross processes).
 TASKS_WORKER_IN_PROCESS = env.bool("TASKS_WORKER_IN_PROCESS", default=False)

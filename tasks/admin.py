@@ -1,8 +1,9 @@
 import json
 
-from django.contrib import admin
-from django.utils.html import format_html
+from django.contrib import admin, messages
+from django.utils.html import format_html, format_html_join
 
+from . import services
 from .models import AsyncTask
 
 
@@ -33,7 +34,10 @@ class AsyncTaskAdmin(admin.ModelAdmin):
     list_select_related = ("created_by",)
     date_hierarchy = "created_at"
     raw_id_fields = ("created_by",)
+    actions = ("dispatch_again", "mark_failed")
     readonly_fields = (
+        "attempt_history",
+        "restarted_at",
         "created_at",
         "processing_started_at",
         "processing_completed_at",
@@ -78,14 +82,67 @@ class AsyncTaskAdmin(admin.ModelAdmin):
                     "duration_display",
                     "updated_at",
                     "version",
+                    "restarted_at",
                     "attempts",
                     "last_error",
                     "next_attempt_at",
                     "claimed_until",
+                    "attempt_history",
                 )
             },
         ),
     )
+
+    @admin.action(description="Dispatch again (pending, failed or timed-out tasks)")
+    def dispatch_again(self, request, queryset):
+        done = [task.pk for task in queryset if services.dispatch_again(task.pk)]
+        skipped = queryset.count() - len(done)
+        if done:
+            self.message_user(request, f"Sent again: {len(done)} task(s).", messages.SUCCESS)
+        if skipped:
+            self.message_user(
+                request,
+                f"Left alone: {skipped} task(s) processing or completed.",
+                messages.WARNING,
+            )
+
+    @admin.action(description="Mark failed (unfinished tasks)")
+    def mark_failed(self, request, queryset):
+        reason = f"Marked failed by {request.user.get_username()} in the admin."
+        done = [task.pk for task in queryset if services.mark_failed(task.pk, reason)]
+        skipped = queryset.count() - len(done)
+        if done:
+            self.message_user(request, f"Marked failed: {len(done)} task(s).", messages.SUCCESS)
+        if skipped:
+            self.message_user(
+                request, f"Left alone: {skipped} task(s) already finished.", messages.WARNING
+            )
+
+    @admin.display(description="attempt history")
+    def attempt_history(self, obj):
+        history = (obj.metadata or {}).get("attempts") or []
+        if not isinstance(history, list) or not history:
+            return "—"
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (
+                    item.get("attempt", ""),
+                    item.get("at", ""),
+                    item.get("outcome", ""),
+                    item.get("http_status", ""),
+                    item.get("error", "") or item.get("previous_status", ""),
+                )
+                for item in history
+                if isinstance(item, dict)
+            ),
+        )
+        return format_html(
+            "<table><thead><tr><th>#</th><th>at</th><th>outcome</th><th>HTTP</th>"
+            "<th>error</th></tr></thead><tbody>{}</tbody></table>",
+            rows,
+        )
 
     @admin.display(description="duration")
     def duration_display(self, obj):

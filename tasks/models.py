@@ -99,6 +99,9 @@ class AsyncTask(models.Model):
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     claimed_until = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(default=timezone.now, db_default=Now())
+    # Set when an operator dispatches a finished task again ("dispatch again"):
+    # its timeout then counts from here instead of from created_at.
+    restarted_at = models.DateTimeField(null=True, blank=True)
 
     objects = AsyncTaskQuerySet.as_manager()
 
@@ -127,6 +130,10 @@ class AsyncTask(models.Model):
     @property
     def is_terminal(self):
         return self.status in TaskStatus.terminal()
+
+    @property
+    def timeout_counts_from(self):
+        return self.restarted_at or self.created_at
 
     @property
     def duration(self):

@@ -6,4 +6,5 @@ app_name = "tasks"
 
 urlpatterns = [
     path("<int:pk>/", views.task_detail, name="detail"),
+    path("<int:pk>/webhook/", views.task_webhook, name="webhook"),
 ]

@@ -1,7 +1,12 @@
+import json
+
+from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.http import JsonResponse
 from django.shortcuts import get_object_or_404
+from django.views.decorators.csrf import csrf_exempt
 
+from . import services, tokens
 from .models import AsyncTask
 
 
@@ -9,3 +14,57 @@ from .models import AsyncTask
 def task_detail(request, pk):
     task = get_object_or_404(AsyncTask.objects.for_user(request.user), pk=pk)
     return JsonResponse({"task": task.as_frame()})
+
+
+def _error(http_status, message, **extra):
+    return JsonResponse({"error": message, **extra}, status=http_status)
+
+
+def _bearer_token(request):
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else ""
+
+
+@csrf_exempt
+def task_webhook(request, pk):
+    """n8n reports progress and results here (CONTRACT.md, "Callback").
+
+    The order of the checks is part of the contract: method, size (before the
+    body is read), task (404 before the token), token, body, state.
+    """
+    if request.method != "POST":
+        response = _error(405, "only POST is allowed here")
+        response["Allow"] = "POST"
+        return response
+    limit = settings.TASK_WEBHOOK_MAX_BYTES
+    try:
+        length = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return _error(400, "invalid Content-Length")
+    if length > limit:
+        return _error(413, f"the body is larger than {limit} bytes")
+    task = AsyncTask.objects.filter(pk=pk).only("pk", "task_type").first()
+    if task is None:
+        return _error(404, "no task has this id")
+    if not tokens.check_token(task.pk, _bearer_token(request)):
+        return _error(401, "missing or wrong callback token for this task")
+    raw = request.read(limit + 1)
+    if len(raw) > limit:
+        return _error(413, f"the body is larger than {limit} bytes")
+    try:
+        payload = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        return _error(400, "the body is not JSON")
+    try:
+        clean = services.validate_callback(payload, task.task_type)
+        task, _applied = services.apply_callback(task.pk, clean)
+    except services.CallbackError as exc:
+        return _error(400, str(exc))
+    except services.TaskConflict as exc:
+        return _error(
+            409, f"the task is already {exc.task.status}", status=exc.task.status, task_id=task.pk
+        )
+    except AsyncTask.DoesNotExist:  # deleted meanwhile
+        return _error(404, "no task has this id")
+    return JsonResponse({"task_id": task.pk, "status": task.status})

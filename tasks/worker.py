@@ -1,5 +1,80 @@
-"""The dispatcher loop behind `tasks_worker` (built in the tasks issue)."""
+"""The worker loop behind `tasks_worker` (and, without Redis, inside the server).
+
+A plain loop in the manner of healthchecks' `sendalerts`: each pass turns
+overdue tasks into `timeout`, then claims and dispatches every dispatchable
+task (new ones whose process died before dispatching, and retries that are
+due). Claims are atomic conditional UPDATEs, so any number of workers and web
+processes dispatch a task once. Stops between tasks when asked (SIGTERM).
+"""
+
+import logging
+import threading
+
+from django.conf import settings
+from django.db import close_old_connections, connections
+
+from . import services
+from .models import AsyncTask
+
+logger = logging.getLogger(__name__)
+
+BATCH_SIZE = 50
 
 
-def start_in_process_worker():
-    """Run the worker loop in a daemon thread of the server process."""
+class Worker:
+    def __init__(self, poll_seconds=None):
+        self.poll_seconds = (
+            settings.TASKS_WORKER_POLL_SECONDS if poll_seconds is None else poll_seconds
+        )
+        self.stopping = threading.Event()
+        self.thread = None
+
+    def stop(self, *_args):
+        self.stopping.set()
+
+    def run_once(self) -> dict:
+        """One pass. Returns what it did: {"expired": n, "dispatched": n, ...}."""
+        counts = {"expired": services.expire_overdue(), "dispatched": 0, "retry": 0, "failed": 0}
+        due = list(
+            AsyncTask.objects.dispatchable()
+            .order_by("created_at", "id")
+            .values_list("pk", flat=True)[:BATCH_SIZE]
+        )
+        for task_id in due:
+            if self.stopping.is_set():
+                break
+            outcome = services.claim_and_dispatch(task_id)
+            if outcome in counts:
+                counts[outcome] += 1
+        return counts
+
+    def run_forever(self):
+        logger.info("tasks worker started (poll every %ss)", self.poll_seconds)
+        while not self.stopping.is_set():
+            try:
+                close_old_connections()  # a long-lived loop, like a request cycle
+                counts = self.run_once()
+                if any(counts.values()):
+                    logger.info("tasks worker: %s", counts)
+            except Exception:
+                logger.exception("tasks worker pass failed; trying again")
+            self.stopping.wait(self.poll_seconds)
+        connections.close_all()
+        logger.info("tasks worker stopped")
+
+
+_in_process: Worker | None = None
+_in_process_lock = threading.Lock()
+
+
+def start_in_process_worker() -> Worker:
+    """Run the worker loop in a daemon thread of the server process (idempotent)."""
+    global _in_process
+    with _in_process_lock:
+        if _in_process is None:
+            _in_process = Worker()
+            _in_process.thread = threading.Thread(
+                target=_in_process.run_forever, name="tasks-worker", daemon=True
+            )
+            _in_process.thread.start()
+        return _in_process

@@ -1,0 +1,99 @@
+"""The development workflow runner: plays n8n when N8N_BASE_URL is unset.
+
+It takes the exact dispatch body n8n would get, answers like n8n's webhook
+(2xx with an execution id), and then, from a background thread and over real
+HTTP to the task's callback_url with its token, does what a workflow does:
+`processing` with a step and a message, a short pause
+(DEV_RUNNER_STEP_SECONDS), then `completed`. So `make run` shows the whole
+path working with nothing else installed. Task types other than chat get an
+output object echoing their input.
+"""
+
+import itertools
+import logging
+import threading
+import time
+
+import requests
+from django.conf import settings
+
+logger = logging.getLogger(__name__)
+
+CALLBACK_TRIES = 4
+CALLBACK_PAUSE_SECONDS = 0.5
+_counter = itertools.count(1)
+
+
+def accept(body, headers=None):
+    """n8n's webhook answer: (HTTP status, JSON). Starts the run in a thread."""
+    missing = [key for key in ("task_id", "callback_url", "callback_token") if not body.get(key)]
+    if missing:
+        return 400, {"message": f"missing {', '.join(missing)}"}
+    execution_id = f"dev-{next(_counter)}"
+    thread = threading.Thread(
+        target=run,
+        args=(dict(body), execution_id, settings.DEV_RUNNER_STEP_SECONDS),
+        name=f"devrunner-{body['task_id']}",
+        daemon=True,
+    )
+    thread.start()
+    return 200, {"message": "Workflow was started", "executionId": execution_id}
+
+
+def reply_for(body, execution_id):
+    data = body.get("input") or {}
+    message = data.get("message") if isinstance(data, dict) else None
+    if not isinstance(message, str):
+        return {"echo": data, "runner": "development", "execution_id": execution_id}
+    history = data.get("history") or []
+    return {
+        "content": (
+            "This reply comes from the **development workflow runner**, not from an "
+            "assistant model: N8N_BASE_URL is not set, so no n8n workflow ran.\n\n"
+            f"You wrote:\n\n> {message}"
+        ),
+        "thinking": (
+            f"Development runner, execution {execution_id}: echoing the message; "
+            f"the conversation had {len(history)} earlier message(s)."
+        ),
+    }
+
+
+def post_callback(url, token, payload) -> int | None:
+    """POST one callback, retrying connection errors a few times (like n8n's
+    HTTP Request node with retry on failure). Returns the HTTP status."""
+    headers = {"Authorization": f"Bearer {token}"}
+    for attempt in range(1, CALLBACK_TRIES + 1):
+        try:
+            response = requests.post(url, json=payload, headers=headers, timeout=(3, 10))
+            return response.status_code
+        except requests.RequestException as exc:
+            logger.warning("development runner: callback to %s failed (%s)", url, exc)
+            if attempt < CALLBACK_TRIES:
+                time.sleep(CALLBACK_PAUSE_SECONDS * attempt)
+    return None
+
+
+def run(body, execution_id, pause):
+    url, token = body["callback_url"], body["callback_token"]
+    post_callback(
+        url,
+        token,
+        {
+            "status": "processing",
+            "current_step": "generating",
+            "status_message": "The development runner is writing a reply…",
+            "execution_id": execution_id,
+        },
+    )
+    time.sleep(pause)
+    post_callback(
+        url,
+        token,
+        {
+            "status": "completed",
+            "current_step": "done",
+            "execution_id": execution_id,
+            "output": reply_for(body, execution_id),
+        },
+    )

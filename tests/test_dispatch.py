@@ -1,0 +1,254 @@
+"""Dispatch outcomes against a real HTTP server on 127.0.0.1 standing in for n8n."""
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from tasks import services, tokens
+from tasks.models import AsyncTask
+from tests import support
+from tests.task_support import FakeN8n, chat_task
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def dispatch_settings(settings):
+    settings.PUBLIC_BASE_URL = "http://app.example.test"
+    settings.N8N_WEBHOOK_SECRET = "s3cret"
+    settings.TASK_DISPATCH_MAX_ATTEMPTS = 3
+    settings.TASK_DISPATCH_BACKOFF_SECONDS = 0.01
+    settings.TASK_DISPATCH_CONNECT_TIMEOUT = 1.0
+    settings.TASK_DISPATCH_READ_TIMEOUT = 1.0
+    return settings
+
+
+def fake(settings, *answers):
+    server = FakeN8n(answers)
+    settings.N8N_BASE_URL = server.base_url
+    return server
+
+
+def make_due(task):
+    AsyncTask.objects.filter(pk=task.pk).update(next_attempt_at=timezone.now())
+
+
+def test_dispatch_posts_the_contract_body_and_headers(dispatch_settings, user):
+    task = chat_task(user)
+    with fake(dispatch_settings, (200, {"message": "Workflow was started"}, 0)) as n8n:
+        assert services.claim_and_dispatch(task.pk) == "dispatched"
+    [request] = n8n.requests
+    assert request["path"] == "/webhook/chat-reply"
+    assert request["headers"]["Authorization"] == "Bearer s3cret"
+    assert request["headers"]["Idempotency-Key"] == f"task-{task.pk}"
+    assert request["headers"]["Content-Type"] == "application/json"
+    body = request["body"]
+    assert set(body) == {
+        "task_id",
+        "task_type",
+        "workflow_id",
+        "input",
+        "callback_url",
+        "callback_token",
+        "timeout_seconds",
+    }
+    assert body["task_id"] == task.pk
+    assert body["task_type"] == "chat"
+    assert body["workflow_id"] == "chat-reply"
+    assert body["input"] == task.input_data
+    assert body["callback_url"] == f"http://app.example.test/tasks/{task.pk}/webhook/"
+    assert tokens.check_token(task.pk, body["callback_token"])
+    assert not tokens.check_token(task.pk + 1, body["callback_token"])
+    assert body["timeout_seconds"] == dispatch_settings.TASK_TIMEOUT_SECONDS
+
+
+def test_no_authorization_header_without_a_webhook_secret(dispatch_settings, user):
+    dispatch_settings.N8N_WEBHOOK_SECRET = ""
+    task = chat_task(user)
+    with fake(dispatch_settings, (200, {}, 0)) as n8n:
+        services.claim_and_dispatch(task.pk)
+    assert "Authorization" not in n8n.requests[0]["headers"]
+
+
+@pytest.mark.parametrize("key", ["executionId", "execution_id"])
+def test_2xx_with_an_execution_id_marks_processing_and_stores_it(dispatch_settings, user, key):
+    task = chat_task(user)
+    with fake(dispatch_settings, (200, {key: 4711}, 0)):
+        assert services.claim_and_dispatch(task.pk) == "dispatched"
+    task.refresh_from_db()
+    assert (task.status, task.current_step) == ("processing", "dispatched")
+    assert task.n8n_execution_id == "4711"
+    assert task.processing_started_at is not None
+    assert task.claimed_until is None
+    assert task.attempts == 1
+    assert task.metadata["attempts"][0]["outcome"] == "accepted"
+
+
+def test_2xx_without_an_execution_id_marks_processing(dispatch_settings, user):
+    task = chat_task(user)
+    with fake(dispatch_settings, (202, "Workflow was started", 0)):
+        assert services.claim_and_dispatch(task.pk) == "dispatched"
+    task.refresh_from_db()
+    assert (task.status, task.current_step, task.n8n_execution_id) == (
+        "processing",
+        "dispatched",
+        "",
+    )
+
+
+@pytest.mark.parametrize("status", [400, 401, 403, 404])
+def test_4xx_fails_the_task_at_once_with_error_details(dispatch_settings, user, status):
+    task = chat_task(user)
+    body = {"code": 404, "message": 'The requested webhook "POST chat-reply" is not registered.'}
+    with fake(dispatch_settings, (status, body, 0)) as n8n:
+        assert services.claim_and_dispatch(task.pk) == "failed"
+        make_due(task)
+        assert services.claim_and_dispatch(task.pk) is None  # never retried
+    assert len(n8n.requests) == 1
+    task.refresh_from_db()
+    assert task.status == "failed"
+    assert task.error_details["stage"] == "dispatch"
+    assert task.error_details["http_status"] == status
+    assert "is not registered" in task.error_details["body"]
+    assert task.status_message.startswith("The workflow refused the task")
+    assert task.processing_completed_at is not None
+    assert str(status) in task.last_error
+
+
+def test_5xx_then_success_retries_with_backoff(dispatch_settings, user):
+    task = chat_task(user)
+    answers = [(503, {"message": "busy"}, 0), (200, {"executionId": "8"}, 0)]
+    with fake(dispatch_settings, *answers) as n8n:
+        before = timezone.now()
+        assert services.claim_and_dispatch(task.pk) == "retry"
+        task.refresh_from_db()
+        assert task.status == "pending"
+        assert task.next_attempt_at > before
+        assert "503" in task.last_error
+        assert "trying again" in task.status_message
+        make_due(task)
+        assert services.claim_and_dispatch(task.pk) == "dispatched"
+    assert len(n8n.requests) == 2
+    task.refresh_from_db()
+    assert (task.status, task.attempts, task.n8n_execution_id) == ("processing", 2, "8")
+    assert [a["outcome"] for a in task.metadata["attempts"]] == ["retryable", "accepted"]
+    assert task.last_error == ""
+
+
+def test_a_retry_is_not_due_before_its_backoff(dispatch_settings, user):
+    dispatch_settings.TASK_DISPATCH_BACKOFF_SECONDS = 60
+    task = chat_task(user)
+    with fake(dispatch_settings, (500, {}, 0)) as n8n:
+        assert services.claim_and_dispatch(task.pk) == "retry"
+        assert services.claim_and_dispatch(task.pk) is None
+    assert len(n8n.requests) == 1
+
+
+def test_5xx_on_every_try_fails_after_the_last_attempt(dispatch_settings, user):
+    task = chat_task(user)
+    with fake(dispatch_settings, (502, "Bad gateway", 0)) as n8n:
+        outcomes = []
+        for _ in range(3):
+            outcomes.append(services.claim_and_dispatch(task.pk))
+            make_due(task)
+        assert services.claim_and_dispatch(task.pk) is None
+    assert outcomes == ["retry", "retry", "failed"]
+    assert len(n8n.requests) == 3
+    task.refresh_from_db()
+    assert task.status == "failed"
+    assert task.error_details["http_status"] == 502
+    assert task.error_details["attempts"] == 3
+    assert "after 3 attempts" in task.status_message
+    assert len(task.metadata["attempts"]) == 3
+
+
+def test_a_read_time_out_is_retried_then_fails(dispatch_settings, user):
+    dispatch_settings.TASK_DISPATCH_MAX_ATTEMPTS = 2
+    dispatch_settings.TASK_DISPATCH_READ_TIMEOUT = 0.2
+    task = chat_task(user)
+    with fake(dispatch_settings, (200, {}, 1.0)):
+        assert services.claim_and_dispatch(task.pk) == "retry"
+        task.refresh_from_db()
+        assert "did not answer within" in task.last_error
+        make_due(task)
+        assert services.claim_and_dispatch(task.pk) == "failed"
+    task.refresh_from_db()
+    assert task.status == "failed"
+    assert task.error_details["kind"] == "timeout"
+    assert task.error_details["http_status"] is None
+
+
+def test_a_connection_error_is_retried_then_fails_with_a_clear_error(dispatch_settings, user):
+    dispatch_settings.N8N_BASE_URL = f"http://127.0.0.1:{support.free_port()}"
+    dispatch_settings.TASK_DISPATCH_MAX_ATTEMPTS = 2
+    task = chat_task(user)
+    assert services.claim_and_dispatch(task.pk) == "retry"
+    make_due(task)
+    assert services.claim_and_dispatch(task.pk) == "failed"
+    task.refresh_from_db()
+    assert task.error_details["kind"] == "connection"
+    assert "could not connect to n8n" in task.error_details["error"]
+    assert "could not be reached after 2 attempts" in task.status_message
+
+
+def test_the_attempt_history_is_bounded(dispatch_settings, user):
+    dispatch_settings.TASK_DISPATCH_MAX_ATTEMPTS = 100
+    task = chat_task(user)
+    with fake(dispatch_settings, (500, {}, 0)):
+        for _ in range(services.ATTEMPT_HISTORY_MAX + 3):
+            services.claim_and_dispatch(task.pk)
+            make_due(task)
+    task.refresh_from_db()
+    assert len(task.metadata["attempts"]) == services.ATTEMPT_HISTORY_MAX
+    assert task.metadata["attempts"][-1]["attempt"] == services.ATTEMPT_HISTORY_MAX + 3
+
+
+def test_backoff_grows_exponentially_with_jitter(settings):
+    settings.TASK_DISPATCH_BACKOFF_SECONDS = 1.0
+    settings.TASK_DISPATCH_BACKOFF_MAX_SECONDS = 300.0
+    for attempt, full in [(1, 1), (2, 2), (3, 4), (6, 32), (20, 300)]:
+        delays = {services.backoff_seconds(attempt) for _ in range(20)}
+        assert all(full / 2 <= d <= full for d in delays)
+        assert len(delays) > 1  # jitter
+
+
+# --- claims ------------------------------------------------------------------------------------
+
+
+def test_a_task_is_claimed_once(user):
+    task = chat_task(user)
+    assert services.claim(task.pk)
+    assert not services.claim(task.pk)
+    task.refresh_from_db()
+    assert task.attempts == 1
+    assert task.claimed_until > timezone.now()
+
+
+def test_a_lapsed_claim_can_be_taken_again(user):
+    task = chat_task(user)
+    assert services.claim(task.pk)
+    later = timezone.now() + timedelta(seconds=3600)
+    assert services.claim(task.pk, now=later)
+
+
+def test_only_pending_tasks_are_claimed(user):
+    task = chat_task(user)
+    AsyncTask.objects.filter(pk=task.pk).update(status="processing")
+    assert not services.claim(task.pk)
+
+
+def test_create_task_dispatches_only_after_the_commit(user, django_capture_on_commit_callbacks):
+    from chat.tasktypes import CHAT
+
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        task = services.create_task(user=user, task_type=CHAT, input_data={"message": "hi"})
+    assert task.status == "pending"
+    assert task.attempts == 0  # nothing was sent inside the transaction
+    assert len(callbacks) >= 1
+
+
+def test_create_task_refuses_an_unknown_type(user):
+    with pytest.raises(ValueError):
+        services.create_task(user=user, task_type="nope", input_data={})
+    assert not AsyncTask.objects.exists()

@@ -1,0 +1,180 @@
+"""The worker: durability (the crash case), racing claimers, timeouts, the command."""
+
+import signal
+import subprocess
+import sys
+import threading
+from collections import Counter
+from datetime import timedelta
+
+import pytest
+from django.core.management import call_command
+from django.utils import timezone
+
+from tasks import services, worker
+from tasks.models import AsyncTask
+from tests import support
+from tests.task_support import FakeN8n, chat_task
+
+
+@pytest.fixture
+def fast_dispatch(settings):
+    settings.PUBLIC_BASE_URL = "http://app.example.test"
+    settings.TASK_DISPATCH_BACKOFF_SECONDS = 0.01
+    settings.TASK_DISPATCH_MAX_ATTEMPTS = 3
+    return settings
+
+
+@pytest.mark.django_db
+def test_a_committed_task_whose_process_died_is_dispatched_by_worker_once(
+    fast_dispatch, user, django_capture_on_commit_callbacks, capsys
+):
+    from chat.tasktypes import CHAT
+
+    # The creating process dies right after the commit: its on-commit dispatch never runs.
+    with django_capture_on_commit_callbacks(execute=False):
+        task = services.create_task(user=user, task_type=CHAT, input_data={"message": "hi"})
+    assert AsyncTask.objects.get(pk=task.pk).status == "pending"
+    with FakeN8n([(200, {"executionId": "1"}, 0)]) as n8n:
+        fast_dispatch.N8N_BASE_URL = n8n.base_url
+        call_command("tasks_worker", "--once")
+    assert "dispatched 1" in capsys.readouterr().out
+    assert [r["body"]["task_id"] for r in n8n.requests] == [task.pk]
+    task.refresh_from_db()
+    assert (task.status, task.current_step, task.n8n_execution_id) == (
+        "processing",
+        "dispatched",
+        "1",
+    )
+
+
+@pytest.mark.django_db
+def test_worker_pass_retries_due_dispatches_and_leaves_the_others(fast_dispatch, user):
+    due = chat_task(user)
+    later = chat_task(user)
+    AsyncTask.objects.filter(pk=due.pk).update(attempts=1, next_attempt_at=timezone.now())
+    AsyncTask.objects.filter(pk=later.pk).update(
+        attempts=1, next_attempt_at=timezone.now() + timedelta(minutes=5)
+    )
+    with FakeN8n([(200, {}, 0)]) as n8n:
+        fast_dispatch.N8N_BASE_URL = n8n.base_url
+        counts = worker.Worker(poll_seconds=0).run_once()
+    assert counts["dispatched"] == 1
+    assert [r["body"]["task_id"] for r in n8n.requests] == [due.pk]
+    assert AsyncTask.objects.get(pk=later.pk).status == "pending"
+
+
+@pytest.mark.django_db
+def test_worker_pass_turns_overdue_tasks_into_timeout(fast_dispatch, user):
+    fast_dispatch.TASK_TIMEOUT_SECONDS = 30
+    task = chat_task(user)
+    AsyncTask.objects.filter(pk=task.pk).update(
+        status="processing", created_at=timezone.now() - timedelta(minutes=1)
+    )
+    counts = worker.Worker(poll_seconds=0).run_once()
+    assert counts["expired"] == 1
+    task.refresh_from_db()
+    assert task.status == "timeout"
+    assert "timed out" in task.status_message
+
+
+@pytest.mark.django_db(transaction=True)
+def test_racing_claimers_claim_one_task_once(user):
+    task = chat_task(user)
+    barrier = threading.Barrier(8)
+    results = []
+
+    def race():
+        from django.db import connection
+
+        try:
+            barrier.wait()
+            results.append(services.claim(task.pk))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=race) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(results) == [False] * 7 + [True]
+    assert AsyncTask.objects.get(pk=task.pk).attempts == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_workers_racing_dispatch_every_task_once(fast_dispatch, user):
+    tasks = [chat_task(user, f"message {n}") for n in range(12)]
+    with FakeN8n([(200, {}, 0.02)]) as n8n:
+        fast_dispatch.N8N_BASE_URL = n8n.base_url
+        barrier = threading.Barrier(2)
+
+        def run_worker():
+            from django.db import connection
+
+            try:
+                barrier.wait()
+                worker.Worker(poll_seconds=0).run_once()
+            finally:
+                connection.close()
+
+        threads = [threading.Thread(target=run_worker) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    sent = Counter(r["body"]["task_id"] for r in n8n.requests)
+    assert sent == Counter({task.pk: 1 for task in tasks})
+    assert set(AsyncTask.objects.values_list("status", flat=True)) == {"processing"}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_web_dispatcher_and_a_worker_racing_dispatch_once(fast_dispatch, user):
+    from chat.tasktypes import CHAT
+    from tests.task_support import wait_for_status
+
+    with FakeN8n([(200, {}, 0.05)]) as n8n:
+        fast_dispatch.N8N_BASE_URL = n8n.base_url
+        # No outer transaction: the commit happens at once and the pool starts.
+        task = services.create_task(user=user, task_type=CHAT, input_data={"message": "hi"})
+        worker.Worker(poll_seconds=0).run_once()
+        wait_for_status(task.pk, "processing")
+    assert [r["body"]["task_id"] for r in n8n.requests] == [task.pk]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_command_stops_gracefully_on_sigterm():
+    server_env = support.Server().env()  # DATABASE_URL of the test database
+    process = subprocess.Popen(
+        [sys.executable, "manage.py", "tasks_worker", "--poll", "0.1"],
+        cwd=support.BASE_DIR,
+        env=server_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        first = process.stdout.readline()
+        assert "tasks worker running" in first
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=15)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 0
+    assert "tasks worker stopped" in output
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_in_process_worker_starts_once(monkeypatch):
+    monkeypatch.setattr(worker, "_in_process", None)
+    first = worker.start_in_process_worker()
+    try:
+        assert worker.start_in_process_worker() is first
+        assert first.thread.is_alive()
+        assert first.thread.daemon
+    finally:
+        first.stop()
+        first.thread.join(timeout=10)
+    assert not first.thread.is_alive()
