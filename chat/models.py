@@ -27,6 +27,19 @@ class ConversationQuerySet(models.QuerySet):
     def archived(self):
         return self.filter(is_archived=True)
 
+    def with_preview(self, length=160):
+        """Annotate the start of each conversation's last message (one query, no N+1)."""
+        from django.db.models import OuterRef, Subquery
+        from django.db.models.functions import Substr
+
+        latest = Message.objects.filter(conversation=OuterRef("pk")).order_by("-created_at", "-id")
+        return self.annotate(
+            last_message_preview=Subquery(
+                latest.annotate(start=Substr("content", 1, length)).values("start")[:1]
+            ),
+            last_message_role=Subquery(latest.values("role")[:1]),
+        )
+
 
 class Conversation(models.Model):
     user = models.ForeignKey(

@@ -38,3 +38,255 @@ def publish_message(message_id) -> None:
         ]
 
     live.send_on_commit(build)
+
+
+# --- Sending, retrying and managing conversations -------------------------------
+
+TITLE_LENGTH = 60
+TASK_TYPE_CHAT = "chat"
+
+
+class SendRefused(Exception):
+    """A message that may not be sent (or retried); nothing was stored.
+
+    `status` is the HTTP status a view answers with: 400 for bad input, 409 for
+    a conversation that is still waiting for a reply.
+    """
+
+    def __init__(self, message, *, code, status):
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.status = status
+
+
+def derive_title(text, limit=TITLE_LENGTH) -> str:
+    """The start of a message as a title: about `limit` characters, cut at a word."""
+    words = " ".join((text or "").split())
+    if len(words) <= limit:
+        return words
+    cut = words[: limit + 1]
+    space = cut.rfind(" ")
+    # Cut at the last word boundary unless that throws most of the text away.
+    head = cut[:space] if space >= limit // 2 else words[:limit]
+    return head.rstrip(" .,;:-") + "…"
+
+
+def clean_content(text) -> str:
+    """The text to store, or SendRefused (400) when it is empty or too long."""
+    from django.conf import settings
+
+    content = (text or "").strip()
+    if not content:
+        raise SendRefused("Write a message before sending.", code="empty", status=400)
+    limit = settings.CHAT_MESSAGE_MAX_LENGTH
+    if len(content) > limit:
+        raise SendRefused(
+            f"Your message is {len(content):,} characters long; the limit is {limit:,}.",
+            code="too_long",
+            status=400,
+        )
+    return content
+
+
+BUSY_MESSAGE = "Wait for the assistant's reply before sending another message."
+
+
+def has_unfinished_task(conversation) -> bool:
+    """Whether a chat task of this conversation is still pending or processing."""
+    from tasks.models import TaskStatus
+
+    from .models import Message
+
+    return Message.objects.filter(
+        conversation_id=conversation.pk, async_task__status__in=TaskStatus.unfinished()
+    ).exists()
+
+
+def history_before(message) -> list[dict]:
+    """Earlier messages of the conversation, oldest first, at most CHAT_HISTORY_LIMIT."""
+    from django.conf import settings
+    from django.db.models import Q
+
+    from .models import Message
+
+    limit = settings.CHAT_HISTORY_LIMIT
+    if limit <= 0:
+        return []
+    earlier = (
+        Message.objects.filter(conversation_id=message.conversation_id)
+        .filter(
+            Q(created_at__lt=message.created_at)
+            | Q(created_at=message.created_at, pk__lt=message.pk)
+        )
+        .order_by("-created_at", "-pk")
+        .values("role", "content")[:limit]
+    )
+    return [{"role": row["role"], "content": row["content"]} for row in reversed(earlier)]
+
+
+def chat_input(message) -> dict:
+    """The `input_data` of a chat task, as CONTRACT.md describes it."""
+    return {
+        "conversation_id": message.conversation_id,
+        "session_id": str(message.conversation_id),
+        "message_id": message.pk,
+        "message": message.content,
+        "history": history_before(message),
+    }
+
+
+def _lock_conversation(user, conversation):
+    from .models import Conversation
+
+    # Serialises sends to one conversation (a no-op on SQLite, whose IMMEDIATE
+    # transactions serialise every writer anyway).
+    return Conversation.objects.for_user(user).select_for_update().get(pk=conversation.pk)
+
+
+def send_message(user, conversation, text):
+    """Store a user message and its pending chat task in one transaction.
+
+    Refused (SendRefused, nothing stored) when the text is empty or too long, or
+    while the conversation waits for a reply. The task is dispatched after the
+    commit by the tasks app; the message is published to the page's sockets.
+    """
+    from django.db import transaction
+
+    from tasks.services import create_task
+
+    from .models import Message, Role
+
+    content = clean_content(text)
+    with transaction.atomic():
+        locked = _lock_conversation(user, conversation)
+        if has_unfinished_task(locked):
+            raise SendRefused(BUSY_MESSAGE, code="busy", status=409)
+        message = Message.objects.create(conversation=locked, role=Role.USER, content=content)
+        task = create_task(user=user, task_type=TASK_TYPE_CHAT, input_data=chat_input(message))
+        message.async_task = task
+        message.save(update_fields=["async_task"])
+        if not locked.title:
+            locked.title = derive_title(content)
+            locked.save(update_fields=["title", "updated_at"])
+        publish_message(message.pk)
+    conversation.title = locked.title
+    return message
+
+
+RETRYABLE_MESSAGE = "Only a message whose reply failed or timed out can be retried."
+
+
+def retry(user, message):
+    """Ask again for the reply to a user message whose task failed or timed out.
+
+    Creates a new chat task (input with the current history) and links the
+    message to it; the old task stays as it was, for the record.
+    """
+    from django.db import transaction
+
+    from tasks.models import TaskStatus
+    from tasks.services import create_task
+
+    from .models import Message, Role
+
+    with transaction.atomic():
+        locked = _lock_conversation(user, message.conversation)
+        message = (
+            Message.objects.select_related("async_task")
+            .filter(conversation=locked, pk=message.pk, role=Role.USER)
+            .first()
+        )
+        if message is None or message.async_task is None:
+            raise SendRefused(RETRYABLE_MESSAGE, code="not_retryable", status=409)
+        if message.async_task.status not in (TaskStatus.FAILED, TaskStatus.TIMEOUT):
+            raise SendRefused(RETRYABLE_MESSAGE, code="not_retryable", status=409)
+        if has_unfinished_task(locked):
+            raise SendRefused(BUSY_MESSAGE, code="busy", status=409)
+        task = create_task(user=user, task_type=TASK_TYPE_CHAT, input_data=chat_input(message))
+        message.async_task = task
+        message.save(update_fields=["async_task"])
+        locked.touch()
+        # Pages replace the message's fragment (its status moved back to pending).
+        publish_message(message.pk)
+    return message
+
+
+def _check_owner(user, conversation):
+    from django.core.exceptions import PermissionDenied
+
+    if not user.is_authenticated or conversation.user_id != user.pk:
+        raise PermissionDenied("not your conversation")
+
+
+def rename_conversation(user, conversation, title):
+    _check_owner(user, conversation)
+    title = " ".join((title or "").split())
+    conversation.title = title
+    conversation.save(update_fields=["title", "updated_at"])
+    return conversation
+
+
+def set_archived(user, conversation, archived: bool):
+    _check_owner(user, conversation)
+    conversation.is_archived = bool(archived)
+    conversation.save(update_fields=["is_archived", "updated_at"])
+    return conversation
+
+
+def delete_conversation(user, conversation) -> None:
+    """Delete a conversation and its messages (their tasks stay, for the record)."""
+    from .models import Conversation
+
+    Conversation.objects.for_user(user).filter(pk=conversation.pk).delete()
+
+
+# --- How a task's state reads to a person ----------------------------------------
+
+
+def task_status_label(task) -> str:
+    from tasks.models import TaskStatus
+
+    if task.status == TaskStatus.PROCESSING:
+        step = (task.current_step or "").replace("_", " ").strip()
+        return f"Processing · {step}" if step else "Processing"
+    if task.status == TaskStatus.FAILED:
+        return "Failed"
+    if task.status == TaskStatus.TIMEOUT:
+        return "Timed out"
+    if task.status == TaskStatus.COMPLETED:
+        return "Completed"
+    return "Pending"
+
+
+def _error_words(details) -> str:
+    if isinstance(details, str):
+        return details
+    if isinstance(details, dict):
+        for key in ("message", "error", "detail", "reason"):
+            value = details.get(key)
+            if isinstance(value, str) and value.strip():
+                return value
+            if isinstance(value, dict):
+                nested = _error_words(value)
+                if nested:
+                    return nested
+    return ""
+
+
+def task_error_text(task) -> str:
+    """The error of a failed or timed-out task in plain words, for the page."""
+    from tasks.models import TaskStatus
+
+    if task.status == TaskStatus.TIMEOUT:
+        head = "The assistant did not answer in time."
+    elif task.status == TaskStatus.FAILED:
+        head = "The assistant could not reply."
+    else:
+        return ""
+    detail = " ".join(_error_words(task.error_details).split())
+    if not detail:
+        detail = " ".join((task.status_message or "").split())
+    if len(detail) > 300:
+        detail = detail[:299] + "…"
+    return f"{head} {detail}" if detail else head

@@ -6,5 +6,15 @@ app_name = "chat"
 
 urlpatterns = [
     path("", views.conversation_list, name="list"),
+    path("new/", views.conversation_new, name="new"),
     path("<int:pk>/", views.conversation_detail, name="conversation"),
+    path("<int:pk>/messages/", views.message_create, name="send"),
+    path(
+        "<int:pk>/messages/<int:message_id>/retry/",
+        views.message_retry,
+        name="retry",
+    ),
+    path("<int:pk>/rename/", views.conversation_rename, name="rename"),
+    path("<int:pk>/archive/", views.conversation_archive, name="archive"),
+    path("<int:pk>/delete/", views.conversation_delete, name="delete"),
 ]

@@ -1,16 +1,268 @@
+"""The chat pages: short views that parse, call chat.services, and render.
+
+Every queryset starts from `Conversation.objects.for_user(request.user)`, so
+another user's conversation is a 404 whatever the URL.
+"""
+
+from django.conf import settings
+from django.contrib import messages as flash
+from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
-from django.http import HttpResponse
-from django.shortcuts import get_object_or_404
+from django.db import transaction
+from django.db.models import Q
+from django.http import HttpResponseRedirect, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from .models import Conversation
+from . import services
+from .forms import MessageForm, NewConversationForm, RenameForm, SignupForm
+from .models import Conversation, Message, Role
+
+SIDEBAR_SIZE = 50
+
+
+def _see_other(url):
+    response = HttpResponseRedirect(url)
+    response.status_code = 303
+    return response
+
+
+def _wants_json(request) -> bool:
+    return "application/json" in request.headers.get("Accept", "")
+
+
+def _owned(request, pk):
+    return get_object_or_404(Conversation.objects.for_user(request.user), pk=pk)
+
+
+def _positive_int(value, default=None):
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        return default
+    return number if number > 0 else default
+
+
+def _sidebar(request, archived=False):
+    """One bounded query: a page of conversations with their last message's start."""
+    # Older pages of the list live at /chat/?page=N; other pages show the first.
+    on_list = request.resolver_match.url_name == "list"
+    page = _positive_int(request.GET.get("page"), 1) if on_list else 1
+    queryset = Conversation.objects.for_user(request.user)
+    queryset = queryset.archived() if archived else queryset.active()
+    start = (page - 1) * SIDEBAR_SIZE
+    rows = list(
+        queryset.with_preview()
+        .only("id", "title", "updated_at", "is_archived")
+        .order_by("-updated_at", "-id")[start : start + SIDEBAR_SIZE + 1]
+    )
+    return {
+        "conversations": rows[:SIDEBAR_SIZE],
+        "archived": archived,
+        "page": page,
+        "next_page": page + 1 if len(rows) > SIDEBAR_SIZE else None,
+        "previous_page": page - 1 if page > 1 else None,
+    }
+
+
+# --- Accounts -------------------------------------------------------------------
+
+
+@require_http_methods(["GET", "POST"])
+def signup(request):
+    if request.user.is_authenticated:
+        return redirect("chat:list")
+    form = SignupForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        user = form.save()
+        login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+        return _see_other(reverse("chat:list"))
+    status = 400 if request.method == "POST" else 200
+    return render(request, "registration/signup.html", {"form": form}, status=status)
+
+
+# --- Conversations ----------------------------------------------------------------
 
 
 @login_required
+@require_GET
 def conversation_list(request):
-    return HttpResponse("chat")
+    archived = request.GET.get("archived") == "1"
+    return _render_list(request, NewConversationForm(), archived=archived)
+
+
+def _render_list(request, form, archived=False, status=200):
+    context = {"form": form, "sidebar": _sidebar(request, archived=archived)}
+    return render(request, "chat/index.html", context, status=status)
 
 
 @login_required
+@require_POST
+def conversation_new(request):
+    form = NewConversationForm(request.POST)
+    if not form.is_valid():
+        return _render_list(request, form, status=400)
+    title = form.cleaned_data["title"].strip()
+    content = form.cleaned_data["content"]
+    with transaction.atomic():
+        conversation = Conversation.objects.create(user=request.user, title=title)
+        if content:
+            services.send_message(request.user, conversation, content)
+    return _see_other(conversation.get_absolute_url())
+
+
+def _page_of_messages(conversation, before_id):
+    """The latest CHAT_PAGE_SIZE messages (or those before `before_id`), oldest first.
+
+    One query whatever the conversation's length; the tasks come with it.
+    """
+    size = settings.CHAT_PAGE_SIZE
+    queryset = Message.objects.filter(conversation=conversation).select_related("async_task")
+    anchor = None
+    if before_id:
+        anchor = (
+            Message.objects.filter(conversation=conversation, pk=before_id)
+            .values("pk", "created_at")
+            .first()
+        )
+    if anchor:
+        queryset = queryset.filter(
+            Q(created_at__lt=anchor["created_at"])
+            | Q(created_at=anchor["created_at"], pk__lt=anchor["pk"])
+        )
+    rows = list(queryset.order_by("-created_at", "-id")[: size + 1])
+    page = rows[:size]
+    page.reverse()
+    return page, len(rows) > size, anchor is not None
+
+
+def _render_conversation(request, conversation, form=None, rename_form=None, error="", status=200):
+    before_id = _positive_int(request.GET.get("before"))
+    chat_messages, has_earlier, paged = _page_of_messages(conversation, before_id)
+    if paged:
+        # The live script syncs from this id: the newest message of the
+        # conversation, not of this older page.
+        last_message_id = (
+            Message.objects.filter(conversation=conversation)
+            .order_by("-created_at", "-id")
+            .values_list("pk", flat=True)
+            .first()
+        )
+    else:
+        last_message_id = chat_messages[-1].pk if chat_messages else 0
+    context = {
+        "conversation": conversation,
+        "chat_messages": chat_messages,
+        "has_earlier": has_earlier,
+        "earliest_id": chat_messages[0].pk if chat_messages else None,
+        "paged": paged,
+        "last_message_id": last_message_id or 0,
+        "busy": services.has_unfinished_task(conversation),
+        "form": form or MessageForm(),
+        "rename_form": rename_form or RenameForm(initial={"title": conversation.title}),
+        "composer_error": error,
+        "max_length": settings.CHAT_MESSAGE_MAX_LENGTH,
+        "sidebar": _sidebar(request),
+    }
+    return render(request, "chat/conversation.html", context, status=status)
+
+
+@login_required
+@require_GET
 def conversation_detail(request, pk):
-    conversation = get_object_or_404(Conversation.objects.for_user(request.user), pk=pk)
-    return HttpResponse(conversation.title)
+    return _render_conversation(request, _owned(request, pk))
+
+
+def _refused(request, conversation, error, status, form=None):
+    if _wants_json(request):
+        return JsonResponse({"error": error}, status=status)
+    return _render_conversation(request, conversation, form=form, error=error, status=status)
+
+
+def _sent(request, conversation, message, status=201):
+    if _wants_json(request):
+        frame = services.message_frame(message)
+        body = {"message": frame["message"], "task": message.async_task.as_frame()}
+        body["html"] = frame["html"]
+        return JsonResponse(body, status=status)
+    return _see_other(f"{conversation.get_absolute_url()}#message-{message.pk}")
+
+
+@login_required
+@require_POST
+def message_create(request, pk):
+    conversation = _owned(request, pk)
+    form = MessageForm(request.POST)
+    if not form.is_valid():
+        error = form.errors["content"][0]
+        return _refused(request, conversation, error, 400, form=form)
+    try:
+        message = services.send_message(request.user, conversation, form.cleaned_data["content"])
+    except services.SendRefused as refused:
+        return _refused(request, conversation, refused.message, refused.status, form=form)
+    return _sent(request, conversation, message)
+
+
+@login_required
+@require_POST
+def message_retry(request, pk, message_id):
+    conversation = _owned(request, pk)
+    message = get_object_or_404(
+        Message.objects.filter(conversation=conversation, role=Role.USER), pk=message_id
+    )
+    try:
+        message = services.retry(request.user, message)
+    except services.SendRefused as refused:
+        return _refused(request, conversation, refused.message, refused.status)
+    return _sent(request, conversation, message)
+
+
+@login_required
+@require_POST
+def conversation_rename(request, pk):
+    conversation = _owned(request, pk)
+    form = RenameForm(request.POST)
+    if not form.is_valid():
+        if _wants_json(request):
+            return JsonResponse({"error": form.errors["title"][0]}, status=400)
+        return _render_conversation(request, conversation, rename_form=form, status=400)
+    services.rename_conversation(request.user, conversation, form.cleaned_data["title"])
+    if _wants_json(request):
+        return JsonResponse({"id": conversation.pk, "title": conversation.title})
+    flash.success(request, "Conversation renamed.")
+    return _see_other(conversation.get_absolute_url())
+
+
+@login_required
+@require_POST
+def conversation_archive(request, pk):
+    """Archive (`archived=1`, the default) or unarchive (`archived=0`)."""
+    conversation = _owned(request, pk)
+    archived = request.POST.get("archived", "1") != "0"
+    services.set_archived(request.user, conversation, archived)
+    if _wants_json(request):
+        return JsonResponse({"id": conversation.pk, "is_archived": conversation.is_archived})
+    if archived:
+        flash.success(request, f"Archived “{conversation}”.")
+        return _see_other(reverse("chat:list"))
+    flash.success(request, f"“{conversation}” is back among your conversations.")
+    return _see_other(conversation.get_absolute_url())
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def conversation_delete(request, pk):
+    """GET asks for confirmation; POST deletes."""
+    conversation = _owned(request, pk)
+    if request.method == "GET":
+        count = conversation.messages.count()
+        context = {"conversation": conversation, "message_count": count}
+        context["sidebar"] = _sidebar(request)
+        return render(request, "chat/delete_confirm.html", context)
+    title = str(conversation)
+    services.delete_conversation(request.user, conversation)
+    if _wants_json(request):
+        return JsonResponse({"deleted": pk})
+    flash.success(request, f"Deleted “{title}”.")
+    return _see_other(reverse("chat:list"))

@@ -1,0 +1,62 @@
+from django import forms
+from django.conf import settings
+from django.contrib.auth.forms import UserCreationForm
+
+from . import services
+
+TITLE_MAX_LENGTH = 200
+
+
+class SignupForm(UserCreationForm):
+    """Django's own form (username, password1, password2) and password validators."""
+
+
+def _content_field(required=True):
+    return forms.CharField(
+        label="Message",
+        required=required,
+        strip=False,
+        widget=forms.Textarea(attrs={"rows": 3, "maxlength": settings.CHAT_MESSAGE_MAX_LENGTH}),
+    )
+
+
+class MessageForm(forms.Form):
+    content = _content_field()
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["content"].error_messages["required"] = "Write a message before sending."
+
+    def clean_content(self):
+        try:
+            return services.clean_content(self.cleaned_data.get("content"))
+        except services.SendRefused as refused:
+            raise forms.ValidationError(refused.message, code=refused.code) from None
+
+
+class NewConversationForm(forms.Form):
+    title = forms.CharField(label="Title (optional)", required=False, max_length=TITLE_MAX_LENGTH)
+    content = _content_field(required=False)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["content"].label = "First message (optional)"
+
+    def clean_content(self):
+        text = self.cleaned_data.get("content") or ""
+        if not text.strip():
+            return ""
+        try:
+            return services.clean_content(text)
+        except services.SendRefused as refused:
+            raise forms.ValidationError(refused.message, code=refused.code) from None
+
+
+class RenameForm(forms.Form):
+    title = forms.CharField(label="Title", max_length=TITLE_MAX_LENGTH)
+
+    def clean_title(self):
+        title = " ".join(self.cleaned_data["title"].split())
+        if not title:
+            raise forms.ValidationError("A title cannot be empty.")
+        return title

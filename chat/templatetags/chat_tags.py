@@ -1,0 +1,22 @@
+from django import template
+
+from chat.markdown import render_markdown
+from chat.services import task_error_text, task_status_label
+
+register = template.Library()
+
+
+@register.filter(name="markdown")
+def markdown_filter(text):
+    """Markdown → sanitized HTML (see chat/markdown.py)."""
+    return render_markdown(text)
+
+
+@register.filter
+def task_label(task):
+    return task_status_label(task)
+
+
+@register.filter
+def task_error(task):
+    return task_error_text(task)
