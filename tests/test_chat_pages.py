@@ -46,6 +46,17 @@ def test_list_shows_newest_activity_first_with_preview_and_relative_time(user_cl
     assert re.search(r'<time class="conversation-link__time" datetime="\d{4}-', html)
 
 
+def test_preview_is_one_plain_line(user_client, user):
+    conversation = factories.conversation(user, title="Preview")
+    factories.message(
+        conversation,
+        "## **Bold** start\n\n* a [link](https://example.com) and `code`",
+        Role.ASSISTANT,
+    )
+    html = user_client.get("/chat/").content.decode()
+    assert "Assistant: Bold start a link and code</span>" in html
+
+
 def test_list_has_the_new_conversation_form_and_the_archived_switch(user_client):
     html = user_client.get("/chat/").content.decode()
     assert 'action="/chat/new/"' in html

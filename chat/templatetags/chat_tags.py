@@ -1,3 +1,5 @@
+import re
+
 from django import template
 
 from chat.markdown import render_markdown
@@ -20,3 +22,15 @@ def task_label(task):
 @register.filter
 def task_error(task):
     return task_error_text(task)
+
+
+_MARKUP = re.compile(r"```\w*|[*_`#>|~]+|^\s*[-+]\s+|!?\[([^\]]*)\]\([^)]*\)", re.M)
+
+
+@register.filter
+def preview(text):
+    """A message as one plain line for the sidebar: Markdown marks and newlines go."""
+    if not text:
+        return ""
+    plain = _MARKUP.sub(lambda m: m.group(1) or " ", text)
+    return " ".join(plain.split())
