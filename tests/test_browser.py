@@ -1,0 +1,247 @@
+"""The live page in a real browser: Debian's Chromium driven by Playwright,
+against a real Daphne server on 127.0.0.1 running the worker and the
+development workflow runner (which plays n8n over real HTTP callbacks).
+
+Screenshots at 1280 px and 375 px go to artifacts/screenshots/ (git-ignored).
+These tests are sync on purpose: Playwright's sync API cannot run inside an
+asyncio loop.
+"""
+
+import os
+import re
+import uuid
+
+import pytest
+import requests
+
+from tests import support
+
+CHROMIUM = "/usr/bin/chromium"
+SCREENSHOTS = support.BASE_DIR / "artifacts" / "screenshots"
+WAIT_MS = 20000
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+def server_env(step_seconds):
+    return {
+        "TASKS_WORKER_IN_PROCESS": "1",
+        "N8N_BASE_URL": "",  # the development workflow runner answers
+        "DEV_RUNNER_STEP_SECONDS": str(step_seconds),
+        "TASK_TIMEOUT_SECONDS": "120",
+    }
+
+
+@pytest.fixture
+def browser(transactional_db):
+    # After the database fixture and per test: while Playwright's sync API is
+    # running, Django sees an event loop in this thread and refuses the ORM.
+    support.need(os.path.exists(CHROMIUM), f"needs Debian's Chromium at {CHROMIUM}")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def server(transactional_db):
+    with support.Server(env=server_env(1.5)) as running:
+        yield running
+
+
+@pytest.fixture
+def context(browser):
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    context.set_default_timeout(WAIT_MS)
+    yield context
+    context.close()
+
+
+def screenshot(page, name):
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    print(f"screenshot: {path}")
+    return path
+
+
+def sign_up_and_start_conversation(page, base_url):
+    username = f"user-{uuid.uuid4().hex[:8]}"
+    page.goto(f"{base_url}/accounts/signup/")
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password1]", "a-long-Passphrase-42")
+    page.fill("input[name=password2]", "a-long-Passphrase-42")
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{base_url}/chat/")
+    page.click("form.new-conversation button[type=submit]")
+    page.wait_for_url(re.compile(r".*/chat/\d+/$"))
+    wait_live(page)
+    return page.url
+
+
+def wait_live(page):
+    """The script connected its socket and sent its sync."""
+    page.wait_for_selector("#conversation[data-live='1']", state="attached")
+
+
+def assistant_messages(page):
+    return page.locator("#messages li.message--assistant")
+
+
+def test_a_reply_arrives_live_with_its_steps_in_every_tab(server, context):
+    page = context.new_page()
+    url = sign_up_and_start_conversation(page, server.base_url)
+    other_tab = context.new_page()
+    other_tab.goto(url)
+    wait_live(other_tab)
+    page.evaluate("window.__notReloaded = true")
+
+    page.fill("#composer-input", "Hello from the browser test")
+    page.press("#composer-input", "Enter")
+
+    # The user message appears at once, its status moves, and the composer waits.
+    user_message = page.locator("#messages li.message--user")
+    user_message.first.wait_for()
+    assert user_message.count() == 1
+    assert "Hello from the browser test" in user_message.first.inner_text()
+    processing = page.locator(".task-status[data-status='processing']")
+    processing.wait_for()
+    page.wait_for_function(
+        "document.querySelector('.task-status__label')?.textContent.startsWith('Processing')"
+    )
+    assert page.locator("#composer-input").is_disabled()
+    assert page.locator("#composer-send").is_disabled()
+    assert "Waiting" in page.inner_text("#composer-notice")
+    # The other tab follows, including the waiting composer.
+    other_tab.locator("#messages li.message--user").first.wait_for()
+    other_tab.wait_for_function("document.getElementById('composer-input').disabled")
+    screenshot(page, "chat-reply-in-flight-1280")
+
+    # The reply lands: status line gone, composer back, no reload happened.
+    assistant_messages(page).first.wait_for()
+    assert "development workflow runner" in assistant_messages(page).first.inner_text()
+    page.locator(".task-status").wait_for(state="detached")
+    page.wait_for_function("!document.getElementById('composer-input').disabled")
+    assert page.locator("#composer-send").is_enabled()
+    assert page.evaluate("window.__notReloaded === true")
+    assert assistant_messages(page).count() == 1
+    assert page.locator("#messages li.message--user").count() == 1
+
+    assistant_messages(other_tab).first.wait_for()
+    other_tab.wait_for_function("!document.getElementById('composer-input').disabled")
+    assert assistant_messages(other_tab).count() == 1
+    assert other_tab.locator("#messages li.message--user").count() == 1
+    assert page.locator("#connection-status").is_hidden()
+
+    screenshot(page, "chat-reply-1280")
+    page.set_viewport_size({"width": 375, "height": 800})
+    screenshot(page, "chat-reply-375")
+    print(f"screenshots saved in {SCREENSHOTS}")
+
+
+def test_shift_enter_adds_a_line_and_the_page_survives_a_reload(server, context):
+    page = context.new_page()
+    url = sign_up_and_start_conversation(page, server.base_url)
+    page.fill("#composer-input", "first line")
+    page.press("#composer-input", "Shift+Enter")
+    page.keyboard.type("second line")
+    assert page.input_value("#composer-input") == "first line\nsecond line"
+    assert page.locator("#messages li.message--user").count() == 0
+
+    page.press("#composer-input", "Enter")
+    page.locator("#messages li.message--user").first.wait_for()
+    page.locator(".task-status").first.wait_for()
+    # Reload in the middle of the reply: the page catches up, nothing twice.
+    page.goto(url)
+    wait_live(page)
+    assistant_messages(page).first.wait_for()
+    page.wait_for_function("!document.getElementById('composer-input').disabled")
+    assert assistant_messages(page).count() == 1
+    assert page.locator("#messages li.message--user").count() == 1
+    body = page.locator("#messages li.message--user .message__body").inner_text()
+    assert body == "first line\nsecond line"
+
+
+def test_a_reply_finished_while_the_server_was_down_appears_after_reconnect(
+    transactional_db, context
+):
+    # A long pause between the runner's callbacks keeps the reply in flight
+    # while the page's server stops. n8n's `completed` callback then lands on a
+    # second server process (same database) while the first is down.
+    page_server = support.Server(env=server_env(30))
+    other_server = support.Server(env={"TASKS_WORKER_IN_PROCESS": "0"})
+    with page_server, other_server:
+        page = context.new_page()
+        sign_up_and_start_conversation(page, page_server.base_url)
+        page.fill("#composer-input", "Will you survive a restart?")
+        page.press("#composer-input", "Enter")
+        page.locator(".task-status[data-status='processing']").wait_for()
+        task_id = int(page.get_attribute(".task-status", "data-task-id"))
+
+        page_server.stop()
+        page.locator("#connection-status").wait_for(state="visible")
+        assert page.inner_text("#connection-status") == "Reconnecting…"
+        assert page.locator("#composer-input").is_disabled()
+        screenshot(page, "chat-reconnecting-1280")
+
+        from tasks import tokens
+
+        answer = requests.post(
+            f"{other_server.base_url}/tasks/{task_id}/webhook/",
+            json={"status": "completed", "output": {"content": "Yes: this reply waited."}},
+            headers={"Authorization": f"Bearer {tokens.make_token(task_id)}"},
+            timeout=10,
+        )
+        assert answer.status_code == 200, answer.text
+        assert assistant_messages(page).count() == 0
+
+        page_server.start()  # same port
+        assistant_messages(page).first.wait_for()
+        page.locator("#connection-status").wait_for(state="hidden")
+        page.locator(".task-status").wait_for(state="detached")
+        page.wait_for_function("!document.getElementById('composer-input').disabled")
+        assert "this reply waited" in assistant_messages(page).first.inner_text()
+        assert assistant_messages(page).count() == 1
+        assert page.locator("#messages li.message--user").count() == 1
+        screenshot(page, "chat-after-reconnect-1280")
+
+
+def test_a_failed_reply_shows_the_error_and_retry_brings_the_reply(transactional_db, context):
+    with support.Server(env=server_env(3)) as running:
+        page = context.new_page()
+        sign_up_and_start_conversation(page, running.base_url)
+        page.fill("#composer-input", "Please fail first")
+        page.click("#composer-send")
+        page.locator(".task-status[data-status='processing']").wait_for()
+        task_id = int(page.get_attribute(".task-status", "data-task-id"))
+
+        from tasks import tokens
+
+        # n8n's error branch reports the failure before the runner finishes.
+        answer = requests.post(
+            f"{running.base_url}/tasks/{task_id}/webhook/",
+            json={"status": "failed", "error": {"message": "model unavailable"}},
+            headers={"Authorization": f"Bearer {tokens.make_token(task_id)}"},
+            timeout=10,
+        )
+        assert answer.status_code == 200, answer.text
+        failed = page.locator(f"#task-{task_id}[data-status='failed']")
+        failed.wait_for()
+        assert page.inner_text(f"#task-{task_id} .task-status__label") == "Failed"
+        assert "could not reply" in page.inner_text(f"#task-{task_id} .task-status__error")
+        page.wait_for_function("!document.getElementById('composer-input').disabled")
+        screenshot(page, "chat-failed-1280")
+
+        page.click(f"#task-{task_id} form.task-retry button")
+        page.locator(f"#task-{task_id}").wait_for(state="detached")
+        page.wait_for_function("document.getElementById('composer-input').disabled")
+        assistant_messages(page).first.wait_for()
+        page.wait_for_function("!document.getElementById('composer-input').disabled")
+        assert assistant_messages(page).count() == 1
+        assert page.locator("#messages li.message--user").count() == 1
+        assert page.locator(".task-status").count() == 0
