@@ -1,0 +1,102 @@
+"""The development workflow runner: plays n8n when N8N_BASE_URL is unset."""
+
+import pytest
+
+from chat.models import Message, Role
+from chat.tasktypes import CHAT
+from tasks import devrunner, services
+from tests import support
+from tests.task_support import FakeN8n, chat_task, wait_for_status
+
+
+def test_it_answers_like_n8n_with_an_execution_id(settings):
+    settings.DEV_RUNNER_STEP_SECONDS = 0
+    port = support.free_port()  # nothing listens: the callbacks just fail quietly
+    body = {
+        "task_id": 1,
+        "input": {"message": "hi"},
+        "callback_url": f"http://127.0.0.1:{port}/tasks/1/webhook/",
+        "callback_token": "t",
+    }
+    status, data = devrunner.accept(body, {})
+    assert status == 200
+    assert data["executionId"].startswith("dev-")
+    _, again = devrunner.accept(body, {})
+    assert again["executionId"] != data["executionId"]
+
+
+def test_it_refuses_a_body_without_a_callback(settings):
+    status, data = devrunner.accept({"task_id": 1}, {})
+    assert status == 400
+    assert "callback_url" in data["message"]
+
+
+def test_its_reply_says_it_is_the_development_runner_and_echoes_the_message():
+    reply = devrunner.reply_for({"input": {"message": "Echo me", "history": [{}, {}]}}, "dev-9")
+    assert "development workflow runner" in reply["content"]
+    assert "Echo me" in reply["content"]
+    assert "2 earlier message" in reply["thinking"]
+
+
+def test_its_callbacks_are_retried_on_connection_errors(monkeypatch):
+    monkeypatch.setattr(devrunner, "CALLBACK_PAUSE_SECONDS", 0.01)
+    port = support.free_port()
+    status = devrunner.post_callback(f"http://127.0.0.1:{port}/x/", "t", {"status": "processing"})
+    assert status is None  # gave up after CALLBACK_TRIES, without raising
+    with FakeN8n([(200, {}, 0)]) as server:
+        assert devrunner.post_callback(server.base_url + "/x/", "tok", {"a": 1}) == 200
+    assert server.requests[0]["headers"]["Authorization"] == "Bearer tok"
+
+
+@pytest.fixture
+def dev_server(django_db_setup, django_db_blocker):
+    with django_db_blocker.unblock():
+        server = support.Server(
+            env={
+                "N8N_BASE_URL": "",
+                "TASKS_WORKER_IN_PROCESS": "1",
+                "TASKS_WORKER_POLL_SECONDS": "0.1",
+                "DEV_RUNNER_STEP_SECONDS": "0.1",
+            }
+        )
+        server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_end_to_end_the_server_worker_dispatches_and_the_reply_arrives_over_http(dev_server, user):
+    # Committed as pending with nobody dispatching: the server's in-process worker
+    # dispatches to the runner, which calls the server's webhook over real HTTP.
+    task = chat_task(user, "Hello runner")
+    task = wait_for_status(task.pk, {"completed", "failed", "timeout"}, timeout=30)
+    assert task.status == "completed"
+    assert task.n8n_execution_id.startswith("dev-")
+    assert task.processing_started_at and task.processing_completed_at
+    reply = Message.objects.get(async_task=task, role=Role.ASSISTANT)
+    assert "development workflow runner" in reply.content
+    assert "Hello runner" in reply.content
+    assert reply.thinking
+
+
+@pytest.mark.django_db(transaction=True)
+def test_end_to_end_a_task_created_here_is_dispatched_after_commit_and_completed(
+    dev_server, user, settings
+):
+    settings.N8N_BASE_URL = ""
+    settings.PUBLIC_BASE_URL = dev_server.base_url
+    settings.DEV_RUNNER_STEP_SECONDS = 0.1
+    from tests import factories
+
+    conversation = factories.conversation(user)
+    task = services.create_task(
+        user=user,
+        task_type=CHAT,
+        input_data={"conversation_id": conversation.pk, "message": "after commit", "history": []},
+    )
+    task = wait_for_status(task.pk, {"completed", "failed"}, timeout=30)
+    assert task.status == "completed"
+    assert task.attempts == 1
+    assert Message.objects.filter(async_task=task, role=Role.ASSISTANT).count() == 1

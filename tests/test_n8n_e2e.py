@@ -1,0 +1,209 @@
+"""End to end against a real n8n (2.8.4, installed by scripts/install-n8n.sh).
+
+One n8n per test session (it takes half a minute to prepare and start) with
+the shipped workflows imported and published, and a real Daphne server of the
+project that n8n calls back. Skips on a laptop without n8n; fails under CI=true.
+"""
+
+import json
+import re
+import secrets
+import time
+
+import pytest
+import requests
+from django.utils import timezone
+
+from chat.models import Conversation, Message, Role
+from tasks import services
+from tasks.models import AsyncTask
+from tests import support
+from tests.n8n_support import N8n, find_binary
+from tests.task_support import chat_task, wait_for, wait_for_status
+
+pytestmark = [pytest.mark.n8n, pytest.mark.django_db(transaction=True)]
+
+SECRET = f"e2e-{secrets.token_hex(8)}"
+TIMINGS = {}
+
+
+@pytest.fixture(scope="session")
+def n8n():
+    binary = find_binary()
+    support.need(
+        binary is not None,
+        "needs a real n8n: run scripts/install-n8n.sh (about 5 minutes) or set N8N_BIN",
+    )
+    instance = N8n(binary, SECRET)
+    try:
+        instance.prepare()
+        instance.start()
+        yield instance
+    finally:
+        instance.stop()
+        TIMINGS["n8n"] = {k: round(v, 2) for k, v in instance.timings.items()}
+        out = support.BASE_DIR / "artifacts" / "n8n-e2e-timings.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(TIMINGS, indent=2))
+
+
+@pytest.fixture(scope="module")
+def app_server(n8n, django_db_setup, django_db_blocker):
+    """The project on Daphne, dispatching to the real n8n.
+
+    No worker loop in it: tests that dispatch from this process must not race
+    with one (the worker path is covered by test_worker and test_devrunner)."""
+    with django_db_blocker.unblock():
+        server = support.Server(
+            env={
+                "N8N_BASE_URL": n8n.base_url,
+                "N8N_WEBHOOK_SECRET": SECRET,
+                "N8N_CHAT_WORKFLOW": "chat-reply-offline",
+                "TASKS_WORKER_IN_PROCESS": "0",
+                "TASK_DISPATCH_MAX_ATTEMPTS": "3",
+                "TASK_DISPATCH_BACKOFF_SECONDS": "0.2",
+            }
+        )
+        server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def to_n8n(settings, n8n, app_server):
+    """Dispatches from this test process go to the real n8n and call back the server."""
+    settings.N8N_BASE_URL = n8n.base_url
+    settings.N8N_WEBHOOK_SECRET = SECRET
+    settings.PUBLIC_BASE_URL = app_server.base_url
+    settings.TASK_DISPATCH_MAX_ATTEMPTS = 3
+    settings.TASK_DISPATCH_BACKOFF_SECONDS = 0.05
+    return settings
+
+
+def _form_post(session, url, data):
+    token = session.cookies.get("csrftoken")
+    return session.post(url, data={**data, "csrfmiddlewaretoken": token}, allow_redirects=False)
+
+
+def sign_up(server, username):
+    session = requests.Session()
+    session.get(f"{server.base_url}/accounts/signup/").raise_for_status()
+    password = "a-long-Passphrase-42"
+    response = _form_post(
+        session,
+        f"{server.base_url}/accounts/signup/",
+        {"username": username, "password1": password, "password2": password},
+    )
+    assert response.status_code in (302, 303), response.text[:500]
+    return session
+
+
+def send(server, session, conversation_id, text):
+    session.get(f"{server.base_url}/chat/{conversation_id}/")
+    response = _form_post(
+        session, f"{server.base_url}/chat/{conversation_id}/messages/", {"content": text}
+    )
+    assert response.status_code in (302, 303), response.text[:500]
+
+
+def reply_to(conversation_id, count=1, timeout=30):
+    def replies():
+        found = list(Message.objects.filter(conversation_id=conversation_id, role=Role.ASSISTANT))
+        return found if len(found) >= count else None
+
+    return wait_for(replies, timeout, what=f"{count} assistant repl(ies)")
+
+
+def test_a_message_sent_at_the_chat_page_gets_the_offline_workflows_reply(app_server):
+    session = sign_up(app_server, "e2e-user")
+    response = _form_post(
+        session, f"{app_server.base_url}/chat/new/", {"title": "n8n", "content": "Hello n8n"}
+    )
+    assert response.status_code in (302, 303), response.text[:500]
+    conversation = Conversation.objects.get(user__username="e2e-user")
+    started = time.monotonic()
+    [reply] = reply_to(conversation.pk)
+    TIMINGS["send_to_reply_seconds"] = round(time.monotonic() - started, 3)
+
+    assert "Offline reply from n8n" in reply.content
+    assert "Hello n8n" in reply.content
+    assert "0 earlier message" in reply.thinking
+    task = reply.async_task
+    assert task.status == "completed"
+    assert task.workflow_id == "chat-reply-offline"
+    assert re.fullmatch(r"\d+", task.n8n_execution_id)
+    assert task.processing_started_at is not None
+    assert task.processing_completed_at is not None
+    assert task.processing_started_at <= task.processing_completed_at
+    assert task.output_data["content"] == reply.content
+    TIMINGS["dispatch_to_completed_seconds"] = round(
+        (task.processing_completed_at - task.created_at).total_seconds(), 3
+    )
+    user_message = Message.objects.get(conversation=conversation, role=Role.USER)
+    assert user_message.async_task_id == task.pk
+
+    # The next message carries the history to n8n.
+    send(app_server, session, conversation.pk, "And a second one")
+    replies = reply_to(conversation.pk, count=2)
+    assert "2 earlier message" in replies[-1].thinking
+
+
+def test_a_workflow_that_fails_ends_the_task_failed_with_error_details(to_n8n, user):
+    task = chat_task(user, "please fail", workflow_id="chat-reply-fails")
+    assert services.claim_and_dispatch(task.pk) in ("dispatched", "ignored")
+    task = wait_for_status(task.pk, {"failed", "completed", "timeout"}, timeout=30)
+    assert task.status == "failed"
+    assert task.error_details["stage"] == "workflow"
+    assert "The test workflow failed on purpose" in task.error_details["message"]
+    assert "failed on purpose" in task.status_message
+    assert task.n8n_execution_id
+    assert task.processing_completed_at is not None
+    assert not Message.objects.filter(role=Role.ASSISTANT).exists()
+
+
+def test_a_wrong_webhook_secret_fails_at_once_with_n8ns_403(to_n8n, user):
+    to_n8n.N8N_WEBHOOK_SECRET = "not-the-secret"
+    task = chat_task(user, workflow_id="chat-reply-offline")
+    assert services.claim_and_dispatch(task.pk) == "failed"
+    task.refresh_from_db()
+    assert task.error_details["http_status"] == 403
+    assert "Authorization data is wrong" in task.error_details["body"]
+    assert task.attempts == 1
+
+
+def test_an_inactive_workflow_fails_at_once_with_n8ns_404(to_n8n, user):
+    # chat-reply.json is imported but not published: it needs a model credential.
+    task = chat_task(user, workflow_id="chat-reply")
+    assert services.claim_and_dispatch(task.pk) == "failed"
+    task.refresh_from_db()
+    assert task.error_details["http_status"] == 404
+    assert "not registered" in task.error_details["body"]
+    assert "no active workflow" in task.status_message
+
+
+def test_a_stopped_n8n_makes_dispatch_retry_then_fail_with_a_clear_error(to_n8n, user):
+    # Nothing listens where n8n was: connection refused on every try.
+    to_n8n.N8N_BASE_URL = f"http://127.0.0.1:{support.free_port()}"
+    task = chat_task(user, workflow_id="chat-reply-offline")
+    outcomes = []
+    for _ in range(3):
+        AsyncTask.objects.filter(pk=task.pk).update(next_attempt_at=timezone.now())
+        outcomes.append(services.claim_and_dispatch(task.pk))
+    assert outcomes == ["retry", "retry", "failed"]
+    task.refresh_from_db()
+    assert task.status == "failed"
+    assert task.error_details["kind"] == "connection"
+    assert task.error_details["attempts"] == 3
+    assert "could not be reached after 3 attempts" in task.status_message
+    assert [a["outcome"] for a in task.metadata["attempts"]] == ["retryable"] * 3
+
+
+def test_dispatch_from_this_process_reaches_n8n_and_the_reply_lands(to_n8n, user):
+    task = chat_task(user, "straight from the dispatcher", workflow_id="chat-reply-offline")
+    assert services.claim_and_dispatch(task.pk) in ("dispatched", "ignored")
+    task = wait_for_status(task.pk, {"completed", "failed"}, timeout=30)
+    assert task.status == "completed"
+    reply = Message.objects.get(async_task=task, role=Role.ASSISTANT)
+    assert "straight from the dispatcher" in reply.content
