@@ -1,0 +1,572 @@
+"""`make bench`: what users feel, measured against a real stack on 127.0.0.1.
+
+Starts everything it needs (PostgreSQL and Redis if down, a fresh database,
+Daphne processes, a slow stand-in for n8n), runs five measurements and the
+trivial-GET yardstick in one run, writes bench/results/latest.json and prints a
+table of every figure with its goal. Figures are medians and percentiles; each
+comparison is a ratio measured in the same run (the machine is shared and noisy).
+"""
+
+import asyncio
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+RESULTS = BASE_DIR / "bench" / "results"
+DB_NAME = os.environ.get("BENCH_DB", "chatproject_bench")
+PG_URL = f"postgres://postgres@127.0.0.1:5432/{DB_NAME}"
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/7")
+N_CALLBACKS = int(os.environ.get("BENCH_CALLBACKS", "500"))
+WRK_SECONDS = int(os.environ.get("BENCH_WRK_SECONDS", "20"))
+N_SOCKETS = int(os.environ.get("BENCH_SOCKETS", "1000"))
+ORIGIN = "http://127.0.0.1"
+
+
+def log(text):
+    print(text, flush=True)
+
+
+# --- the stack -------------------------------------------------------------------
+
+
+def ensure_services():
+    if subprocess.run(["pg_isready", "-h", "127.0.0.1", "-p", "5432", "-q"]).returncode:
+        version = os.listdir("/etc/postgresql")[0]
+        subprocess.run(
+            ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "start"], check=True
+        )
+    ping = subprocess.run(["redis-cli", "-h", "127.0.0.1", "ping"], capture_output=True)
+    if ping.returncode:
+        subprocess.run(
+            "redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save '' --appendonly no",
+            shell=True,
+            check=True,
+        )
+    if not shutil.which("wrk"):
+        subprocess.run(
+            "apt-get install -y -q wrk || (apt-get update -q && apt-get install -y -q wrk)",
+            shell=True,
+            check=True,
+        )
+    for _ in range(50):
+        ready = subprocess.run(["pg_isready", "-h", "127.0.0.1", "-p", "5432", "-q"])
+        if ready.returncode == 0:
+            break
+        time.sleep(0.2)
+
+
+def fresh_database():
+    for sql in (f"DROP DATABASE IF EXISTS {DB_NAME}", f"CREATE DATABASE {DB_NAME}"):
+        subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-qc", sql], check=True)
+    subprocess.run(["redis-cli", "-u", REDIS_URL, "flushdb"], check=True, capture_output=True)
+
+
+def setup_django():
+    os.environ.update(
+        {
+            "DJANGO_SETTINGS_MODULE": "chatproject.settings",
+            "DATABASE_URL": PG_URL,
+            "DEBUG": "0",
+            "SECRET_KEY": "bench-secret-key-not-for-production-0123456789abcdefghijklmnop",
+            "SECURE_SSL_REDIRECT": "0",
+            "SESSION_COOKIE_SECURE": "0",
+            "CSRF_COOKIE_SECURE": "0",
+        }
+    )
+    os.environ.pop("REDIS_URL", None)
+    os.environ.pop("N8N_BASE_URL", None)
+    sys.path.insert(0, str(BASE_DIR))
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+    call_command("collectstatic", verbosity=0, interactive=False)
+
+
+def server(**env):
+    from tests.support import Server
+
+    base = {
+        "DEBUG": "0",
+        "LOG_LEVEL": "WARNING",
+        "SESSION_COOKIE_SECURE": "0",
+        "CSRF_COOKIE_SECURE": "0",
+        "DEV_RUNNER_STEP_SECONDS": "0",
+    }
+    base.update(env)
+    return Server(env=base, log_path=BASE_DIR / "artifacts" / "bench-daphne.log")
+
+
+def rss_kib(pid):
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return None
+
+
+# --- rows ------------------------------------------------------------------------------
+
+
+def make_user(name):
+    from django.contrib.auth import get_user_model
+
+    return get_user_model().objects.create_user(username=name, password="bench-Passphrase-42")
+
+
+def session_cookie(user):
+    from django.test import Client
+
+    client = Client()
+    client.force_login(user)
+    return f"sessionid={client.cookies['sessionid'].value}"
+
+
+def make_tasks(user, conversation, count):
+    from tasks.models import AsyncTask
+    from tasks.tokens import make_token
+
+    tasks = AsyncTask.objects.bulk_create(
+        AsyncTask(
+            task_type="chat",
+            workflow_id="chat-reply",
+            input_data={"conversation_id": conversation.pk, "message": "bench"},
+            created_by=user,
+        )
+        for _ in range(count)
+    )
+    return [(task.pk, make_token(task.pk)) for task in tasks]
+
+
+def make_conversation(user, messages=0):
+    from chat.models import Conversation, Message, Role
+
+    conversation = Conversation.objects.create(user=user, title=f"bench {messages}")
+    batch = []
+    for i in range(messages):
+        role = Role.USER if i % 2 == 0 else Role.ASSISTANT
+        text = f"Message {i}: " + "some words of a realistic length " * 3
+        batch.append(Message(conversation=conversation, role=role, content=text))
+        if len(batch) == 2000:
+            Message.objects.bulk_create(batch)
+            batch = []
+    Message.objects.bulk_create(batch)
+    return conversation
+
+
+# --- measurements --------------------------------------------------------------------
+
+
+def trivial_get_latency(base_url, n=500):
+    """The yardstick: `GET /` (a RedirectView through the whole middleware stack)."""
+    import requests
+
+    session = requests.Session()
+    samples = []
+    for _ in range(n + 20):
+        start = time.perf_counter()
+        session.get(f"{base_url}/", allow_redirects=False)
+        samples.append(time.perf_counter() - start)
+    return samples[20:]
+
+
+async def _callback_latency(ws_url, post_url, cookie, tasks):
+    """Send `processing` then `completed` for each task; time each until its frame."""
+    import requests
+    from websockets.asyncio.client import connect
+
+    session = requests.Session()
+    loop = asyncio.get_running_loop()
+    samples = []
+    async with connect(
+        ws_url, additional_headers={"Cookie": cookie, "Origin": ORIGIN}, max_size=None
+    ) as socket:
+        for task_id, token in tasks:
+            for status, extra in (
+                ("processing", {"current_step": "generating", "status_message": "Thinking"}),
+                ("completed", {"output": {"content": f"reply {task_id}", "thinking": ""}}),
+            ):
+                body = json.dumps({"status": status, **extra})
+                headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+                start = time.perf_counter()
+                future = loop.run_in_executor(
+                    None,
+                    lambda b=body, h=headers, t=task_id: session.post(
+                        post_url.format(task_id=t), data=b, headers=h
+                    ),
+                )
+                while True:
+                    frame = json.loads(await asyncio.wait_for(socket.recv(), 10))
+                    task = frame.get("task") or {}
+                    if (
+                        frame.get("type") == "task.status"
+                        and task.get("id") == task_id
+                        and task.get("status") == status
+                    ):
+                        samples.append(time.perf_counter() - start)
+                        break
+                response = await future
+                if response.status_code != 200:
+                    raise RuntimeError(f"callback answered {response.status_code}: {response.text}")
+    return samples
+
+
+def callback_latency(ws_server, post_server, cookie, conversation, tasks):
+    ws_url = f"ws://127.0.0.1:{ws_server.port}/ws/chat/{conversation.pk}/"
+    post_url = post_server.base_url + "/tasks/{task_id}/webhook/"
+    return asyncio.run(_callback_latency(ws_url, post_url, cookie, tasks))
+
+
+WRK_SCRIPT = """
+local tasks = {%s}
+local i = 0
+request = function()
+  i = i + 1
+  local t = tasks[(i %% #tasks) + 1]
+  local body = '{"status": "processing", "current_step": "generating", "status_message": "step ' .. i .. '"}'
+  return wrk.format("POST", "/tasks/" .. t[1] .. "/webhook/",
+    {["Content-Type"] = "application/json", ["Authorization"] = "Bearer " .. t[2]}, body)
+end
+"""
+
+
+def wrk(url, seconds, script=None, connections=16):
+    args = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "--timeout", "10s"]
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as lua:
+        if script:
+            lua.write(script)
+            args += ["-s", lua.name]
+    output = subprocess.run([*args, url], capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))
+    p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)", output)
+    scale = {"us": 0.001, "ms": 1, "s": 1000}
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    return {
+        "rps": rps,
+        "p99_ms": round(float(p99.group(1)) * scale[p99.group(2)], 2) if p99 else None,
+        "non_2xx": int(non2xx.group(1)) if non2xx else 0,
+    }
+
+
+def page_render(server_url, cookie, conversation, n=30):
+    import requests
+
+    session = requests.Session()
+    session.headers["Cookie"] = cookie
+    url = f"{server_url}/chat/{conversation.pk}/"
+    samples = []
+    for _ in range(n + 3):
+        start = time.perf_counter()
+        response = session.get(url)
+        samples.append(time.perf_counter() - start)
+        if response.status_code != 200:
+            raise RuntimeError(f"GET {url} answered {response.status_code}")
+    return samples[3:]
+
+
+def query_count(user, conversation):
+    from django.db import connection
+    from django.test import Client
+    from django.test.utils import CaptureQueriesContext
+
+    client = Client(HTTP_HOST="127.0.0.1")
+    client.force_login(user)
+    with CaptureQueriesContext(connection) as queries:
+        response = client.get(f"/chat/{conversation.pk}/")
+    assert response.status_code == 200, response.status_code
+    return len(queries)
+
+
+def send_latency(server_url, user, arrivals_path, n=30, pace=0.3):
+    """POST a message to n fresh conversations while n8n takes 2 s to answer."""
+    import requests
+
+    from chat.models import Conversation
+
+    conversations = [Conversation.objects.create(user=user, title=f"send {i}") for i in range(n)]
+    session = requests.Session()
+    session.headers["Cookie"] = session_cookie(user)
+    first = session.get(f"{server_url}/chat/{conversations[0].pk}/")
+    csrf = first.cookies.get("csrftoken") or session.cookies.get("csrftoken")
+    session.headers["Cookie"] += f"; csrftoken={csrf}"
+    posted = {}
+    samples = []
+    for conversation in conversations:
+        start_wall = time.time()
+        start = time.perf_counter()
+        response = session.post(
+            f"{server_url}/chat/{conversation.pk}/messages/",
+            data={"content": "Hello, slow n8n"},
+            headers={"Accept": "application/json", "X-CSRFToken": csrf},
+        )
+        samples.append(time.perf_counter() - start)
+        if response.status_code != 201:
+            raise RuntimeError(f"send answered {response.status_code}: {response.text[:200]}")
+        posted[response.json()["task"]["id"]] = start_wall
+        time.sleep(pace)
+    deadline = time.time() + 30
+    arrivals = {}
+    while time.time() < deadline and len(arrivals) < len(posted):
+        time.sleep(0.2)
+        if arrivals_path.exists():
+            for line in arrivals_path.read_text().splitlines():
+                row = json.loads(line)
+                arrivals.setdefault(row["task_id"], row["t"])
+    to_dispatch = [arrivals[t] - posted[t] for t in posted if t in arrivals]
+    return samples, to_dispatch, len(posted) - len(to_dispatch)
+
+
+async def _many_sockets(ws_url, cookie, count, fire):
+    """Open `count` sockets, then time one event from fire() until all have it."""
+    from websockets.asyncio.client import connect
+
+    sockets = []
+    try:
+        for i in range(0, count, 50):
+            batch = [
+                connect(ws_url, additional_headers={"Cookie": cookie, "Origin": ORIGIN})
+                for _ in range(min(50, count - i))
+            ]
+            sockets += await asyncio.gather(*batch)
+        await asyncio.sleep(1)
+
+        async def arrival(socket):
+            while True:
+                frame = json.loads(await asyncio.wait_for(socket.recv(), 30))
+                if frame.get("type") == "task.status":
+                    return time.perf_counter()
+
+        waiting = [asyncio.ensure_future(arrival(s)) for s in sockets]
+        start = time.perf_counter()
+        await fire()
+        arrivals = await asyncio.gather(*waiting)
+        return max(arrivals) - start, len(arrivals)
+    finally:
+        await asyncio.gather(*(s.close() for s in sockets), return_exceptions=True)
+
+
+def many_sockets(srv, cookie, conversation, task, count):
+    import requests
+
+    ws_url = f"ws://127.0.0.1:{srv.port}/ws/chat/{conversation.pk}/"
+    before = rss_kib(srv.process.pid)
+    opened = {}
+    task_id, token = task
+
+    async def fire():
+        opened["kib"] = rss_kib(srv.process.pid)
+        await asyncio.get_running_loop().run_in_executor(
+            None,
+            lambda: requests.post(
+                f"{srv.base_url}/tasks/{task_id}/webhook/",
+                json={"status": "processing", "current_step": "fan-out"},
+                headers={"Authorization": f"Bearer {token}"},
+            ),
+        )
+
+    deliver, received = asyncio.run(_many_sockets(ws_url, cookie, count, fire))
+    return {
+        "sockets": received,
+        "rss_before_mib": round(before / 1024, 1),
+        "rss_open_mib": round(opened["kib"] / 1024, 1),
+        "extra_rss_mib": round((opened["kib"] - before) / 1024, 1),
+        "deliver_all_ms": round(deliver * 1000, 1),
+    }
+
+
+# --- the run ---------------------------------------------------------------------------------
+
+
+def main():
+    from bench.stats import ratio, summary_ms
+
+    started = time.monotonic()
+    ensure_services()
+    fresh_database()
+    setup_django()
+    results = {
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+        },
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    user = make_user("bench")
+    cookie = session_cookie(user)
+    conversation = make_conversation(user)
+
+    # 1. callback -> frame, in-memory layer (one process) then Redis (two processes).
+    log(f"1. callback → frame latency, {N_CALLBACKS} tasks × 2 callbacks …")
+    with server() as single:
+        trivial = trivial_get_latency(single.base_url)
+        memory = callback_latency(
+            single, single, cookie, conversation, make_tasks(user, conversation, N_CALLBACKS)
+        )
+    with server(REDIS_URL=REDIS_URL) as proc_a, server(REDIS_URL=REDIS_URL) as proc_b:
+        trivial_redis = trivial_get_latency(proc_a.base_url)
+        redis = callback_latency(
+            proc_a, proc_b, cookie, conversation, make_tasks(user, conversation, N_CALLBACKS)
+        )
+        # 2. Webhook throughput vs a trivial view, same server, PostgreSQL + Redis.
+        log(f"2. webhook throughput, 16 clients × {WRK_SECONDS}s …")
+        tasks = make_tasks(user, conversation, 64)
+        script = WRK_SCRIPT % ", ".join(f'{{"{t}", "{k}"}}' for t, k in tasks)
+        webhook = wrk(proc_b.base_url, WRK_SECONDS, script)
+        trivial_wrk = wrk(proc_b.base_url + "/", WRK_SECONDS)
+        # 3. Page render vs history length.
+        log("3. page render for 10, 1,000 and 10,000 messages …")
+        render = {}
+        for size in (10, 1000, 10000):
+            big = make_conversation(user, size)
+            samples = page_render(proc_a.base_url, cookie, big)
+            render[size] = {**summary_ms(samples), "queries": query_count(user, big)}
+
+    results["trivial_get_ms"] = summary_ms(trivial)
+    results["trivial_get_redis_server_ms"] = summary_ms(trivial_redis)
+    results["callback_to_frame_memory_ms"] = summary_ms(memory)
+    results["callback_to_frame_redis_ms"] = summary_ms(redis)
+    results["webhook_throughput"] = {
+        "webhook": webhook,
+        "trivial_view": trivial_wrk,
+        "ratio": ratio(webhook["rps"], trivial_wrk["rps"]),
+    }
+    results["render"] = {str(k): v for k, v in render.items()} | {
+        "ratio_10000_10": ratio(render[10000]["p50"], render[10]["p50"])
+    }
+
+    # 4. Send latency while n8n takes 2 s to answer.
+    log("4. send latency with a 2 s n8n …")
+    from tests.support import free_port, wait_for_http
+
+    port = free_port()
+    arrivals = Path(tempfile.mkdtemp()) / "arrivals.jsonl"
+    fake = subprocess.Popen(
+        [sys.executable, "-m", "bench.fake_n8n", str(port), "2", str(arrivals)], cwd=BASE_DIR
+    )
+    try:
+        wait_for_http(f"http://127.0.0.1:{port}/", process=fake)
+        with server(N8N_BASE_URL=f"http://127.0.0.1:{port}", TASKS_WORKER_IN_PROCESS="1") as srv:
+            sends, to_dispatch, missing = send_latency(srv.base_url, user, arrivals)
+    finally:
+        fake.terminate()
+        fake.wait(5)
+    results["send_with_slow_n8n_ms"] = {
+        "post": summary_ms(sends),
+        "until_dispatch_started": summary_ms(to_dispatch),
+        "not_dispatched_within_30s": missing,
+    }
+
+    # 5. Many sockets on one server process (Redis layer).
+    log(f"5. {N_SOCKETS} open websockets …")
+    with server(REDIS_URL=REDIS_URL) as srv:
+        trivial_get_latency(srv.base_url, n=20)  # warm up
+        fanout_task = make_tasks(user, conversation, 1)[0]
+        results["many_sockets"] = many_sockets(srv, cookie, conversation, fanout_task, N_SOCKETS)
+
+    results["duration_s"] = round(time.monotonic() - started, 1)
+    results["goals"] = goals(results)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "latest.json").write_text(json.dumps(results, indent=2))
+    table = render_table(results)
+    (RESULTS / "latest.md").write_text(table)
+    log("\n" + table)
+    log(f"written to {RESULTS / 'latest.json'} and latest.md ({results['duration_s']} s)")
+
+
+def goals(r):
+    redis = r["callback_to_frame_redis_ms"]
+    trivial = r["trivial_get_redis_server_ms"]["p50"]
+    render = r["render"]
+    return {
+        "callback_frame_p50_le_2x_trivial": redis["p50"] <= 2 * trivial,
+        "callback_frame_p99_le_25ms": redis["p99"] <= 25,
+        "webhook_ge_half_trivial": (r["webhook_throughput"]["ratio"] or 0) >= 0.5,
+        "render_ratio_le_1_5_equal_queries": (
+            render["ratio_10000_10"] <= 1.5
+            and render["10"]["queries"] == render["10000"]["queries"]
+        ),
+        "send_p50_le_30ms": r["send_with_slow_n8n_ms"]["post"]["p50"] <= 30,
+        "sockets_le_60mb": r["many_sockets"]["extra_rss_mib"] <= 60,
+    }
+
+
+def render_table(r):
+    def mark(ok):
+        return "met" if ok else "MISSED"
+
+    g = r["goals"]
+    mem, red = r["callback_to_frame_memory_ms"], r["callback_to_frame_redis_ms"]
+    tg, tgr = r["trivial_get_ms"], r["trivial_get_redis_server_ms"]
+    wt = r["webhook_throughput"]
+    rd = r["render"]
+    send = r["send_with_slow_n8n_ms"]
+    ms = r["many_sockets"]
+    rows = [
+        (
+            "Trivial GET p50 (yardstick; in-memory / Redis server)",
+            f"{tg['p50']} / {tgr['p50']} ms",
+            "—",
+            "",
+        ),
+        (
+            "Callback→frame, in-memory layer p50/p95/p99",
+            f"{mem['p50']} / {mem['p95']} / {mem['p99']} ms",
+            "—",
+            "",
+        ),
+        (
+            "Callback→frame, Redis (B→A) p50/p95/p99",
+            f"{red['p50']} / {red['p95']} / {red['p99']} ms (p50 = {ratio_text(red['p50'], tgr['p50'])} × trivial)",
+            "p50 ≤ 2 × trivial, p99 ≤ 25 ms",
+            f"{mark(g['callback_frame_p50_le_2x_trivial'])}, {mark(g['callback_frame_p99_le_25ms'])}",
+        ),
+        (
+            "Webhook throughput (16 clients) vs trivial view",
+            f"{wt['webhook']['rps']:.0f} vs {wt['trivial_view']['rps']:.0f} req/s = {wt['ratio']}"
+            f" (webhook p99 {wt['webhook']['p99_ms']} ms)",
+            "ratio ≥ 0.5",
+            mark(g["webhook_ge_half_trivial"]),
+        ),
+        (
+            "Page render p50 (queries) for 10 / 1,000 / 10,000 messages",
+            f"{rd['10']['p50']} ({rd['10']['queries']}) / {rd['1000']['p50']} ({rd['1000']['queries']})"
+            f" / {rd['10000']['p50']} ({rd['10000']['queries']}) ms; ratio {rd['ratio_10000_10']}",
+            "ratio ≤ 1.5, equal queries",
+            mark(g["render_ratio_le_1_5_equal_queries"]),
+        ),
+        (
+            "Send POST with a 2 s n8n p50/p99; until dispatch p50/p99",
+            f"{send['post']['p50']} / {send['post']['p99']} ms; "
+            f"{send['until_dispatch_started']['p50']} / {send['until_dispatch_started']['p99']} ms",
+            "POST p50 ≤ 30 ms",
+            mark(g["send_p50_le_30ms"]),
+        ),
+        (
+            f"{ms['sockets']} open sockets: extra RSS; one event to all",
+            f"{ms['extra_rss_mib']} MiB ({ms['rss_before_mib']} → {ms['rss_open_mib']}); "
+            f"{ms['deliver_all_ms']} ms",
+            "≤ 60 MB",
+            mark(g["sockets_le_60mb"]),
+        ),
+    ]
+    lines = ["| figure | measured | goal | |", "| --- | --- | --- | --- |"]
+    lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
+    return "\n".join(lines) + "\n"
+
+
+def ratio_text(a, b):
+    return f"{a / b:.2f}" if a and b else "?"
+
+
+if __name__ == "__main__":
+    main()
