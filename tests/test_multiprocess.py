@@ -7,11 +7,15 @@ socket was closed. Both processes and this test share the test database.
 
 import asyncio
 import json
+import os
+import sys
+from datetime import timedelta
 
 import pytest
 import requests
 import websockets
 from django.test import Client
+from django.utils import timezone
 
 from chat.models import Message, Role
 from tests import factories, support
@@ -35,7 +39,10 @@ def chat(user):
     message = factories.message(conversation, "are you there?")
     task = factories.task(
         user,
+        status="processing",
         input_data={"conversation_id": conversation.pk, "message_id": message.pk},
+        # Long overdue for a worker with a short timeout, still fine for the webhook.
+        created_at=timezone.now() - timedelta(hours=1),
     )
     Message.objects.filter(pk=message.pk).update(async_task=task)
     client = Client()
@@ -132,3 +139,40 @@ async def test_sync_on_a_shows_what_b_changed_while_offline(two_servers, chat):
         # Nothing else is missing: no task is unfinished any more.
         await socket.send(json.dumps({"type": "ping"}))
         assert await next_frame(socket) == {"type": "pong"}
+
+
+async def test_the_worker_process_publishes_to_sockets_on_a(two_servers, chat):
+    """`tasks_worker` runs in a process with no server loop of its own; what it
+    changes (here: an overdue task becomes `timeout`) reaches sockets on A."""
+    a, _ = two_servers
+    task_id = chat["task"].pk
+    path = f"/ws/chat/{chat['conversation'].pk}/"
+    async with connect(a, path, chat["cookie"]) as socket:
+        await socket.send(json.dumps({"type": "ping"}))
+        assert await next_frame(socket) == {"type": "pong"}
+
+        env = dict(
+            os.environ,
+            DATABASE_URL=support.served_database_url(),
+            DEBUG="1",
+            TASK_TIMEOUT_SECONDS="1",
+            DJANGO_SETTINGS_MODULE="chatproject.settings",
+        )
+        worker = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "manage.py",
+            "tasks_worker",
+            "--once",
+            cwd=support.BASE_DIR,
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        output, _ = await asyncio.wait_for(worker.communicate(), 60)
+        assert worker.returncode == 0, output.decode()
+        assert "expired 1" in output.decode()
+
+        frame = await next_frame(socket)
+        assert frame["type"] == "task.status"
+        assert frame["task"]["id"] == task_id
+        assert frame["task"]["status"] == "timeout"
