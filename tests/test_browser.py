@@ -14,7 +14,8 @@ import uuid
 import pytest
 import requests
 
-from tests import support
+from chat.models import Message
+from tests import factories, support
 
 CHROMIUM = "/usr/bin/chromium"
 SCREENSHOTS = support.BASE_DIR / "artifacts" / "screenshots"
@@ -245,3 +246,76 @@ def test_a_failed_reply_shows_the_error_and_retry_brings_the_reply(transactional
         assert assistant_messages(page).count() == 1
         assert page.locator("#messages li.message--user").count() == 1
         assert page.locator(".task-status").count() == 0
+
+
+@pytest.fixture
+def long_conversation(make_user, settings):
+    """A user with a conversation taller than the window and a reply in flight."""
+    # The server checks the password with its own (default) hashers.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.PBKDF2PasswordHasher"]
+    user = make_user("scroller")
+    conversation = factories.conversation(user, title="A long one")
+    for number in range(30):
+        factories.message(conversation, f"Message number {number}", role="assistant")
+    question = factories.message(conversation, "And now?")
+    task = factories.task(
+        user,
+        status="processing",
+        current_step="generating",
+        input_data={"conversation_id": conversation.pk, "message_id": question.pk},
+    )
+    Message.objects.filter(pk=question.pk).update(async_task=task)
+    return {"conversation": conversation, "task": task}
+
+
+def log_in(page, base_url, username):
+    page.goto(f"{base_url}/accounts/login/")
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", "a-long-Passphrase-42")
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{base_url}/chat/")
+
+
+def distance_from_bottom(page):
+    return page.evaluate(
+        "(() => { const s = document.scrollingElement;"
+        " return s.scrollHeight - s.scrollTop - s.clientHeight; })()"
+    )
+
+
+def complete(server, task_id, content):
+    from tasks import tokens
+
+    answer = requests.post(
+        f"{server.base_url}/tasks/{task_id}/webhook/",
+        json={"status": "completed", "output": {"content": content}},
+        headers={"Authorization": f"Bearer {tokens.make_token(task_id)}"},
+        timeout=10,
+    )
+    assert answer.status_code == 200, answer.text
+
+
+@pytest.mark.parametrize("scrolled_up", [False, True])
+def test_a_reply_scrolls_into_view_unless_the_user_scrolled_up(
+    long_conversation, server, context, scrolled_up
+):
+    page = context.new_page()
+    page.set_viewport_size({"width": 1280, "height": 600})
+    log_in(page, server.base_url, "scroller")
+    page.goto(f"{server.base_url}/chat/{long_conversation['conversation'].pk}/")
+    wait_live(page)
+    page.wait_for_function("document.scrollingElement.scrollTop > 0")  # opened at the newest
+    if scrolled_up:
+        page.evaluate("window.scrollTo(0, 0)")
+        page.wait_for_function("document.scrollingElement.scrollTop === 0")
+
+    complete(server, long_conversation["task"].pk, "The reply at the bottom.")
+    assistant_messages(page).filter(has_text="The reply at the bottom.").wait_for()
+    if scrolled_up:
+        assert page.evaluate("document.scrollingElement.scrollTop") == 0
+    else:
+        page.wait_for_function(
+            "(() => { const s = document.scrollingElement;"
+            " return s.scrollHeight - s.scrollTop - s.clientHeight < 5; })()"
+        )
+        assert distance_from_bottom(page) < 5
