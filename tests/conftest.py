@@ -1,4 +1,5 @@
 import os
+import time
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -62,3 +63,15 @@ def redis_url():
     url = os.environ.get("REDIS_URL", "")
     support.need(bool(url), "needs Redis: set REDIS_URL=redis://… (CI runs the suite with it)")
     return url
+
+
+_SESSION_STARTED = time.time()
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Say where the browser tests' screenshots are (artifacts/ is git-ignored)."""
+    folder = support.BASE_DIR / "artifacts" / "screenshots"
+    started = _SESSION_STARTED
+    shots = sorted(p for p in folder.glob("*.png") if p.stat().st_mtime >= started)
+    if shots:
+        terminalreporter.write_line(f"browser screenshots ({len(shots)}): {folder}")
