@@ -6,12 +6,13 @@ from chat.models import Message, Role
 from chat.tasktypes import CHAT
 from tasks import devrunner, services
 from tests import support
-from tests.task_support import FakeN8n, chat_task, wait_for_status
+from tests.task_support import FakeN8n, chat_task, wait_for, wait_for_status
 
 
-def test_it_answers_like_n8n_with_an_execution_id(settings):
-    settings.DEV_RUNNER_STEP_SECONDS = 0
-    port = support.free_port()  # nothing listens: the callbacks just fail quietly
+def test_it_answers_like_n8n_with_an_execution_id(monkeypatch):
+    runs = []
+    monkeypatch.setattr(devrunner, "run", lambda *args: runs.append(args))
+    port = support.free_port()
     body = {
         "task_id": 1,
         "input": {"message": "hi"},
@@ -23,6 +24,11 @@ def test_it_answers_like_n8n_with_an_execution_id(settings):
     assert data["executionId"].startswith("dev-")
     _, again = devrunner.accept(body, {})
     assert again["executionId"] != data["executionId"]
+    wait_for(lambda: len(runs) == 2, timeout=5, what="both runs to start")
+    assert [(run[0]["task_id"], run[1]) for run in runs] == [
+        (1, data["executionId"]),
+        (1, again["executionId"]),
+    ]
 
 
 def test_it_refuses_a_body_without_a_callback(settings):
