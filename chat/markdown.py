@@ -9,6 +9,7 @@ styles) and get a copy button, added after sanitizing so nh3 never has to
 allow `<button>`.
 """
 
+import functools
 import re
 import threading
 
@@ -73,15 +74,31 @@ def sanitize(html: str) -> str:
     )
 
 
+# Rendering is a pure function of the text, and a page shows the same messages
+# again and again: keep the newest results (bounded in count and in size).
+CACHE_ENTRIES = 4096
+CACHE_MAX_TEXT = 32_000
+
+
 def render_markdown(text: str | None) -> SafeString:
     """Markdown → sanitized HTML, safe to put into a page."""
     if not text:
         return mark_safe("")
+    if len(text) <= CACHE_MAX_TEXT:
+        return mark_safe(_render_cached(text))  # noqa: S308 - sanitized in _render
+    return mark_safe(_render(text))  # noqa: S308 - sanitized in _render
+
+
+@functools.lru_cache(maxsize=CACHE_ENTRIES)
+def _render_cached(text: str) -> str:
+    return _render(text)
+
+
+def _render(text: str) -> str:
     converter = _converter()
     try:
         html = converter.reset().convert(text)
     finally:
         converter.reset()
     clean = sanitize(html)
-    clean = _CODE_BLOCK.sub(f'<div class="highlight">{COPY_BUTTON}<pre>', clean)
-    return mark_safe(clean)  # noqa: S308 - sanitized by nh3 just above
+    return _CODE_BLOCK.sub(f'<div class="highlight">{COPY_BUTTON}<pre>', clean)

@@ -201,7 +201,7 @@ TASK_DISPATCH_BACKOFF_MAX_SECONDS = env.float("TASK_DISPATCH_BACKOFF_MAX_SECONDS
 TASK_DISPATCH_LEASE_SECONDS = env.float("TASK_DISPATCH_LEASE_SECONDS", default=60.0)
 # The in-process dispatcher right after the commit: threads, and how many
 # tasks may wait for one (beyond that the worker picks them up).
-TASK_DISPATCH_THREADS = env.int("TASK_DISPATCH_THREADS", default=4)
+TASK_DISPATCH_THREADS = env.int("TASK_DISPATCH_THREADS", default=16)
 TASK_DISPATCH_QUEUE_MAX = env.int("TASK_DISPATCH_QUEUE_MAX", default=200)
 # Seconds between two passes of the worker loop.
 TASKS_WORKER_POLL_SECONDS = env.float("TASKS_WORKER_POLL_SECONDS", default=1.0)

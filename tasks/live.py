@@ -136,12 +136,22 @@ def task_sends(task):
     return [(group, {"type": "live.frame", "frame": frame}) for group in groups]
 
 
-def publish_task(task_id) -> None:
-    """Publish the committed state of a task after the current transaction."""
+def publish_task(task) -> None:
+    """Publish a task's state after the current transaction commits.
+
+    Given the instance this transaction wrote (under its row lock, so exactly
+    what commits), the frame is built now and no query is spent after the
+    commit; given an id, the committed row is read after the commit.
+    """
     from .models import AsyncTask
 
+    if isinstance(task, AsyncTask):
+        sends = task_sends(task)
+        transaction.on_commit(lambda: send(sends), robust=True)
+        return
+
     def build():
-        task = AsyncTask.objects.filter(pk=task_id).first()
-        return task_sends(task) if task else []
+        row = AsyncTask.objects.filter(pk=task).first()
+        return task_sends(row) if row else []
 
     send_on_commit(build)

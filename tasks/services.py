@@ -269,6 +269,11 @@ def backoff_seconds(attempt) -> float:
 def dispatch(task) -> str:
     """Send a claimed task and record the result. Returns the recorded outcome:
     "dispatched", "retry", "failed", or "ignored" (the task had moved on)."""
+    # While waiting on n8n (up to the read time-out) hold no database
+    # connection: on PostgreSQL it goes back to the pool for requests to use.
+    connection = connections[AsyncTask.objects.db]
+    if connection.vendor == "postgresql" and not connection.in_atomic_block:
+        connection.close()
     result = send(task)
     return record_dispatch(task.pk, result)
 
@@ -351,18 +356,22 @@ def record_dispatch(task_id, result: DispatchResult) -> str:
         _update(task, changes, now)
         if outcome == "failed":
             _run_hook(task, "on_failed")
-        live.publish_task(task_id)
+        live.publish_task(task)
     return outcome
 
 
 def _update(task, changes, now):
     """The conditional write: only over the version read under the lock."""
+    version = task.version + 1
     updated = AsyncTask.objects.filter(pk=task.pk, version=task.version).update(
-        **changes, version=F("version") + 1, updated_at=now
+        **changes, version=version, updated_at=now
     )
     if updated != 1:  # cannot happen with the row locked; never write over a newer state
         raise RuntimeError(f"task {task.pk} changed under its row lock")
-    task.refresh_from_db()
+    # The row is locked: what was just written is its state, no need to read it back.
+    for field, value in changes.items():
+        setattr(task, field, value)
+    task.version, task.updated_at = version, now
 
 
 def _run_hook(task, name):
@@ -440,16 +449,19 @@ def _error_text(error) -> str:
     return ""
 
 
-def apply_callback(task_id, clean) -> tuple[AsyncTask, bool]:
-    """Apply a validated callback. Returns (task, applied).
+def apply_callback(task_id, payload) -> tuple[AsyncTask, bool]:
+    """Validate and apply a callback body. Returns (task, applied).
 
-    A terminal status repeated for a task already in it changes nothing
-    (applied False); another status for a terminal task raises TaskConflict.
+    Raises CallbackError for a bad body (nothing changes) and
+    AsyncTask.DoesNotExist for an unknown task. A terminal status repeated for
+    a task already in it changes nothing (applied False); another status for a
+    terminal task raises TaskConflict.
     """
     now = timezone.now()
-    new = clean["status"]
     with transaction.atomic():
         task = AsyncTask.objects.select_for_update().get(pk=task_id)
+        clean = validate_callback(payload, task.task_type)
+        new = clean["status"]
         if task.is_terminal:
             if new == task.status:
                 return task, False
@@ -486,7 +498,7 @@ def apply_callback(task_id, clean) -> tuple[AsyncTask, bool]:
             _run_hook(task, "on_completed")
         elif new == TaskStatus.FAILED:
             _run_hook(task, "on_failed")
-        live.publish_task(task.pk)
+        live.publish_task(task)
     return task, True
 
 
@@ -518,7 +530,7 @@ def _terminate(task_id, status, message, error_details, now=None, deadline=None)
             now,
         )
         _run_hook(task, "on_failed")
-        live.publish_task(task.pk)
+        live.publish_task(task)
     return True
 
 
@@ -597,6 +609,6 @@ def dispatch_again(task_id) -> bool:
             },
             now,
         )
-        live.publish_task(task.pk)
+        live.publish_task(task)
         transaction.on_commit(lambda: schedule_dispatch(task.pk), robust=True)
     return True
