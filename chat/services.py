@@ -24,18 +24,23 @@ def message_frame(message) -> dict:
     }
 
 
-def publish_message(message_id) -> None:
-    """Publish a new message to its conversation's sockets after the commit."""
+def publish_message(message) -> None:
+    """Publish a new message to its conversation's sockets after the commit.
+
+    Given the instance this transaction wrote (with its task), the frame is
+    rendered from it after the commit, with no query; given an id, the
+    committed row is read then.
+    """
     from .models import Message
 
     def build():
-        message = Message.objects.select_related("async_task").filter(pk=message_id).first()
-        if message is None:
-            return []
-        frame = message_frame(message)
-        return [
-            (conversation_group(message.conversation_id), {"type": "live.frame", "frame": frame})
-        ]
+        row = message
+        if not isinstance(row, Message):
+            row = Message.objects.select_related("async_task").filter(pk=message).first()
+            if row is None:
+                return []
+        frame = message_frame(row)
+        return [(conversation_group(row.conversation_id), {"type": "live.frame", "frame": frame})]
 
     live.send_on_commit(build)
 
@@ -169,7 +174,7 @@ def send_message(user, conversation, text):
         if not locked.title:
             locked.title = derive_title(content)
             locked.save(update_fields=["title", "updated_at"])
-        publish_message(message.pk)
+        publish_message(message)
     conversation.title = locked.title
     return message
 
@@ -208,7 +213,7 @@ def retry(user, message):
         message.save(update_fields=["async_task"])
         locked.touch()
         # Pages replace the message's fragment (its status moved back to pending).
-        publish_message(message.pk)
+        publish_message(message)
     return message
 
 

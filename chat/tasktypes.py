@@ -49,7 +49,7 @@ def on_completed(task):
         thinking=thinking,
         async_task=task,
     )
-    publish_message(message.pk)
+    publish_message(message)
 
 
 def valid_output(output) -> bool:

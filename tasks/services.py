@@ -62,7 +62,7 @@ def create_task(*, user, task_type, input_data, metadata=None) -> AsyncTask:
         created_by=user,
         metadata=metadata or {},
     )
-    live.publish_task(task.pk)
+    live.publish_task(task)
     transaction.on_commit(lambda: schedule_dispatch(task.pk), robust=True)
     return task
 
