@@ -7,7 +7,7 @@ from .tasktypes import conversation_group
 
 def message_frame(message) -> dict:
     """The `message.created` frame, with the same fragment the page renders."""
-    from django.template.loader import render_to_string
+    from .fragments import message_html
 
     return {
         "type": "message.created",
@@ -20,7 +20,7 @@ def message_frame(message) -> dict:
             "created_at": message.created_at.isoformat(),
             "async_task_id": message.async_task_id,
         },
-        "html": render_to_string("chat/_message.html", {"message": message}),
+        "html": message_html(message),
     }
 
 

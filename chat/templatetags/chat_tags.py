@@ -1,11 +1,19 @@
 import re
 
 from django import template
+from django.utils.safestring import mark_safe
 
+from chat.fragments import message_html
 from chat.markdown import render_markdown
 from chat.services import task_error_text, task_status_label
 
 register = template.Library()
+
+
+@register.simple_tag(takes_context=True)
+def message_fragment(context, message):
+    """The message's fragment (chat/_message.html), shared with live frames."""
+    return mark_safe(message_html(message, request=context.get("request")))  # noqa: S308
 
 
 @register.filter(name="markdown")

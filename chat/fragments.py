@@ -1,0 +1,47 @@
+"""The one fragment of a message, for the page and for `message.created` frames.
+
+A message whose fragment can no longer change (an assistant reply, or a user
+message with no task or a completed one) is rendered once and then served from
+a bounded in-process cache keyed by everything the fragment shows, so a long
+conversation's page costs little more than a short one's. A user message with
+a task status (pending, processing, failed with its Retry form and CSRF token)
+is always rendered afresh.
+"""
+
+import threading
+from collections import OrderedDict
+
+from django.template.loader import render_to_string
+
+from tasks.models import TaskStatus
+
+TEMPLATE = "chat/_message.html"
+CACHE_ENTRIES = 4096
+
+_cache: OrderedDict = OrderedDict()
+_lock = threading.Lock()
+
+
+def _cache_key(message):
+    if message.role == "user":
+        task = message.async_task if message.async_task_id else None
+        if task is not None and task.status != TaskStatus.COMPLETED:
+            return None
+    return (message.pk, message.role, message.content, message.thinking, message.created_at)
+
+
+def message_html(message, request=None) -> str:
+    key = _cache_key(message)
+    if key is None:
+        return render_to_string(TEMPLATE, {"message": message}, request=request)
+    with _lock:
+        html = _cache.get(key)
+        if html is not None:
+            _cache.move_to_end(key)
+            return html
+    html = render_to_string(TEMPLATE, {"message": message})
+    with _lock:
+        _cache[key] = html
+        while len(_cache) > CACHE_ENTRIES:
+            _cache.popitem(last=False)
+    return html
