@@ -57,6 +57,9 @@ def task_webhook(request, pk):
     try:
         payload = json.loads(raw)
     except (ValueError, UnicodeDecodeError):
+        # A valid token of a task deleted since: the unknown task still comes first.
+        if not AsyncTask.objects.filter(pk=pk).exists():
+            return _error(404, "no task has this id")
         return _error(400, "the body is not JSON")
     try:
         task, _applied = services.apply_callback(pk, payload)
