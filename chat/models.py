@@ -82,8 +82,8 @@ class Message(models.Model):
     conversation = models.ForeignKey(
         Conversation, on_delete=models.CASCADE, related_name="messages"
     )
-    role = models.CharField(max_length=16, choices=Role.choices)
-    content = models.TextField()
+    role = models.CharField(max_length=16, choices=Role.choices, db_default=Role.USER.value)
+    content = models.TextField(db_default="")
     thinking = models.TextField(blank=True, default="", db_default="")
     created_at = models.DateTimeField(default=timezone.now, db_default=Now(), editable=False)
     metadata = models.JSONField(default=dict, db_default=_json_default(), blank=True)

@@ -29,8 +29,13 @@ if not SECRET_KEY:
 elif SECRET_KEY == DEVELOPMENT_SECRET_KEY and not DEBUG:
     raise ImproperlyConfigured("The development SECRET_KEY is refused when DEBUG is off.")
 
-ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1"])
-CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+def _comma_list(name, default):
+    """A comma list from the environment, spaces around the commas allowed."""
+    return [item.strip() for item in env.list(name, default=default) if item.strip()]
+
+
+ALLOWED_HOSTS = _comma_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1"])
+CSRF_TRUSTED_ORIGINS = _comma_list("CSRF_TRUSTED_ORIGINS", [])
 
 INSTALLED_APPS = [
     # Daphne first, so `runserver` serves ASGI (HTTP and websockets).

@@ -156,3 +156,17 @@ def test_json_columns_are_jsonb_on_postgresql(postgres_only):
     assert types[("chat_conversations", "metadata")] == "jsonb"
     assert types[("chat_messages", "id")] == "bigint"
     assert types[("async_tasks", "id")] == "bigint"
+
+
+def test_message_inserted_with_plain_sql_gets_its_defaults(user):
+    conversation = factories.conversation(user)
+    with connection.cursor() as cursor:
+        cursor.execute("INSERT INTO chat_messages (conversation_id) VALUES (%s)", [conversation.pk])
+    message = Message.objects.get()
+    assert (message.role, message.content, message.thinking, message.metadata) == (
+        "user",
+        "",
+        "",
+        {},
+    )
+    assert message.created_at is not None and message.async_task_id is None

@@ -37,3 +37,17 @@ def test_check_deploy_is_clean_with_production_settings():
     )
     assert result.returncode == 0, result.stderr + result.stdout
     assert "no issues" in result.stdout
+
+
+def test_comma_lists_allow_spaces_around_commas():
+    result = _manage(
+        "shell",
+        "-c",
+        "from django.conf import settings; "
+        "print(settings.ALLOWED_HOSTS, settings.CSRF_TRUSTED_ORIGINS)",
+        DEBUG="1",
+        ALLOWED_HOSTS="chat.example.com, localhost ,",
+        CSRF_TRUSTED_ORIGINS=" https://chat.example.com",
+    )
+    assert result.returncode == 0, result.stderr
+    assert "['chat.example.com', 'localhost'] ['https://chat.example.com']" in result.stdout
