@@ -29,6 +29,7 @@ if not SECRET_KEY:
 elif SECRET_KEY == DEVELOPMENT_SECRET_KEY and not DEBUG:
     raise ImproperlyConfigured("The development SECRET_KEY is refused when DEBUG is off.")
 
+
 def _comma_list(name, default):
     """A comma list from the environment, spaces around the commas allowed."""
     return [item.strip() for item in env.list(name, default=default) if item.strip()]

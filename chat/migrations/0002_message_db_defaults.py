@@ -4,20 +4,23 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('chat', '0001_initial'),
+        ("chat", "0001_initial"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='message',
-            name='content',
-            field=models.TextField(db_default=''),
+            model_name="message",
+            name="content",
+            field=models.TextField(db_default=""),
         ),
         migrations.AlterField(
-            model_name='message',
-            name='role',
-            field=models.CharField(choices=[('user', 'User'), ('assistant', 'Assistant')], db_default='user', max_length=16),
+            model_name="message",
+            name="role",
+            field=models.CharField(
+                choices=[("user", "User"), ("assistant", "Assistant")],
+                db_default="user",
+                max_length=16,
+            ),
         ),
     ]
