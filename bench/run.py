@@ -266,20 +266,25 @@ def wrk(url, seconds, script=None, connections=16):
     }
 
 
-def page_render(server_url, cookie, conversation, n=30):
+def page_render(server_url, cookie, conversations, rounds=40):
+    """GET each conversation's page in turn, round after round, so that the
+    machine's drifting load weighs on every size alike."""
     import requests
 
     session = requests.Session()
     session.headers["Cookie"] = cookie
-    url = f"{server_url}/chat/{conversation.pk}/"
-    samples = []
-    for _ in range(n + 3):
-        start = time.perf_counter()
-        response = session.get(url)
-        samples.append(time.perf_counter() - start)
-        if response.status_code != 200:
-            raise RuntimeError(f"GET {url} answered {response.status_code}")
-    return samples[3:]
+    samples = {size: [] for size in conversations}
+    for round_number in range(rounds + 3):
+        for size, conversation in conversations.items():
+            url = f"{server_url}/chat/{conversation.pk}/"
+            start = time.perf_counter()
+            response = session.get(url)
+            elapsed = time.perf_counter() - start
+            if response.status_code != 200:
+                raise RuntimeError(f"GET {url} answered {response.status_code}")
+            if round_number >= 3:
+                samples[size].append(elapsed)
+    return samples
 
 
 def query_count(user, conversation):
@@ -437,9 +442,9 @@ def main():
         render = {}
         conversations = {size: make_conversation(user, size) for size in (10, 1000, 10000)}
         analyze()
+        samples = page_render(proc_a.base_url, cookie, conversations)
         for size, big in conversations.items():
-            samples = page_render(proc_a.base_url, cookie, big)
-            render[size] = {**summary_ms(samples), "queries": query_count(user, big)}
+            render[size] = {**summary_ms(samples[size]), "queries": query_count(user, big)}
 
     results["trivial_get_ms"] = summary_ms(trivial)
     results["trivial_get_redis_server_ms"] = summary_ms(trivial_redis)
