@@ -113,8 +113,10 @@ class Message(models.Model):
     def get_absolute_url(self):
         return f"{self.conversation.get_absolute_url()}#message-{self.pk}"
 
-    def save(self, *args, **kwargs):
+    def save(self, *args, touch_conversation=True, **kwargs):
+        """A new message is activity: it moves its conversation's `updated_at`
+        (unless the caller just did, `touch_conversation=False`)."""
         adding = self._state.adding
         super().save(*args, **kwargs)
-        if adding:
+        if adding and touch_conversation:
             Conversation(pk=self.conversation_id).touch()

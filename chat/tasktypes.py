@@ -1,6 +1,7 @@
 """The `chat` task type: how a finished n8n run becomes an assistant message."""
 
 from django.conf import settings
+from django.utils import timezone
 
 from tasks import registry
 
@@ -38,17 +39,19 @@ def on_completed(task):
     if Message.objects.filter(async_task=task, role=Role.ASSISTANT).exists():
         return
     conversation_id = (task.input_data or {}).get("conversation_id")
-    conversation = Conversation.objects.filter(pk=conversation_id).first()
-    if conversation is None:
-        return  # the conversation was deleted while n8n worked
+    # Moving `updated_at` doubles as the existence check: no row means the
+    # conversation was deleted while n8n worked.
+    if not Conversation.objects.filter(pk=conversation_id).update(updated_at=timezone.now()):
+        return
     content, thinking = reply_from_output(task.output_data)
-    message = Message.objects.create(
-        conversation=conversation,
+    message = Message(
+        conversation_id=conversation_id,
         role=Role.ASSISTANT,
         content=content,
         thinking=thinking,
         async_task=task,
     )
+    message.save(touch_conversation=False)
     publish_message(message)
 
 
