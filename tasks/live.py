@@ -20,6 +20,7 @@ import asyncio
 import logging
 import os
 import threading
+import weakref
 
 from asgiref.sync import SyncToAsync
 from channels.layers import get_channel_layer
@@ -80,21 +81,30 @@ async def _send_all(sends):
 
 
 def send(sends) -> None:
-    """Send [(group, message), …] now. Never raises, waits at most a moment."""
+    """Send [(group, message), …]. Never raises.
+
+    On a server's loop (a request thread, the dispatcher, the in-process
+    worker, async code) the sends are queued and this returns at once: the
+    thread does not wait for the layer (nor hang on a loop that is shutting
+    down), and one queue per loop keeps frames in the order they were sent.
+    In a process of our own (tasks_worker) it waits a moment, so nothing is
+    lost when the process exits.
+    """
     sends = list(sends)
     if not sends:
         return
     try:
-        running = asyncio.get_running_loop()
-    except RuntimeError:
-        running = None
-    try:
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
         if running is not None:
-            task = running.create_task(_send_all(sends))
-            _pending.add(task)
-            task.add_done_callback(_finished)
+            _enqueue(running, sends)
             return
         loop = _target_loop()
+        if loop is not _own_loop:
+            loop.call_soon_threadsafe(_enqueue, loop, sends)
+            return
         future = asyncio.run_coroutine_threadsafe(_send_all(sends), loop)
         try:
             future.result(timeout=PUBLISH_TIMEOUT_SECONDS)
@@ -105,7 +115,32 @@ def send(sends) -> None:
         logger.warning("live publish failed for %s", [g for g, _ in sends], exc_info=True)
 
 
-def _finished(task: asyncio.Task) -> None:
+_queues: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Queue]" = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _enqueue(loop, sends) -> None:
+    """Runs in `loop`'s thread: hand the sends to that loop's sender task."""
+    queue = _queues.get(loop)
+    if queue is None:
+        queue = _queues[loop] = asyncio.Queue()
+        task = loop.create_task(_drain(queue))
+        _pending.add(task)
+        task.add_done_callback(_finished)
+    queue.put_nowait(sends)
+
+
+async def _drain(queue) -> None:
+    while True:
+        sends = await queue.get()
+        try:
+            await _send_all(sends)
+        except Exception:  # noqa: BLE001 - the page resyncs from the database
+            logger.warning("live publish failed for %s", [g for g, _ in sends], exc_info=True)
+
+
+def _finished(task) -> None:
     _pending.discard(task)
     if not task.cancelled() and task.exception() is not None:
         logger.warning("live publish failed", exc_info=task.exception())
