@@ -446,9 +446,18 @@ def main():
         for size, big in conversations.items():
             render[size] = {**summary_ms(samples[size]), "queries": query_count(user, big)}
 
+    # 1b. The same through channels-redis's pub/sub layer, for comparison.
+    pubsub_env = {"REDIS_URL": REDIS_URL, "CHANNEL_LAYER_KIND": "pubsub"}
+    with server(**pubsub_env) as proc_a, server(**pubsub_env) as proc_b:
+        trivial_pubsub = trivial_get_latency(proc_a.base_url)
+        pubsub = callback_latency(
+            proc_a, proc_b, cookie, conversation, make_tasks(user, conversation, N_CALLBACKS)
+        )
+    results["trivial_get_pubsub_server_ms"] = summary_ms(trivial_pubsub)
+
     results["trivial_get_ms"] = summary_ms(trivial)
     results["trivial_get_redis_server_ms"] = summary_ms(trivial_redis)
-    for name, samples in (("memory", memory), ("redis", redis)):
+    for name, samples in (("memory", memory), ("redis", redis), ("pubsub", pubsub)):
         results[f"callback_to_frame_{name}_ms"] = summary_ms([dt for _, dt in samples]) | {
             status: summary_ms([dt for s, dt in samples if s == status])
             for status in ("processing", "completed")
@@ -490,6 +499,12 @@ def main():
         trivial_get_latency(srv.base_url, n=20)  # warm up
         fanout_task = make_tasks(user, conversation, 1)[0]
         results["many_sockets"] = many_sockets(srv, cookie, conversation, fanout_task, N_SOCKETS)
+    with server(**pubsub_env) as srv:
+        trivial_get_latency(srv.base_url, n=20)  # warm up
+        fanout_task = make_tasks(user, conversation, 1)[0]
+        results["many_sockets_pubsub"] = many_sockets(
+            srv, cookie, conversation, fanout_task, N_SOCKETS
+        )
 
     results["duration_s"] = round(time.monotonic() - started, 1)
     results["goals"] = goals(results)
@@ -529,6 +544,8 @@ def render_table(r):
     rd = r["render"]
     send = r["send_with_slow_n8n_ms"]
     ms = r["many_sockets"]
+    msp = r["many_sockets_pubsub"]
+    ps, tgp = r["callback_to_frame_pubsub_ms"], r["trivial_get_pubsub_server_ms"]
     rows = [
         (
             "Trivial GET p50 (yardstick; in-memory / Redis server)",
@@ -548,6 +565,12 @@ def render_table(r):
             f" p50 processing {red['processing']['p50']}, completed {red['completed']['p50']})",
             "p50 ≤ 2 × trivial, p99 ≤ 25 ms",
             f"{mark(g['callback_frame_p50_le_2x_trivial'])}, {mark(g['callback_frame_p99_le_25ms'])}",
+        ),
+        (
+            "For comparison: callback→frame, Redis pub/sub layer (B→A) p50/p95/p99",
+            f"{ps['p50']} / {ps['p95']} / {ps['p99']} ms (p50 = {ratio_text(ps['p50'], tgp['p50'])} × that server's trivial GET, {tgp['p50']} ms)",
+            "—",
+            "",
         ),
         (
             "Webhook throughput (16 clients) vs trivial view",
@@ -576,6 +599,12 @@ def render_table(r):
             f"{ms['deliver_all_ms']} ms",
             "≤ 60 MB",
             mark(g["sockets_le_60mb"]),
+        ),
+        (
+            f"For comparison: {msp['sockets']} sockets on the pub/sub layer",
+            f"{msp['extra_rss_mib']} MiB; {msp['deliver_all_ms']} ms",
+            "—",
+            "",
         ),
     ]
     lines = ["| figure | measured | goal | |", "| --- | --- | --- | --- |"]

@@ -117,7 +117,21 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # --- Channels -------------------------------------------------------------
 
 REDIS_URL = env.str("REDIS_URL", default="")
-if REDIS_URL:
+# "core" (channels-redis's default layer: per-channel queues with a capacity)
+# or "pubsub" (Redis pub/sub: one message per process and group; no capacity,
+# nothing kept for a process that is not listening). See docs/PERFORMANCE.md.
+CHANNEL_LAYER_KIND = env.str("CHANNEL_LAYER_KIND", default="core")
+if REDIS_URL and CHANNEL_LAYER_KIND == "pubsub":
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "CONFIG": {
+                "hosts": [REDIS_URL],
+                "prefix": env.str("CHANNEL_LAYER_PREFIX", default="chatproject"),
+            },
+        }
+    }
+elif REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",

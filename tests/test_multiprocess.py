@@ -25,9 +25,14 @@ pytestmark = pytest.mark.django_db(transaction=True)
 FRAME_TIMEOUT = 10
 
 
-@pytest.fixture
-def two_servers(redis_url, transactional_db):
-    env = {"REDIS_URL": redis_url, "TASKS_WORKER_IN_PROCESS": "0"}
+@pytest.fixture(params=["core", "pubsub"])
+def two_servers(request, redis_url, transactional_db):
+    """Two Daphne processes sharing Redis, through either channels-redis layer."""
+    env = {
+        "REDIS_URL": redis_url,
+        "TASKS_WORKER_IN_PROCESS": "0",
+        "CHANNEL_LAYER_KIND": request.param,
+    }
     with support.Server(env=env) as a, support.Server(env=env) as b:
         yield a, b
 
@@ -157,6 +162,7 @@ async def test_the_worker_process_publishes_to_sockets_on_a(two_servers, chat):
             DEBUG="1",
             TASK_TIMEOUT_SECONDS="1",
             DJANGO_SETTINGS_MODULE="chatproject.settings",
+            CHANNEL_LAYER_KIND=a.extra_env["CHANNEL_LAYER_KIND"],
         )
         worker = await asyncio.create_subprocess_exec(
             sys.executable,
