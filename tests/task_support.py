@@ -70,10 +70,12 @@ class FakeN8n:
     """A real HTTP server on 127.0.0.1 answering dispatches as told.
 
     `answers` is a list of (status, body-dict-or-text, delay_seconds) used in
-    turn (the last one repeats). Every request is recorded."""
+    turn (the last one repeats). Every request is recorded; `on_request(body)`,
+    if given, runs before the answer (n8n calling back before it answers)."""
 
-    def __init__(self, answers):
+    def __init__(self, answers, on_request=None):
         self.answers = list(answers)
+        self.on_request = on_request  # on_request(body) runs before the answer
         self.requests = []
         self.lock = threading.Lock()
         fake = self
@@ -88,6 +90,8 @@ class FakeN8n:
                     )
                     index = min(len(fake.requests), len(fake.answers)) - 1
                     status, payload, delay = fake.answers[index]
+                if fake.on_request is not None:
+                    fake.on_request(json.loads(body))
                 if delay:
                     time.sleep(delay)
                 data = payload if isinstance(payload, str) else json.dumps(payload)

@@ -10,9 +10,7 @@ import json
 import os
 import subprocess
 import sys
-import threading
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import requests
@@ -512,48 +510,20 @@ def test_a_4xx_answer_fails_the_task_with_stage_status_and_body(n8n_settings, us
 # --- The callback that overtakes the dispatch answer (real server) -------------------------
 
 
-class CallingBackN8n:
-    """n8n that calls back on the callback URL *before* answering the dispatch."""
+def calling_back(callbacks, answers):
+    """An `on_request` for FakeN8n: n8n posting callbacks before it answers."""
 
-    def __init__(self, callbacks, answer):
-        self.callbacks = callbacks
-        self.answer = answer
-        self.callback_answers = []
-        fake = self
+    def call_back(body):
+        for payload in callbacks:
+            response = requests.post(
+                body["callback_url"],
+                json=payload,
+                headers={"Authorization": f"Bearer {body['callback_token']}"},
+                timeout=20,
+            )
+            answers.append((response.status_code, response.json()))
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                for payload in fake.callbacks:
-                    response = requests.post(
-                        body["callback_url"],
-                        json=payload,
-                        headers={"Authorization": f"Bearer {body['callback_token']}"},
-                        timeout=20,
-                    )
-                    fake.callback_answers.append((response.status_code, response.json()))
-                data = json.dumps(fake.answer).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()
+    return call_back
 
 
 @pytest.fixture
@@ -585,10 +555,12 @@ def test_a_callback_before_the_dispatch_answer_wins(
         user, input_data={"conversation_id": conversation.pk, "message": "hi", "history": []}
     ).pk
     factories.message(conversation, "hi", async_task_id=task_id)
-    with CallingBackN8n(callbacks, {"executionId": "from-the-answer"}) as n8n:
+    answers = []
+    on_request = calling_back(callbacks, answers)
+    with FakeN8n([(200, {"executionId": "from-the-answer"}, 0)], on_request) as n8n:
         n8n_settings.N8N_BASE_URL = n8n.base_url
         call_command("tasks_worker", "--once")
-    assert [status for status, _ in n8n.callback_answers] == [200]
+    assert [status for status, _ in answers] == [200]
     row = task_row(task_id)
     assert (row["status"], row["current_step"], row["n8n_execution_id"]) == expected
     assert row["processing_started_at"] is not None
