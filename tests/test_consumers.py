@@ -23,6 +23,7 @@ from chatproject.asgi import application
 from tasks import live, services
 from tasks.models import AsyncTask, TaskStatus
 from tests import factories
+from tests.contract_names import MESSAGE_FRAME_KEYS
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -190,15 +191,7 @@ async def test_new_message_frame_carries_the_pages_fragment(conversation, alice_
     message_id = await add_message(conversation.pk, "**hi** there")
     frame = await socket.receive_json_from(timeout=FRAME_TIMEOUT)
     assert frame["type"] == "message.created"
-    assert set(frame["message"]) == {
-        "id",
-        "conversation_id",
-        "role",
-        "content",
-        "thinking",
-        "created_at",
-        "async_task_id",
-    }
+    assert set(frame["message"]) == MESSAGE_FRAME_KEYS
     assert frame["message"]["id"] == message_id
     assert frame["message"]["conversation_id"] == conversation.pk
     assert frame["message"]["content"] == "**hi** there"

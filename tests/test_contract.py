@@ -26,38 +26,10 @@ from django.utils import timezone
 from chatproject.asgi import application
 from tasks.models import AsyncTask
 from tests import factories, support
+from tests.contract_names import DISPATCH_KEYS, MESSAGE_FRAME_KEYS, TASK_FRAME_KEYS
 from tests.task_support import FakeN8n
 
 JSON = {"HTTP_ACCEPT": "application/json"}
-TASK_FRAME_KEYS = {
-    "id",
-    "task_type",
-    "status",
-    "current_step",
-    "status_message",
-    "version",
-    "created_at",
-    "processing_started_at",
-    "processing_completed_at",
-}
-MESSAGE_FRAME_KEYS = {
-    "id",
-    "conversation_id",
-    "role",
-    "content",
-    "thinking",
-    "created_at",
-    "async_task_id",
-}
-DISPATCH_KEYS = {
-    "task_id",
-    "task_type",
-    "workflow_id",
-    "input",
-    "callback_url",
-    "callback_token",
-    "timeout_seconds",
-}
 
 
 def sql(query, params=()):

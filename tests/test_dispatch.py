@@ -8,6 +8,7 @@ from django.utils import timezone
 from tasks import services, tokens
 from tasks.models import AsyncTask
 from tests import support
+from tests.contract_names import DISPATCH_KEYS
 from tests.task_support import FakeN8n, chat_task
 
 pytestmark = pytest.mark.django_db
@@ -44,15 +45,7 @@ def test_dispatch_posts_the_contract_body_and_headers(dispatch_settings, user):
     assert request["headers"]["Idempotency-Key"] == f"task-{task.pk}"
     assert request["headers"]["Content-Type"] == "application/json"
     body = request["body"]
-    assert set(body) == {
-        "task_id",
-        "task_type",
-        "workflow_id",
-        "input",
-        "callback_url",
-        "callback_token",
-        "timeout_seconds",
-    }
+    assert set(body) == DISPATCH_KEYS
     assert body["task_id"] == task.pk
     assert body["task_type"] == "chat"
     assert body["workflow_id"] == "chat-reply"
