@@ -185,6 +185,8 @@ def _sent(request, conversation, message, status=201):
         frame = services.message_frame(message)
         body = {"message": frame["message"], "task": message.async_task.as_frame()}
         body["html"] = frame["html"]
+        # Additive: the page shows a title derived from the first message at once.
+        body["conversation"] = {"id": conversation.pk, "title": conversation.title}
         return JsonResponse(body, status=status)
     return _see_other(f"{conversation.get_absolute_url()}#message-{message.pk}")
 

@@ -132,6 +132,18 @@ def test_a_reply_arrives_live_with_its_steps_in_every_tab(server, context):
     assert page.evaluate("window.__notReloaded === true")
     assert assistant_messages(page).count() == 1
     assert page.locator("#messages li.message--user").count() == 1
+    # The heading and the sidebar follow without a reload: the title taken from
+    # the first message, the preview of the reply, the entry on top.
+    assert page.inner_text("#conversation-title") == "Hello from the browser test"
+    current = page.locator('.conversation-link[aria-current="page"]')
+    assert current.locator(".conversation-link__title").inner_text() == (
+        "Hello from the browser test"
+    )
+    assert (
+        current.locator(".conversation-link__preview")
+        .inner_text()
+        .startswith("Assistant: This reply comes from the development workflow runner")
+    )
 
     assistant_messages(other_tab).first.wait_for()
     other_tab.wait_for_function("!document.getElementById('composer-input').disabled")

@@ -9,6 +9,7 @@ from chat import services
 from chat.models import Conversation, Message, Role
 from tasks.models import AsyncTask, TaskStatus
 from tests import factories
+from tests.contract_names import MESSAGE_FRAME_KEYS
 
 pytestmark = pytest.mark.django_db
 
@@ -77,9 +78,7 @@ def test_send_as_json_answers_201_with_message_task_and_html(user_client, conver
     assert response.status_code == 201
     body = response.json()
     message = Message.objects.get()
-    assert set(body["message"]) == {
-        "id", "conversation_id", "role", "content", "thinking", "created_at", "async_task_id",
-    }  # fmt: skip
+    assert set(body["message"]) == MESSAGE_FRAME_KEYS
     assert body["message"]["id"] == message.pk
     assert body["message"]["async_task_id"] == message.async_task_id
     assert body["task"]["id"] == message.async_task_id
@@ -87,6 +86,13 @@ def test_send_as_json_answers_201_with_message_task_and_html(user_client, conver
     assert body["task"]["version"] == 1
     assert f'id="message-{message.pk}"' in body["html"]
     assert f'id="task-{message.async_task_id}"' in body["html"]
+    assert body["conversation"] == {"id": conversation.pk, "title": "Trip planning"}
+
+
+def test_send_as_json_tells_the_title_taken_from_the_first_message(user_client, user):
+    untitled = factories.conversation(user, title="")
+    response = user_client.post(url(untitled), {"content": "Plan a trip to Lisbon"}, **JSON)
+    assert response.json()["conversation"] == {"id": untitled.pk, "title": "Plan a trip to Lisbon"}
 
 
 def test_send_moves_the_conversation_up(user_client, user, conversation):

@@ -296,6 +296,7 @@
       incoming.querySelectorAll(".task-status").forEach(reconcile);
       const empty = root.querySelector(".messages__empty");
       if (empty) empty.remove();
+      if (message.id > lastMessageId) refreshSidebar(message, incoming);
     }
     lastMessageId = Math.max(lastMessageId, message.id);
     if (force || atBottom) scrollToNewest();
@@ -428,7 +429,42 @@
     return { ok: response.ok, status: response.status, body };
   }
 
+  // --- the sidebar: the open conversation's entry follows its newest message --------
+
+  const PREVIEW_LENGTH = 100;
+
+  function refreshSidebar(message, fragment) {
+    const link = document.querySelector('.conversation-link[aria-current="page"]');
+    const body = fragment.querySelector(".message__body");
+    if (!link || !body) return;
+    // The rendered text, so Markdown marks do not show (as on the server's list).
+    const line = body.textContent.replace(/\s+/g, " ").trim();
+    const text = line.length > PREVIEW_LENGTH ? `${line.slice(0, PREVIEW_LENGTH - 1)}…` : line;
+    const preview = link.querySelector(".conversation-link__preview");
+    if (preview) preview.textContent = (message.role === "assistant" ? "Assistant: " : "") + text;
+    const time = link.querySelector(".conversation-link__time");
+    if (time) {
+      time.textContent = "now";
+      time.dateTime = message.created_at;
+    }
+    const item = link.closest("li");
+    if (item && item.parentElement && item.parentElement.firstElementChild !== item) {
+      item.parentElement.prepend(item); // newest activity first, as the server orders it
+    }
+  }
+
+  function showTitle(title) {
+    if (!title) return;
+    const heading = document.getElementById("conversation-title");
+    if (heading) heading.textContent = title;
+    const link = document.querySelector('.conversation-link[aria-current="page"]');
+    const name = link && link.querySelector(".conversation-link__title");
+    if (name) name.textContent = title;
+    document.title = `${title} · Assistant`;
+  }
+
   function applySent(body) {
+    if (body.conversation) showTitle(body.conversation.title);
     if (body.task) applyTask(body.task);
     if (body.html && body.message) insertMessage(body.html, body.message, true);
   }
