@@ -23,11 +23,13 @@ cleanup() {
 trap cleanup INT TERM EXIT
 if [ -z "${REDIS_URL:-}" ]; then
   export TASKS_WORKER_IN_PROCESS=1
+  where="in the server process"
 else
   $PY manage.py tasks_worker &
   pids+=($!)
+  where="its own process"
 fi
-echo "Serving on http://$ADDR (worker: ${REDIS_URL:+separate process}${REDIS_URL:-in the server process})"
+echo "Serving on http://$ADDR (task worker: $where)"
 $PY manage.py runserver "$ADDR" &
 pids+=($!)
 wait -n "${pids[@]}"
