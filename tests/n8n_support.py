@@ -5,7 +5,8 @@ N8N_BIN names the binary, as .ci/run exports it). Each test session starts one
 n8n with a user folder of its own, imports the shipped workflows and the Header
 Auth credential with n8n's CLI, publishes (activates) them, starts n8n and waits
 for the log line saying the editor is accessible: /healthz answers before the
-workflows are active.
+workflows are active. chat-reply.json's model credential (an OpenAI one) gets
+the base URL of the stand-in model server in tests/model_standin.py.
 """
 
 import json
@@ -27,10 +28,11 @@ CACHE_BIN = (
 WORKFLOWS = {
     "ChatReplyOffln01": BASE_DIR / "n8n" / "chat-reply-offline.json",
     "ChatReplyFails01": BASE_DIR / "n8n" / "tests" / "chat-reply-fails.json",
+    "ChatReplyModel01": BASE_DIR / "n8n" / "chat-reply.json",
 }
-# Imported but not published: it needs a model credential the tests do not have.
-IMPORT_ONLY = {"ChatReplyModel01": BASE_DIR / "n8n" / "chat-reply.json"}
 CREDENTIAL_TEMPLATE = BASE_DIR / "n8n" / "credentials" / "header-auth.example.json"
+MODEL_CREDENTIAL_TEMPLATE = BASE_DIR / "n8n" / "credentials" / "openai-compatible.example.json"
+MODEL_API_KEY = "sk-standin-tests-only"
 READY_LINE = "Editor is now accessible via"
 START_TIMEOUT = 180
 
@@ -41,9 +43,10 @@ def find_binary() -> str | None:
 
 
 class N8n:
-    def __init__(self, binary, secret):
+    def __init__(self, binary, secret, model_url):
         self.binary = binary
         self.secret = secret
+        self.model_url = model_url
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.folder = Path(tempfile.mkdtemp(prefix="n8n-e2e-"))
@@ -99,15 +102,17 @@ class N8n:
         return result.stdout + result.stderr
 
     def prepare(self):
-        """Import the credential and the workflows, publish the testable ones."""
+        """Import the credentials and the workflows, publish them."""
         started = time.monotonic()
         credential = json.loads(CREDENTIAL_TEMPLATE.read_text())
         credential[0]["data"]["value"] = f"Bearer {self.secret}"
-        (self.folder / "credentials.json").write_text(json.dumps(credential))
+        model = json.loads(MODEL_CREDENTIAL_TEMPLATE.read_text())
+        model[0]["data"].update({"url": self.model_url, "apiKey": MODEL_API_KEY})
+        (self.folder / "credentials.json").write_text(json.dumps(credential + model))
         self.cli("import:credentials", f"--input={self.folder / 'credentials.json'}")
         workflows = self.folder / "workflows"
         workflows.mkdir()
-        for workflow_id, path in {**WORKFLOWS, **IMPORT_ONLY}.items():
+        for workflow_id, path in WORKFLOWS.items():
             shutil.copy(path, workflows / f"{workflow_id}.json")
         out = self.cli("import:workflow", "--separate", f"--input={workflows}")
         if "Successfully imported 3 workflows" not in out:

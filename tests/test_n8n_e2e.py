@@ -17,8 +17,9 @@ from django.utils import timezone
 from chat.models import Conversation, Message, Role
 from tasks import services
 from tasks.models import AsyncTask
-from tests import support
-from tests.n8n_support import N8n, find_binary
+from tests import model_standin, support
+from tests.model_standin import ModelStandin
+from tests.n8n_support import MODEL_API_KEY, N8n, find_binary
 from tests.task_support import chat_task, wait_for, wait_for_status
 
 pytestmark = [pytest.mark.n8n, pytest.mark.django_db(transaction=True)]
@@ -28,13 +29,30 @@ TIMINGS = {}
 
 
 @pytest.fixture(scope="session")
-def n8n():
+def standin_model():
+    """The OpenAI-compatible stand-in that chat-reply.json's model credential points at."""
+    server = ModelStandin().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def model(standin_model):
+    standin_model.reset()
+    yield standin_model
+    standin_model.reset()
+
+
+@pytest.fixture(scope="session")
+def n8n(standin_model):
     binary = find_binary()
     support.need(
         binary is not None,
         "needs a real n8n: run scripts/install-n8n.sh (about 5 minutes) or set N8N_BIN",
     )
-    instance = N8n(binary, SECRET)
+    instance = N8n(binary, SECRET, standin_model.base_url)
     try:
         instance.prepare()
         instance.start()
@@ -173,9 +191,9 @@ def test_a_wrong_webhook_secret_fails_at_once_with_n8ns_403(to_n8n, user):
     assert task.attempts == 1
 
 
-def test_an_inactive_workflow_fails_at_once_with_n8ns_404(to_n8n, user):
-    # chat-reply.json is imported but not published: it needs a model credential.
-    task = chat_task(user, workflow_id="chat-reply")
+def test_an_unknown_workflow_fails_at_once_with_n8ns_404(to_n8n, user):
+    # No workflow (active or not) has this webhook path: n8n answers 404.
+    task = chat_task(user, workflow_id="chat-reply-nowhere")
     assert services.claim_and_dispatch(task.pk) == "failed"
     task.refresh_from_db()
     assert task.error_details["http_status"] == 404
@@ -207,3 +225,54 @@ def test_dispatch_from_this_process_reaches_n8n_and_the_reply_lands(to_n8n, user
     assert task.status == "completed"
     reply = Message.objects.get(async_task=task, role=Role.ASSISTANT)
     assert "straight from the dispatcher" in reply.content
+
+
+def test_the_model_workflow_replies_through_the_stand_in_model(to_n8n, model, user):
+    task = chat_task(user, "what is the weather", workflow_id="chat-reply")
+    task.input_data["history"] = [
+        {"role": "user", "content": "An earlier question about tides"},
+        {"role": "assistant", "content": "An earlier answer about the moon"},
+    ]
+    task.save()
+    assert services.claim_and_dispatch(task.pk) in ("dispatched", "ignored")
+    task = wait_for_status(task.pk, {"completed", "failed", "timeout"}, timeout=60)
+    assert task.status == "completed", task.error_details
+
+    reply = Message.objects.get(async_task=task, role=Role.ASSISTANT)
+    assert reply.content.startswith(model_standin.REPLY_PREFIX)
+    assert "what is the weather" in reply.content
+    assert "<think>" not in reply.content
+    assert reply.thinking == model_standin.THINKING
+    assert task.workflow_id == "chat-reply"
+    assert re.fullmatch(r"\d+", task.n8n_execution_id)
+    assert task.processing_started_at is not None
+    assert task.processing_completed_at is not None
+    assert task.processing_started_at <= task.processing_completed_at
+
+    [request] = model.completions()
+    assert request["headers"]["authorization"] == f"Bearer {MODEL_API_KEY}"
+    assert request["body"]["model"] == "gpt-4o-mini"
+    assert not request["body"].get("stream")
+    prompt = "\n".join(str(m.get("content")) for m in request["body"]["messages"])
+    assert "You are a helpful assistant in a chat" in prompt
+    assert "An earlier question about tides" in prompt
+    assert "An earlier answer about the moon" in prompt
+    assert "what is the weather" in prompt
+    assert prompt.index("An earlier question about tides") < prompt.index("what is the weather")
+
+
+def test_a_model_error_makes_the_model_workflow_report_failed(to_n8n, model, user):
+    model.fail_with = 500
+    task = chat_task(user, "this will not be answered", workflow_id="chat-reply")
+    assert services.claim_and_dispatch(task.pk) in ("dispatched", "ignored")
+    task = wait_for_status(task.pk, {"completed", "failed", "timeout"}, timeout=90)
+    assert task.status == "failed"
+    assert task.error_details["stage"] == "workflow"
+    assert task.error_details["node"] == "Generate reply"
+    # n8n's own words for the model's 500, not the workflow's fallback text.
+    assert "not able to process your request" in task.error_details["message"]
+    assert "not able to process" in task.status_message
+    assert task.n8n_execution_id
+    assert task.processing_completed_at is not None
+    assert model.completions(), "n8n never asked the stand-in model"
+    assert not Message.objects.filter(async_task=task, role=Role.ASSISTANT).exists()
