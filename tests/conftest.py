@@ -18,6 +18,18 @@ def _test_settings(settings):
 
 
 @pytest.fixture
+def dispatch_settings(settings):
+    """Dispatch to a stand-in n8n: fast retries, short time-outs, a secret."""
+    settings.PUBLIC_BASE_URL = "http://app.example.test"
+    settings.N8N_WEBHOOK_SECRET = "s3cret"
+    settings.TASK_DISPATCH_MAX_ATTEMPTS = 3
+    settings.TASK_DISPATCH_BACKOFF_SECONDS = 0.01
+    settings.TASK_DISPATCH_CONNECT_TIMEOUT = 1.0
+    settings.TASK_DISPATCH_READ_TIMEOUT = 1.0
+    return settings
+
+
+@pytest.fixture
 def make_user(db):
     def make(username="alice", password="a-long-Passphrase-42", **extra):
         return get_user_model().objects.create_user(username=username, password=password, **extra)

@@ -14,17 +14,6 @@ from tests.task_support import FakeN8n, chat_task
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def dispatch_settings(settings):
-    settings.PUBLIC_BASE_URL = "http://app.example.test"
-    settings.N8N_WEBHOOK_SECRET = "s3cret"
-    settings.TASK_DISPATCH_MAX_ATTEMPTS = 3
-    settings.TASK_DISPATCH_BACKOFF_SECONDS = 0.01
-    settings.TASK_DISPATCH_CONNECT_TIMEOUT = 1.0
-    settings.TASK_DISPATCH_READ_TIMEOUT = 1.0
-    return settings
-
-
 def fake(settings, *answers):
     server = FakeN8n(answers)
     settings.N8N_BASE_URL = server.base_url

@@ -17,17 +17,9 @@ from tests import support
 from tests.task_support import FakeN8n, chat_task
 
 
-@pytest.fixture
-def fast_dispatch(settings):
-    settings.PUBLIC_BASE_URL = "http://app.example.test"
-    settings.TASK_DISPATCH_BACKOFF_SECONDS = 0.01
-    settings.TASK_DISPATCH_MAX_ATTEMPTS = 3
-    return settings
-
-
 @pytest.mark.django_db
 def test_a_committed_task_whose_process_died_is_dispatched_by_worker_once(
-    fast_dispatch, user, django_capture_on_commit_callbacks, capsys
+    dispatch_settings, user, django_capture_on_commit_callbacks, capsys
 ):
     from chat.tasktypes import CHAT
 
@@ -36,7 +28,7 @@ def test_a_committed_task_whose_process_died_is_dispatched_by_worker_once(
         task = services.create_task(user=user, task_type=CHAT, input_data={"message": "hi"})
     assert AsyncTask.objects.get(pk=task.pk).status == "pending"
     with FakeN8n([(200, {"executionId": "1"}, 0)]) as n8n:
-        fast_dispatch.N8N_BASE_URL = n8n.base_url
+        dispatch_settings.N8N_BASE_URL = n8n.base_url
         call_command("tasks_worker", "--once")
     assert "dispatched 1" in capsys.readouterr().out
     assert [r["body"]["task_id"] for r in n8n.requests] == [task.pk]
@@ -49,7 +41,7 @@ def test_a_committed_task_whose_process_died_is_dispatched_by_worker_once(
 
 
 @pytest.mark.django_db
-def test_worker_pass_retries_due_dispatches_and_leaves_the_others(fast_dispatch, user):
+def test_worker_pass_retries_due_dispatches_and_leaves_the_others(dispatch_settings, user):
     due = chat_task(user)
     later = chat_task(user)
     AsyncTask.objects.filter(pk=due.pk).update(attempts=1, next_attempt_at=timezone.now())
@@ -57,7 +49,7 @@ def test_worker_pass_retries_due_dispatches_and_leaves_the_others(fast_dispatch,
         attempts=1, next_attempt_at=timezone.now() + timedelta(minutes=5)
     )
     with FakeN8n([(200, {}, 0)]) as n8n:
-        fast_dispatch.N8N_BASE_URL = n8n.base_url
+        dispatch_settings.N8N_BASE_URL = n8n.base_url
         counts = worker.Worker(poll_seconds=0).run_once()
     assert counts["dispatched"] == 1
     assert [r["body"]["task_id"] for r in n8n.requests] == [due.pk]
@@ -65,8 +57,8 @@ def test_worker_pass_retries_due_dispatches_and_leaves_the_others(fast_dispatch,
 
 
 @pytest.mark.django_db
-def test_worker_pass_turns_overdue_tasks_into_timeout(fast_dispatch, user):
-    fast_dispatch.TASK_TIMEOUT_SECONDS = 30
+def test_worker_pass_turns_overdue_tasks_into_timeout(dispatch_settings, user):
+    dispatch_settings.TASK_TIMEOUT_SECONDS = 30
     task = chat_task(user)
     AsyncTask.objects.filter(pk=task.pk).update(
         status="processing", created_at=timezone.now() - timedelta(minutes=1)
@@ -103,10 +95,10 @@ def test_racing_claimers_claim_one_task_once(user):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_two_workers_racing_dispatch_every_task_once(fast_dispatch, user):
+def test_two_workers_racing_dispatch_every_task_once(dispatch_settings, user):
     tasks = [chat_task(user, f"message {n}") for n in range(12)]
     with FakeN8n([(200, {}, 0.02)]) as n8n:
-        fast_dispatch.N8N_BASE_URL = n8n.base_url
+        dispatch_settings.N8N_BASE_URL = n8n.base_url
         barrier = threading.Barrier(2)
 
         def run_worker():
@@ -129,12 +121,12 @@ def test_two_workers_racing_dispatch_every_task_once(fast_dispatch, user):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_the_web_dispatcher_and_a_worker_racing_dispatch_once(fast_dispatch, user):
+def test_the_web_dispatcher_and_a_worker_racing_dispatch_once(dispatch_settings, user):
     from chat.tasktypes import CHAT
     from tests.task_support import wait_for_status
 
     with FakeN8n([(200, {}, 0.05)]) as n8n:
-        fast_dispatch.N8N_BASE_URL = n8n.base_url
+        dispatch_settings.N8N_BASE_URL = n8n.base_url
         # No outer transaction: the commit happens at once and the pool starts.
         task = services.create_task(user=user, task_type=CHAT, input_data={"message": "hi"})
         worker.Worker(poll_seconds=0).run_once()
