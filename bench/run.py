@@ -27,7 +27,11 @@ REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/7")
 N_CALLBACKS = int(os.environ.get("BENCH_CALLBACKS", "500"))
 WRK_SECONDS = int(os.environ.get("BENCH_WRK_SECONDS", "20"))
 N_SOCKETS = int(os.environ.get("BENCH_SOCKETS", "1000"))
-ORIGIN = "http://127.0.0.1"
+
+
+def origin_of(ws_url):
+    """The page origin a browser would send: websockets are checked for scheme, host and port."""
+    return "http" + ws_url.removeprefix("ws").split("/ws/", 1)[0]
 
 
 def log(text):
@@ -197,7 +201,7 @@ async def _callback_latency(ws_url, post_url, cookie, tasks):
     loop = asyncio.get_running_loop()
     samples = []
     async with connect(
-        ws_url, additional_headers={"Cookie": cookie, "Origin": ORIGIN}, max_size=None
+        ws_url, additional_headers={"Cookie": cookie, "Origin": origin_of(ws_url)}, max_size=None
     ) as socket:
         for task_id, token in tasks:
             for status, extra in (
@@ -347,7 +351,7 @@ async def _many_sockets(ws_url, cookie, count, fire):
     try:
         for i in range(0, count, 50):
             batch = [
-                connect(ws_url, additional_headers={"Cookie": cookie, "Origin": ORIGIN})
+                connect(ws_url, additional_headers={"Cookie": cookie, "Origin": origin_of(ws_url)})
                 for _ in range(min(50, count - i))
             ]
             sockets += await asyncio.gather(*batch)

@@ -10,7 +10,7 @@ from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
 from django.db import transaction
 from django.db.models import Q
-from django.http import HttpResponseRedirect, JsonResponse
+from django.http import Http404, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -20,6 +20,9 @@ from .forms import MessageForm, NewConversationForm, RenameForm, SignupForm
 from .models import Conversation, Message, Role
 
 SIDEBAR_SIZE = 50
+# Beyond this a page number is nonsense (and its offset would overflow the
+# database's integers): 404, like a page past the last one.
+MAX_LIST_PAGE = 100_000
 
 
 def _see_other(url):
@@ -49,6 +52,8 @@ def _sidebar(request, archived=False):
     # Older pages of the list live at /chat/?page=N; other pages show the first.
     on_list = request.resolver_match.url_name == "list"
     page = _positive_int(request.GET.get("page"), 1) if on_list else 1
+    if page > MAX_LIST_PAGE:
+        raise Http404("no such page")
     queryset = Conversation.objects.for_user(request.user)
     queryset = queryset.archived() if archived else queryset.active()
     start = (page - 1) * SIDEBAR_SIZE
@@ -57,6 +62,8 @@ def _sidebar(request, archived=False):
         .only("id", "title", "updated_at", "is_archived")
         .order_by("-updated_at", "-id")[start : start + SIDEBAR_SIZE + 1]
     )
+    if page > 1 and not rows:
+        raise Http404("no such page")
     return {
         "conversations": rows[:SIDEBAR_SIZE],
         "archived": archived,

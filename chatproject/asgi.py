@@ -10,19 +10,17 @@ django_asgi_app = get_asgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.conf import settings  # noqa: E402
 
 from chat.routing import websocket_urlpatterns as chat_ws  # noqa: E402
+from chatproject.security import SameOriginValidator  # noqa: E402
 from tasks import live  # noqa: E402
 from tasks.routing import websocket_urlpatterns as tasks_ws  # noqa: E402
 
 router = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": AllowedHostsOriginValidator(
-            AuthMiddlewareStack(URLRouter(chat_ws + tasks_ws))
-        ),
+        "websocket": SameOriginValidator(AuthMiddlewareStack(URLRouter(chat_ws + tasks_ws))),
     }
 )
 

@@ -27,7 +27,8 @@ from tests.contract_names import MESSAGE_FRAME_KEYS
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-ORIGIN = (b"origin", b"http://127.0.0.1")
+ORIGIN = (b"origin", b"http://127.0.0.1:8000")
+HOST = (b"host", b"127.0.0.1:8000")
 FRAME_TIMEOUT = 5
 
 
@@ -70,7 +71,7 @@ def conversation(user):
 
 
 def communicator(path, cookie=None, origin=ORIGIN):
-    headers = [origin] if origin else []
+    headers = [HOST, origin] if origin else [HOST]
     if cookie:
         headers.append((b"cookie", cookie))
     return WebsocketCommunicator(application, path, headers=headers)

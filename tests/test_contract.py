@@ -626,7 +626,8 @@ def test_every_applied_callback_grows_the_version_by_one(client, user):
 
 # --- Websockets ------------------------------------------------------------------------------
 
-ORIGIN = (b"origin", b"http://127.0.0.1")
+ORIGIN = (b"origin", b"http://127.0.0.1:8000")
+HOST = (b"host", b"127.0.0.1:8000")
 FRAME_TIMEOUT = 5
 
 
@@ -647,7 +648,7 @@ async def open_socket(path, cookie):
     socket = WebsocketCommunicator(
         application,
         path,
-        headers=[ORIGIN, (b"cookie", cookie)],
+        headers=[HOST, ORIGIN, (b"cookie", cookie)],
     )
     connected, _ = await socket.connect(timeout=FRAME_TIMEOUT)
     assert connected, path

@@ -63,7 +63,7 @@ def chat(user):
 def connect(server, path, cookie):
     return websockets.connect(
         f"ws://127.0.0.1:{server.port}{path}",
-        origin="http://127.0.0.1",
+        origin=f"http://127.0.0.1:{server.port}",
         additional_headers={"Cookie": cookie},
         proxy=None,
         open_timeout=FRAME_TIMEOUT,

@@ -1,0 +1,97 @@
+"""The websocket Origin check compares scheme, host and port."""
+
+import asyncio
+
+import pytest
+import websockets
+from channels.testing import WebsocketCommunicator
+from django.test import Client
+
+from chatproject.asgi import application
+from tests import factories, support
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def cookie_of(user):
+    client = Client()
+    client.force_login(user)
+    return f"sessionid={client.cookies['sessionid'].value}"
+
+
+async def handshake(path, cookie, origin, host="127.0.0.1:8000", extra=()):
+    headers = [(b"host", host.encode()), (b"cookie", cookie.encode()), *extra]
+    if origin:
+        headers.append((b"origin", origin.encode()))
+    socket = WebsocketCommunicator(application, path, headers=headers)
+    connected, _ = await socket.connect(timeout=5)
+    await socket.disconnect()
+    return connected
+
+
+@pytest.fixture
+def alice(user):
+    return cookie_of(user)
+
+
+@pytest.mark.parametrize(
+    "origin",
+    [
+        "http://127.0.0.1:5678",  # another port of the same host (n8n's editor, say)
+        "https://127.0.0.1:8000",  # another scheme
+        "http://localhost:8000",  # another host
+        "http://127.0.0.1",  # port 80
+        "null",
+        "",
+    ],
+)
+async def test_an_origin_other_than_the_app_is_refused(alice, origin):
+    assert not await handshake("/ws/tasks/", alice, origin)
+
+
+async def test_the_apps_own_origin_is_accepted(alice):
+    assert await handshake("/ws/tasks/", alice, "http://127.0.0.1:8000")
+
+
+async def test_a_host_outside_allowed_hosts_gives_no_origin(alice):
+    assert not await handshake(
+        "/ws/tasks/", alice, "http://evil.example:8000", host="evil.example:8000"
+    )
+
+
+async def test_csrf_trusted_origins_are_accepted(alice, settings):
+    settings.CSRF_TRUSTED_ORIGINS = ["https://chat.example.com"]
+    assert await handshake("/ws/tasks/", alice, "https://chat.example.com")
+    assert not await handshake("/ws/tasks/", alice, "http://chat.example.com")
+
+
+async def test_behind_a_tls_proxy_the_https_origin_of_the_host_is_accepted(alice, settings):
+    settings.ALLOWED_HOSTS = ["chat.example.com"]
+    proto = (b"x-forwarded-proto", b"https")
+    assert await handshake(
+        "/ws/tasks/", alice, "https://chat.example.com", host="chat.example.com", extra=[proto]
+    )
+    assert not await handshake(
+        "/ws/tasks/", alice, "http://chat.example.com", host="chat.example.com", extra=[proto]
+    )
+
+
+def test_a_real_daphne_refuses_another_port_of_the_same_host(user):
+    conversation = factories.conversation(user)
+    cookie = cookie_of(user)
+    with support.Server() as server:
+        url = f"ws://127.0.0.1:{server.port}/ws/chat/{conversation.pk}/"
+
+        async def opens(origin):
+            try:
+                async with websockets.connect(
+                    url, origin=origin, additional_headers={"Cookie": cookie}, proxy=None
+                ) as socket:
+                    await socket.send('{"type": "ping"}')
+                    return "pong" in await asyncio.wait_for(socket.recv(), 5)
+            except websockets.InvalidStatus as refused:
+                assert refused.response.status_code == 403
+                return False
+
+        assert not asyncio.run(opens("http://127.0.0.1:5678"))
+        assert asyncio.run(opens(server.base_url))
