@@ -1,5 +1,4 @@
 from django import forms
-from django.conf import settings
 from django.contrib.auth.forms import UserCreationForm
 
 from . import services
@@ -16,7 +15,9 @@ def _content_field(required=True):
         label="Message",
         required=required,
         strip=False,
-        widget=forms.Textarea(attrs={"rows": 3, "maxlength": settings.CHAT_MESSAGE_MAX_LENGTH}),
+        # No `maxlength`: a browser would cut a long paste silently; the
+        # server refuses too-long text with a message saying by how much.
+        widget=forms.Textarea(attrs={"rows": 3}),
     )
 
 

@@ -64,6 +64,12 @@ def valid_output(output) -> bool:
     return False
 
 
+def status_html(task):
+    from .taskstatus import status_html as render
+
+    return render(task)
+
+
 def register():
     registry.register(
         registry.TaskType(
@@ -72,5 +78,6 @@ def register():
             on_completed=on_completed,
             groups=_groups,
             valid_output=valid_output,
+            status_html=status_html,
         )
     )

@@ -105,8 +105,17 @@ def _render_list(request, form, archived=False, status=200):
 
 
 @login_required
-@require_POST
+@require_http_methods(["GET", "POST"])
 def conversation_new(request):
+    """GET: an empty composer, nothing stored; POST: create (optional title and content)."""
+    if request.method == "GET":
+        context = {
+            "form": MessageForm(),
+            "max_length": settings.CHAT_MESSAGE_MAX_LENGTH,
+            "new_conversation": True,
+            "sidebar": _sidebar(request),
+        }
+        return render(request, "chat/new.html", context)
     form = NewConversationForm(request.POST)
     if not form.is_valid():
         return _render_list(request, form, status=400)

@@ -155,17 +155,27 @@ def send_on_commit(build) -> None:
     transaction.on_commit(lambda: send(build()), robust=True)
 
 
-def task_frame(task) -> dict:
-    return {"type": "task.status", "task": task.as_frame()}
+def task_frame(task, task_type=None) -> dict:
+    """The `task.status` frame, with the type's status fragment as "html" if it has one."""
+    from . import registry
+
+    frame = {"type": "task.status", "task": task.as_frame()}
+    task_type = task_type or registry.get(task.task_type)
+    if task_type and task_type.status_html:
+        try:
+            frame["html"] = task_type.status_html(task)
+        except Exception:  # noqa: BLE001 - a frame without words beats no frame
+            logger.warning("status_html failed for task %s", task.pk, exc_info=True)
+    return frame
 
 
 def task_sends(task):
     """Where a task's `task.status` frame goes: its owner, and its type's groups."""
     from . import registry
 
-    frame = task_frame(task)
-    groups = [user_group(task.created_by_id)]
     task_type = registry.get(task.task_type)
+    frame = task_frame(task, task_type)
+    groups = [user_group(task.created_by_id)]
     if task_type and task_type.groups:
         groups += list(task_type.groups(task))
     return [(group, {"type": "live.frame", "frame": frame}) for group in groups]

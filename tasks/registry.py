@@ -32,6 +32,10 @@ class TaskType:
     # valid_output(output) -> bool: is a `completed` callback's output usable?
     # Without it, any JSON object is.
     valid_output: Callable | None = None
+    # status_html(task) -> str: how the task reads to a person, as an HTML
+    # fragment; `task.status` frames carry it as "html" so pages insert the
+    # server's words instead of composing their own.
+    status_html: Callable | None = None
 
     def get_workflow(self):
         return self.workflow() if callable(self.workflow) else self.workflow

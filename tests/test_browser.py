@@ -331,3 +331,60 @@ def test_a_reply_scrolls_into_view_unless_the_user_scrolled_up(
             " return s.scrollHeight - s.scrollTop - s.clientHeight < 5; })()"
         )
         assert distance_from_bottom(page) < 5
+
+
+# --- How a task reads: the same words live and after a reload ---------------------------
+
+
+def status_words(page, task_id):
+    return page.inner_text(f"#task-{task_id}").strip()
+
+
+@pytest.mark.parametrize(
+    "ending",
+    [
+        {"status": "failed", "error": {"message": "The model is busy right now"}},
+        {"status": "failed", "error": "requests.exceptions.ConnectionError: http://10.0.0.9/x"},
+        "timeout",
+    ],
+    ids=["failed-plain", "failed-technical", "timeout"],
+)
+def test_status_words_are_identical_live_and_after_reload(transactional_db, context, ending):
+    env = server_env(30)
+    if ending == "timeout":
+        env.update({"TASK_TIMEOUT_SECONDS": "2", "TASKS_WORKER_POLL_SECONDS": "0.2"})
+    with support.Server(env=env) as running:
+        page = context.new_page()
+        url = sign_up_and_start_conversation(page, running.base_url)
+        page.fill("#composer-input", "How will this end?")
+        page.click("#composer-send")
+        page.locator(".task-status").first.wait_for()
+        task_id = int(page.get_attribute(".task-status", "data-task-id"))
+        if ending != "timeout":
+            from tasks import tokens
+
+            answer = requests.post(
+                f"{running.base_url}/tasks/{task_id}/webhook/",
+                json=ending,
+                headers={"Authorization": f"Bearer {tokens.make_token(task_id)}"},
+                timeout=10,
+            )
+            assert answer.status_code == 200, answer.text
+        status = "timeout" if ending == "timeout" else "failed"
+        page.locator(f"#task-{task_id}[data-status='{status}']").wait_for()
+        live_words = status_words(page, task_id)
+        live_retry = page.get_attribute(f"#task-{task_id} form.task-retry", "action")
+
+        page.goto(url)
+        wait_live(page)
+        assert status_words(page, task_id) == live_words
+        assert page.get_attribute(f"#task-{task_id} form.task-retry", "action") == live_retry
+    assert live_retry.endswith("/retry/")
+    if status == "timeout":
+        assert "did not answer in time" in live_words
+        assert "Timed out" in live_words
+    else:
+        assert "Failed" in live_words and "could not reply" in live_words
+        assert "http" not in live_words and "Error" not in live_words
+        if ending["error"] == {"message": "The model is busy right now"}:
+            assert "The model is busy right now." in live_words

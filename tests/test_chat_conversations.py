@@ -96,9 +96,31 @@ def test_new_conversation_with_an_over_long_message_stores_nothing(user_client, 
     assert not AsyncTask.objects.exists()
 
 
-def test_new_is_post_only(user_client):
-    assert user_client.get("/chat/new/").status_code == 405
+def test_new_page_shows_an_empty_composer_and_stores_nothing(user_client):
+    response = user_client.get("/chat/new/")
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert '<form id="composer" class="composer" method="post" action="/chat/new/">' in html
+    assert 'name="content" id="composer-input"' in html
     assert not Conversation.objects.exists()
+
+
+def test_new_page_needs_a_login(client):
+    response = client.get("/chat/new/")
+    assert response.status_code == 302
+    assert "/accounts/login/" in response["Location"]
+
+
+def test_new_refuses_other_methods(user_client):
+    assert user_client.put("/chat/new/").status_code == 405
+    assert not Conversation.objects.exists()
+
+
+def test_the_sidebar_opens_the_new_page_with_a_link_not_a_form(user_client):
+    html = user_client.get("/chat/").content.decode()
+    assert '<a class="button button--primary button--block" href="/chat/new/"' in html
+    sidebar = html.split('<aside class="sidebar"')[1].split("</aside>")[0]
+    assert 'action="/chat/new/"' not in sidebar
 
 
 # --- Rename ------------------------------------------------------------------

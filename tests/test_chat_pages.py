@@ -10,7 +10,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from chat import services
+from chat import services, taskstatus
 from chat.models import Conversation, Message, Role
 from tasks.models import AsyncTask, TaskStatus
 from tests import factories
@@ -120,7 +120,7 @@ def test_conversation_page_follows_the_dom_contract(user_client, user):
     assert 'type="submit" id="composer-send"' in html
     assert 'id="composer-notice"' in html and 'role="status"' in html
     assert '<div id="connection-status"' in html and "hidden>" in html
-    assert re.search(r'<script src="/static/chat/chat\.js" defer>', html)
+    assert '<script type="module" src="/static/chat/chat.js">' in html
     assert 'href="/static/chat/chat.css"' in html
     assert "data-busy" not in html
     assert 'for="composer-input"' in html
@@ -235,11 +235,11 @@ def test_completed_task_shows_no_status(user_client, user):
 
 def test_error_words_from_strings_and_nested_objects():
     task = AsyncTask(status=TaskStatus.FAILED, error_details="boom")
-    assert services.task_error_text(task) == "The assistant could not reply. boom"
+    assert taskstatus.error_text(task) == "The assistant could not reply. boom."
     task.error_details = {"error": {"message": "model overloaded"}}
-    assert services.task_error_text(task) == "The assistant could not reply. model overloaded"
+    assert taskstatus.error_text(task) == "The assistant could not reply. model overloaded."
     task.error_details = None
-    assert services.task_error_text(task) == "The assistant could not reply."
+    assert taskstatus.error_text(task) == "The assistant could not reply."
 
 
 # --- Long conversations ------------------------------------------------------------

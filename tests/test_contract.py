@@ -687,8 +687,10 @@ async def test_frames_have_exactly_the_contract_keys_and_sync_replays(user, _fre
         )
         for socket in (chat, tasks):
             frame = await socket.receive_json_from(timeout=FRAME_TIMEOUT)
-            assert set(frame) == {"type", "task"}
+            # "html" is our addition: the task type's status line, as the page shows it.
+            assert set(frame) == {"type", "task", "html"}
             assert frame["type"] == "task.status"
+            assert f'id="task-{task_id}"' in frame["html"]
             assert set(frame["task"]) == TASK_FRAME_KEYS
             assert frame["task"]["id"] == task_id
             assert (frame["task"]["status"], frame["task"]["current_step"]) == (

@@ -5,7 +5,7 @@ from django.utils.safestring import mark_safe
 
 from chat.fragments import message_html
 from chat.markdown import render_markdown
-from chat.services import task_error_text, task_status_label
+from chat.taskstatus import status_html
 
 register = template.Library()
 
@@ -22,14 +22,10 @@ def markdown_filter(text):
     return render_markdown(text)
 
 
-@register.filter
-def task_label(task):
-    return task_status_label(task)
-
-
-@register.filter
-def task_error(task):
-    return task_error_text(task)
+@register.simple_tag(takes_context=True)
+def task_status(context, task, message=None):
+    """A task's status line (chat/_task_status.html), shared with task.status frames."""
+    return mark_safe(status_html(task, message, request=context.get("request")))  # noqa: S308
 
 
 _MARKUP = re.compile(r"```\w*|[*_`#>|~]+|^\s*[-+]\s+|!?\[([^\]]*)\]\([^)]*\)", re.M)

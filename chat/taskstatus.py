@@ -1,0 +1,108 @@
+"""How a chat task reads to a person: one renderer for the page and the frames.
+
+The status line under a user message (its label, progress text, error words
+and Retry form) is `templates/chat/_task_status.html`, rendered only by
+`status_html()`. The page includes it in a message's fragment, and the `chat`
+task type hands it to `tasks/` (the registry's `status_html` hook), which puts
+it in every `task.status` frame; the script inserts that HTML as it is, so the
+words are the same live and after a reload.
+
+Error words are plain: an error text that looks technical (a URL, an
+exception's text, an HTTP body, anything long) is replaced by the generic
+sentence; the raw `error_details` stay in the admin.
+"""
+
+import re
+
+from django.template.loader import render_to_string
+
+TEMPLATE = "chat/_task_status.html"
+DETAIL_MAX_LENGTH = 200
+
+# Signs that a text was written for an operator or by a library, not for a
+# reader of the chat: URLs, exception and traceback texts, markup, JSON.
+_TECHNICAL = re.compile(
+    r"(?i:https?:|://|www\.|traceback|exception|errno|status code|\bn8n\b|webhook)"
+    r"|\b\w+(?:Error|Exception)\b|\bError:|[{}<>\[\]\\]|\w\.\w+\("
+)
+
+
+def status_label(task) -> str:
+    from tasks.models import TaskStatus
+
+    if task.status == TaskStatus.PROCESSING:
+        step = (task.current_step or "").replace("_", " ").strip()
+        return f"Processing · {step}" if step else "Processing"
+    return {
+        TaskStatus.FAILED: "Failed",
+        TaskStatus.TIMEOUT: "Timed out",
+        TaskStatus.COMPLETED: "Completed",
+    }.get(task.status, "Pending")
+
+
+def _error_words(details) -> str:
+    if isinstance(details, str):
+        return details
+    if isinstance(details, dict):
+        for key in ("message", "error", "detail", "reason"):
+            value = details.get(key)
+            if isinstance(value, str) and value.strip():
+                return value
+            if isinstance(value, dict):
+                nested = _error_words(value)
+                if nested:
+                    return nested
+    return ""
+
+
+def plain_words(text) -> str:
+    """`text` with its whitespace collapsed, or "" when it is not for a reader."""
+    words = " ".join((text or "").split())
+    if len(words) > DETAIL_MAX_LENGTH or _TECHNICAL.search(words):
+        return ""
+    return words
+
+
+def error_text(task) -> str:
+    """The error of a failed or timed-out task in plain words ("" otherwise)."""
+    from tasks.models import TaskStatus
+
+    if task.status == TaskStatus.TIMEOUT:
+        head = "The assistant did not answer in time."
+    elif task.status == TaskStatus.FAILED:
+        head = "The assistant could not reply."
+    else:
+        return ""
+    raw = _error_words(task.error_details) or task.status_message
+    detail = plain_words(raw)
+    if detail and detail[-1] not in ".!?…":
+        detail += "."
+    return f"{head} {detail}" if detail else head
+
+
+def _retry_target(task, message):
+    """(conversation id, message id) of the Retry form, from the message or the task."""
+    if message is not None:
+        return message.conversation_id, message.pk
+    data = task.input_data if isinstance(task.input_data, dict) else {}
+    conversation_id, message_id = data.get("conversation_id"), data.get("message_id")
+    if isinstance(conversation_id, int) and isinstance(message_id, int):
+        return conversation_id, message_id
+    return None, None
+
+
+def status_html(task, message=None, request=None) -> str:
+    """The status line of `task` (chat/_task_status.html), for the page and frames."""
+    from tasks.models import TaskStatus
+
+    conversation_id, message_id = _retry_target(task, message)
+    context = {
+        "task": task,
+        "unfinished": task.status in TaskStatus.unfinished(),
+        "ended_badly": task.status in (TaskStatus.FAILED, TaskStatus.TIMEOUT),
+        "label": status_label(task),
+        "error": error_text(task),
+        "conversation_id": conversation_id,
+        "message_id": message_id,
+    }
+    return render_to_string(TEMPLATE, context, request=request)

@@ -1,0 +1,197 @@
+// The composer: sends with fetch (the plain form works without JavaScript),
+// grows with its text, counts characters near the limit, keeps a draft per
+// conversation, and waits while a reply is unfinished.
+//
+// Keys: on a keyboard Enter sends and Shift+Enter adds a line; on a touch
+// screen (pointer: coarse) Return adds a line and the button sends.
+
+import { state, busy } from "./state.js";
+import { post } from "./dom.js";
+
+const WAITING_TEXT = "Waiting for the assistant's reply…";
+const COUNTER_FROM = 0.9; // show the counter past this share of the limit
+const DRAFT_PREFIX = "chat-draft:";
+
+let form = null;
+let input = null;
+let sendButton = null;
+let notice = null;
+let counter = null;
+let maxLength = 0;
+let draftKey = "";
+
+function setNotice(text, isError) {
+  if (!notice) return;
+  notice.textContent = text || "";
+  notice.classList.toggle("composer__notice--error", Boolean(isError && text));
+}
+
+export function updateComposer() {
+  if (!form || !input || !sendButton || form.dataset.mode !== "fetch") return;
+  const waiting = busy();
+  const locked = waiting || state.sending;
+  input.disabled = locked;
+  sendButton.disabled = locked;
+  if (waiting) {
+    form.dataset.busy = "1";
+    if (!notice.classList.contains("composer__notice--error")) setNotice(WAITING_TEXT);
+  } else {
+    delete form.dataset.busy;
+    if (notice.textContent === WAITING_TEXT) setNotice("");
+    if (state.refocus && !state.sending) {
+      state.refocus = false;
+      input.focus();
+    }
+  }
+}
+
+// --- size, counter, draft ----------------------------------------------------------------
+
+// Taller with each line up to the CSS max-height, then it scrolls.
+function grow() {
+  input.style.height = "auto";
+  const limit = parseFloat(getComputedStyle(input).maxHeight) || Infinity;
+  input.style.height = `${Math.min(input.scrollHeight + 2, limit)}px`;
+}
+
+// Characters as the server counts them: code points, without surrounding space.
+function length(text) {
+  return Array.from(text.trim()).length;
+}
+
+function count() {
+  if (!counter || !maxLength) return;
+  const used = length(input.value);
+  const near = used >= Math.floor(maxLength * COUNTER_FROM);
+  counter.hidden = !near;
+  const over = used - maxLength;
+  counter.classList.toggle("composer__counter--over", over > 0);
+  counter.textContent = near
+    ? over > 0
+      ? `${used.toLocaleString()} / ${maxLength.toLocaleString()}: ${over.toLocaleString()} too many`
+      : `${used.toLocaleString()} / ${maxLength.toLocaleString()}`
+    : "";
+}
+
+function storage() {
+  try {
+    return window.localStorage;
+  } catch (error) {
+    return null; // storage disabled: no drafts, everything else works
+  }
+}
+
+function saveDraft() {
+  const store = storage();
+  if (!store || !draftKey) return;
+  try {
+    if (input.value.trim()) store.setItem(draftKey, input.value);
+    else store.removeItem(draftKey);
+  } catch (error) {
+    // full or refused: the text is still in the box
+  }
+}
+
+export function clearDraft() {
+  const store = storage();
+  if (store && draftKey) store.removeItem(draftKey);
+}
+
+function restoreDraft() {
+  const store = storage();
+  if (!store || !draftKey || input.value) return; // the server refilled it after a refusal
+  const draft = store.getItem(draftKey);
+  if (draft) input.value = draft;
+}
+
+function refresh() {
+  grow();
+  count();
+}
+
+// --- sending --------------------------------------------------------------------------------
+
+function touchScreen() {
+  return window.matchMedia && window.matchMedia("(pointer: coarse)").matches;
+}
+
+async function sendWithFetch(event, onSent) {
+  event.preventDefault();
+  if (state.sending || busy()) return;
+  if (!input.value.trim()) {
+    setNotice("Write a message before sending.", true);
+    return;
+  }
+  // Read before anything is disabled (disabled fields are not sent).
+  const data = new FormData(form);
+  state.sending = true;
+  state.refocus = true;
+  setNotice("Sending…");
+  updateComposer();
+  try {
+    const result = await post(form, data);
+    if (result.ok) {
+      input.value = "";
+      clearDraft();
+      refresh();
+      setNotice("");
+      onSent(result.body);
+    } else {
+      setNotice(result.body.error || `Not sent (${result.status}).`, true);
+    }
+  } catch (error) {
+    setNotice("Not sent: the server cannot be reached. Your message is still here.", true);
+  } finally {
+    state.sending = false;
+    updateComposer();
+    if (!busy()) input.focus();
+  }
+}
+
+// A plain form post (a new conversation): only an empty text is stopped here.
+function sendPlain(event) {
+  if (!input.value.trim()) {
+    event.preventDefault();
+    setNotice("Write a message before sending.", true);
+    return;
+  }
+  clearDraft(); // the server puts the text back in the box if it refuses it
+}
+
+export function initComposer({ onSent } = {}) {
+  form = document.getElementById("composer");
+  input = document.getElementById("composer-input");
+  sendButton = document.getElementById("composer-send");
+  notice = document.getElementById("composer-notice");
+  counter = document.getElementById("composer-counter");
+  if (!form || !input || !sendButton || !notice) return;
+  maxLength = parseInt(input.dataset.maxLength, 10) || 0;
+  draftKey = input.dataset.draftKey ? DRAFT_PREFIX + input.dataset.draftKey : "";
+
+  restoreDraft();
+  refresh();
+
+  form.addEventListener("submit", (event) => {
+    if (form.dataset.mode === "fetch") sendWithFetch(event, onSent || (() => {}));
+    else sendPlain(event);
+  });
+
+  input.addEventListener("keydown", (event) => {
+    if (event.key !== "Enter" || event.shiftKey || event.altKey) return;
+    if (event.ctrlKey || event.metaKey || event.isComposing) return;
+    if (touchScreen()) return; // Return adds a line; the button sends
+    event.preventDefault();
+    if (!sendButton.disabled) form.requestSubmit(sendButton);
+  });
+
+  input.addEventListener("input", () => {
+    if (notice.classList.contains("composer__notice--error")) setNotice("");
+    refresh();
+    saveDraft();
+    updateComposer();
+  });
+
+  updateComposer();
+}
+
+export { setNotice };

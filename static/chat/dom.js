@@ -1,0 +1,57 @@
+// Small DOM helpers shared by the modules.
+
+export function csrfToken() {
+  const match = document.cookie.match(/(?:^|;\s*)csrftoken=([^;]+)/);
+  if (match) return decodeURIComponent(match[1]);
+  const field = document.querySelector("input[name=csrfmiddlewaretoken]");
+  return field ? field.value : "";
+}
+
+// The first element of a server-rendered HTML fragment.
+export function fragment(html) {
+  const template = document.createElement("template");
+  template.innerHTML = (html || "").trim();
+  return template.content.firstElementChild;
+}
+
+// Forms rendered outside a request (websocket fragments) carry no CSRF token.
+export function fillCsrf(scope) {
+  scope.querySelectorAll("form[method=post]").forEach((form) => {
+    let field = form.querySelector("input[name=csrfmiddlewaretoken]");
+    if (!field) {
+      field = document.createElement("input");
+      field.type = "hidden";
+      field.name = "csrfmiddlewaretoken";
+      form.prepend(field);
+    }
+    if (!field.value) field.value = csrfToken();
+  });
+}
+
+// POST a form with fetch; the JSON answer (or a stand-in error) either way.
+export async function post(form, data) {
+  const response = await fetch(form.action, {
+    method: "POST",
+    body: data,
+    headers: { Accept: "application/json", "X-CSRFToken": csrfToken() },
+    credentials: "same-origin",
+  });
+  let body = {};
+  try {
+    body = await response.json();
+  } catch (error) {
+    body = { error: `The server answered ${response.status}.` };
+  }
+  return { ok: response.ok, status: response.status, body };
+}
+
+// Say something to screen readers through the page's polite live region.
+export function announce(text) {
+  const region = document.getElementById("announcer");
+  if (!region || !text) return;
+  // Emptied first, so the same words twice are announced twice.
+  region.textContent = "";
+  setTimeout(() => {
+    region.textContent = text;
+  }, 50);
+}

@@ -1,0 +1,221 @@
+// Messages and their task status lines.
+//
+// - message.created: the server's own fragment, inserted once (keyed by id);
+// - task.status: the server's status fragment (frame "html") replaces the
+//   status line of a user message, unless its version is not newer than the
+//   one shown. The words always come from the server, so they read the same
+//   live and after a reload.
+
+import { state, UNFINISHED } from "./state.js";
+import { fragment, fillCsrf, announce } from "./dom.js";
+import { updateComposer } from "./composer.js";
+import { followNewestMessage } from "./sidebar.js";
+
+const NEAR_BOTTOM_PX = 120;
+const ANNOUNCE_MAX_CHARS = 300;
+
+// --- scrolling ----------------------------------------------------------------------
+
+function scroller() {
+  return document.scrollingElement || document.documentElement;
+}
+
+export function nearBottom() {
+  const box = scroller();
+  return box.scrollHeight - box.scrollTop - box.clientHeight < NEAR_BOTTOM_PX;
+}
+
+export function scrollToNewest() {
+  const box = scroller();
+  box.scrollTop = box.scrollHeight;
+}
+
+// A new reply: to the bottom when it fits, otherwise so that its start is in
+// view (a long reply is read from its heading, not from its last line).
+function scrollToReply(element) {
+  const box = scroller();
+  const bottom = box.scrollHeight - box.clientHeight;
+  const margin = parseFloat(getComputedStyle(element).scrollMarginTop) || 0;
+  const start = element.getBoundingClientRect().top + box.scrollTop - margin;
+  box.scrollTop = Math.min(bottom, start);
+}
+
+export function newestShownId() {
+  let newest = state.lastMessageId;
+  if (state.list) {
+    state.list.querySelectorAll("li[data-message-id]").forEach((item) => {
+      newest = Math.max(newest, parseInt(item.dataset.messageId, 10) || 0);
+    });
+  }
+  return newest;
+}
+
+// --- status lines -----------------------------------------------------------------------
+
+// A status element from the page or a fragment: bring it to the newest known state.
+export function reconcile(element) {
+  const id = element.dataset.taskId;
+  const shown = {
+    id: Number(id),
+    status: element.dataset.status,
+    version: parseInt(element.dataset.version, 10) || 0,
+  };
+  const known = state.tasks.get(id);
+  if (!known || shown.version > known.version) {
+    state.tasks.set(id, Object.assign({}, known, shown));
+    return;
+  }
+  if (known.version > shown.version) {
+    if (known.status === "completed") element.remove();
+    else if (known.html) replaceStatus(element, known.html);
+  }
+}
+
+function replaceStatus(element, html) {
+  const incoming = fragment(html);
+  if (!incoming) return element;
+  fillCsrf(incoming);
+  element.replaceWith(incoming);
+  return incoming;
+}
+
+// The words of a status line that ended badly, for screen readers.
+function errorWords(element) {
+  const error = element && element.querySelector(".task-status__error");
+  return error ? error.textContent.trim() : "";
+}
+
+// A task.status frame (html from the server) or a send's answer (no html).
+export function applyTask(task, html) {
+  const id = String(task.id);
+  const known = state.tasks.get(id);
+  if (known && task.version <= known.version) return; // stale: overtaken by a newer frame
+  state.tasks.set(id, html ? Object.assign({}, task, { html }) : task);
+  const element = document.getElementById(`task-${id}`);
+  if (element) {
+    const atBottom = nearBottom();
+    if (task.status === "completed") {
+      element.remove();
+    } else if (html) {
+      const shown = replaceStatus(element, html);
+      if (!UNFINISHED.includes(task.status)) announce(errorWords(shown));
+    } else {
+      element.dataset.status = task.status;
+      element.dataset.version = String(task.version);
+    }
+    if (atBottom) scrollToNewest();
+  }
+  updateComposer();
+}
+
+// --- messages ------------------------------------------------------------------------
+
+function announceReply(element) {
+  const body = element.querySelector(".message__body");
+  if (!body) return;
+  let text = body.textContent.replace(/\s+/g, " ").trim();
+  if (text.length > ANNOUNCE_MAX_CHARS) text = `${text.slice(0, ANNOUNCE_MAX_CHARS - 1)}…`;
+  announce(`The assistant replied: ${text}`);
+}
+
+export function insertMessage(html, message, force) {
+  if (!state.list) return;
+  const id = String(message.id);
+  const incoming = fragment(html);
+  if (!incoming) return;
+  fillCsrf(incoming);
+  const existing = document.getElementById(`message-${id}`);
+  const atBottom = nearBottom();
+  let added = false;
+  if (existing) {
+    // Already shown. A retry links the message to a new task: take the new status line.
+    const newStatus = incoming.querySelector(".task-status");
+    const oldStatus = existing.querySelector(".task-status");
+    if (newStatus && (!oldStatus || oldStatus.dataset.taskId !== newStatus.dataset.taskId)) {
+      const newer = state.tasks.get(newStatus.dataset.taskId);
+      if (!(newer && newer.status === "completed")) {
+        if (oldStatus) oldStatus.replaceWith(newStatus);
+        else existing.append(newStatus);
+        reconcile(newStatus);
+      }
+    }
+  } else {
+    let before = null;
+    for (const item of state.list.querySelectorAll("li[data-message-id]")) {
+      if ((parseInt(item.dataset.messageId, 10) || 0) > message.id) {
+        before = item;
+        break;
+      }
+    }
+    state.list.insertBefore(incoming, before);
+    incoming.querySelectorAll(".task-status").forEach(reconcile);
+    const empty = state.root.querySelector(".messages__empty");
+    if (empty) empty.remove();
+    if (message.id > state.lastMessageId) {
+      followNewestMessage(message, incoming);
+      added = true;
+    }
+  }
+  state.lastMessageId = Math.max(state.lastMessageId, message.id);
+  if (force) scrollToNewest();
+  else if (added && atBottom && message.role === "assistant") scrollToReply(incoming);
+  else if (atBottom) scrollToNewest();
+  if (added && message.role === "assistant") announceReply(incoming);
+  updateComposer();
+}
+
+export function applySent(body) {
+  if (body.task) applyTask(body.task);
+  if (body.html && body.message) insertMessage(body.html, body.message, true);
+}
+
+// --- earlier messages, loaded in place ------------------------------------------------------
+
+// "Load earlier messages" fetches the page the link names (the no-JS fallback)
+// and puts its messages above, keeping what the reader looks at where it is.
+async function loadEarlier(link) {
+  link.setAttribute("aria-busy", "true");
+  try {
+    const response = await fetch(link.href, {
+      headers: { Accept: "text/html" },
+      credentials: "same-origin",
+    });
+    if (!response.ok) throw new Error(`status ${response.status}`);
+    const page = new DOMParser().parseFromString(await response.text(), "text/html");
+    const items = Array.from(page.querySelectorAll("#messages > li[data-message-id]")).filter(
+      (item) => !document.getElementById(item.id),
+    );
+    const box = scroller();
+    const fromBottom = box.scrollHeight - box.scrollTop;
+    const block = document.createDocumentFragment();
+    items.forEach((item) => block.append(document.importNode(item, true)));
+    state.list.prepend(block);
+    items.forEach((item) => {
+      const added = document.getElementById(item.id);
+      if (added) added.querySelectorAll(".task-status").forEach(reconcile);
+    });
+    fillCsrf(state.list);
+    box.scrollTop = box.scrollHeight - fromBottom;
+    const next = page.querySelector("a[data-load-earlier]");
+    if (next) {
+      link.setAttribute("href", next.getAttribute("href"));
+      link.removeAttribute("aria-busy");
+    } else {
+      link.closest(".history-link").remove();
+    }
+    announce(`${items.length} earlier message${items.length === 1 ? "" : "s"} loaded.`);
+  } catch (error) {
+    // The plain link still works: follow it.
+    window.location.href = link.href;
+  }
+}
+
+export function installLoadEarlier() {
+  document.addEventListener("click", (event) => {
+    const link = event.target.closest("a[data-load-earlier]");
+    if (!link || event.ctrlKey || event.metaKey || event.shiftKey || event.button !== 0) return;
+    event.preventDefault();
+    if (link.getAttribute("aria-busy") === "true") return;
+    loadEarlier(link);
+  });
+}
