@@ -27,10 +27,18 @@ def _cache_key(message):
         task = message.async_task if message.async_task_id else None
         if task is not None and task.status != TaskStatus.COMPLETED:
             return None
-    return (message.pk, message.role, message.content, message.thinking, message.created_at)
+    return (
+        message.pk,
+        message.role,
+        message.content,
+        message.content_html,
+        message.thinking_html,
+        message.created_at,
+    )
 
 
 def message_html(message, request=None) -> str:
+    message.render_if_needed()
     key = _cache_key(message)
     if key is None:
         return render_to_string(TEMPLATE, {"message": message}, request=request)

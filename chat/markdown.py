@@ -1,104 +1,350 @@
-"""Markdown for chat content, sanitized on the server.
+"""Markdown for chat content, rendered on the server and sanitized.
 
-Assistant replies (and their `thinking`) come from a model we do not control,
-so whatever Markdown or raw HTML they hold is rendered and then passed through
-nh3 (ammonia) with a short allow-list: no script, no `<style>`, no `<iframe>`,
-no event-handler attributes, no `style` attributes, only http(s)/mailto links.
-Code blocks are highlighted by Pygments at render time (CSS classes, no inline
-styles) and get a copy button, added after sanitizing so nh3 never has to
-allow `<button>`.
+Models write CommonMark with GitHub's extensions, so replies go through
+markdown-it-py (CommonMark) with GFM tables, strikethrough, task lists
+(read-only checkboxes), footnotes, bare-URL links (linkify-it-py) and dollar
+math, which latex2mathml turns into MathML that browsers display natively.
+
+Whatever a model writes is untrusted:
+- raw HTML is shown as text, except a few attribute-free inline tags that
+  models use for formatting (`<br>`, `<kbd>`, `<sub>`…); so `Vec<T>` or a
+  `<script>` in prose reads as written and never runs;
+- the result then goes through nh3 (ammonia) with a short allow-list: no
+  script, `<style>`, `<iframe>`, no event handlers or `style` attributes, only
+  http(s)/mailto links, and just the MathML this module emits;
+- work is bounded: markdown-it's nesting guard (`maxNesting`) for inline
+  constructs, and a block rule that shows lists and quotes nested deeper than
+  BLOCK_DEPTH as plain text instead of dropping them; formulas and code past a
+  size are shown unconverted / unhighlighted.
+
+Code blocks are highlighted by Pygments (CSS classes, no inline styles) and get
+a Copy button, added after sanitizing so nh3 never has to allow `<button>`.
 """
 
 import functools
+import hashlib
+import html
 import re
 import threading
+from html.parser import HTMLParser
+from xml.etree.ElementTree import tostring
 
-import markdown
 import nh3
 from django.utils.safestring import SafeString, mark_safe
+from latex2mathml.converter import convert_to_element
+from markdown_it import MarkdownIt
+from markdown_it.common.utils import escapeHtml
+from mdit_py_plugins.dollarmath import dollarmath_plugin
+from mdit_py_plugins.footnote import footnote_plugin
+from mdit_py_plugins.footnote.index import render_footnote_anchor as _FOOTNOTE_ANCHOR
+from pygments import highlight as pygments_highlight
+from pygments.formatters import HtmlFormatter
+from pygments.lexers import get_lexer_by_name
 from pygments.token import STANDARD_TYPES
+from pygments.util import ClassNotFound
 
-EXTENSIONS = ["fenced_code", "codehilite", "tables", "sane_lists", "nl2br"]
-EXTENSION_CONFIGS = {
-    "codehilite": {"css_class": "highlight", "guess_lang": False},
-    # `align` instead of inline `style` attributes, which the sanitizer drops.
-    "tables": {"use_align_attribute": True},
-}
+# markdown-it's own guard: token nesting (a list item counts two levels). The
+# cost of some inputs (thousands of `[`) grows with it: CommonMark's preset value.
+MAX_NESTING = 20
+# Lists and quotes nested deeper than this (in token levels: 8 lists, 16
+# quotes) are shown as text.
+BLOCK_DEPTH = 16
+# Larger formulas, or more of them, are shown as code, and larger code blocks
+# unhighlighted: both converters are pure Python and cost grows with the input.
+MATH_MAX_LENGTH = 2_000
+MATH_MAX_FORMULAS = 100
+HIGHLIGHT_MAX_LENGTH = 20_000
+
+MATHML_TAGS = {
+    "math", "menclose", "merror", "mfrac", "mi", "mmultiscripts", "mn", "mo", "mover",
+    "mpadded", "mphantom", "mprescripts", "mroot", "mrow", "ms", "mspace", "msqrt", "mstyle",
+    "msub", "msubsup", "msup", "mtable", "mtd", "mtext", "mtr", "munder", "munderover", "none",
+}  # fmt: skip
+MATHML_ATTRIBUTES = {
+    "accent", "columnalign", "columnlines", "columnspacing", "depth", "display",
+    "displaystyle", "fence", "height", "largeop", "linethickness", "lspace", "mathbackground",
+    "mathcolor", "mathsize", "mathvariant", "maxsize", "minsize", "movablelimits", "notation",
+    "rowlines", "rowspacing", "rspace", "scriptlevel", "separator", "stretchy", "voffset",
+    "width", "xmlns",
+}  # fmt: skip
 
 ALLOWED_TAGS = {
     "a", "abbr", "b", "blockquote", "br", "code", "dd", "del", "div", "dl", "dt", "em",
-    "h1", "h2", "h3", "h4", "h5", "h6", "hr", "i", "kbd", "li", "ol", "p", "pre", "s",
-    "span", "strong", "sub", "sup", "table", "tbody", "td", "th", "thead", "tr", "ul",
-}  # fmt: skip
+    "h1", "h2", "h3", "h4", "h5", "h6", "hr", "i", "input", "kbd", "li", "ol", "p", "pre",
+    "s", "section", "span", "strong", "sub", "sup", "table", "tbody", "td", "th", "thead",
+    "tr", "ul",
+} | MATHML_TAGS  # fmt: skip
 ALLOWED_ATTRIBUTES = {
-    "a": {"href", "title"},
+    "a": {"href", "title", "id"},
     "abbr": {"title"},
+    "div": {"data-lang"},
+    "input": {"type", "disabled", "checked"},
+    "li": {"id"},
     "ol": {"start"},
     "td": {"align"},
     "th": {"align"},
-}
-# Pygments' short token classes (`k`, `nf`, `s1`…) and the code block wrapper.
+} | {tag: MATHML_ATTRIBUTES for tag in MATHML_TAGS}
+# Pygments' short token classes (`k`, `nf`, `s1`…), the code block wrapper, and
+# the hooks the stylesheet uses for math, task lists and footnotes.
 ALLOWED_CLASSES = {
-    "span": {cls for cls in STANDARD_TYPES.values() if cls},
-    "div": {"highlight"},
+    "span": {cls for cls in STANDARD_TYPES.values() if cls} | {"math", "inline"},
+    "div": {"highlight", "math", "block", "table-scroll"},
+    "ul": {"contains-task-list"},
+    "li": {"task-list-item", "footnote-item"},
+    "input": {"task-list-item-checkbox"},
+    "section": {"footnotes"},
+    "sup": {"footnote-ref"},
+    "a": {"footnote-backref"},
+    "hr": {"footnotes-sep"},
 }
 URL_SCHEMES = {"http", "https", "mailto"}
+# Footnote anchors are the only ids: they may not clobber the page's own.
+_FOOTNOTE_ID = re.compile(r"^fn(ref)?-[0-9a-f]{8}-\d+(:\d+)?$")
 
 COPY_BUTTON = '<button type="button" class="copy-code" aria-label="Copy code" hidden>Copy</button>'
-_CODE_BLOCK = re.compile(r'<div class="highlight"><pre>')
-
-_local = threading.local()
-
-
-def _converter() -> markdown.Markdown:
-    # Building a Markdown instance is the slow part; one per thread, reset per use.
-    converter = getattr(_local, "converter", None)
-    if converter is None:
-        converter = markdown.Markdown(
-            extensions=EXTENSIONS, extension_configs=EXTENSION_CONFIGS, output_format="html"
-        )
-        _local.converter = converter
-    return converter
+_CODE_BLOCK = re.compile(r'(<div class="highlight"(?: data-lang="[^"]*")?>)<pre>')
+_LANGUAGE = re.compile(r"^[\w+#.-]{1,32}$")
+# Inline HTML kept as HTML: formatting tags without attributes.
+_SAFE_INLINE_HTML = re.compile(r"^</?(b|br|code|del|em|i|kbd|s|strong|sub|sup)\s*/?>$", re.I)
 
 
-def sanitize(html: str) -> str:
+def _attribute_filter(element, attribute, value):
+    if attribute == "id" and not _FOOTNOTE_ID.match(value):
+        return None
+    return value
+
+
+def sanitize(html_text: str) -> str:
     return nh3.clean(
-        html,
+        html_text,
         tags=ALLOWED_TAGS,
         clean_content_tags={"script", "style", "iframe", "object", "embed", "template"},
         attributes=ALLOWED_ATTRIBUTES,
         allowed_classes=ALLOWED_CLASSES,
+        attribute_filter=_attribute_filter,
         url_schemes=URL_SCHEMES,
         link_rel="noopener noreferrer nofollow",
         strip_comments=True,
     )
 
 
-# Rendering is a pure function of the text, and a page shows the same messages
-# again and again: keep the newest results (bounded in count and in size).
-CACHE_ENTRIES = 4096
-CACHE_MAX_TEXT = 32_000
+# --- markdown-it rules -------------------------------------------------------------
+
+
+def _deep_block_as_text(state, start_line, end_line, silent):
+    """Below BLOCK_DEPTH, the rest of the container is one plain paragraph.
+
+    markdown-it itself drops everything past `maxNesting`; this rule runs first
+    and keeps the text, unparsed as blocks, so deep input degrades instead.
+    """
+    if state.level < BLOCK_DEPTH or silent:
+        return False
+    text = state.getLines(start_line, end_line, state.blkIndent, False).strip()
+    token = state.push("paragraph_open", "p", 1)
+    token.map = [start_line, end_line]
+    token = state.push("inline", "", 0)
+    token.content = text
+    token.map = [start_line, end_line]
+    token.children = []
+    state.push("paragraph_close", "p", -1)
+    state.line = end_line
+    return True
+
+
+def _table_align(state):
+    """`style="text-align:…"` (dropped by the sanitizer) becomes `align`."""
+    for token in state.tokens:
+        if token.type in ("th_open", "td_open"):
+            style = token.attrGet("style")
+            if style and style.startswith("text-align:"):
+                token.attrs.pop("style", None)
+                token.attrSet("align", style.split(":", 1)[1])
+
+
+def _render_math(latex, options):
+    display = "block" if options.get("display_mode") else "inline"
+    _local.formulas = getattr(_local, "formulas", 0) + 1
+    if len(latex) > MATH_MAX_LENGTH or _local.formulas > MATH_MAX_FORMULAS:
+        return f"<code>{escapeHtml(latex)}</code>"
+    return _mathml(latex, display)
+
+
+@functools.lru_cache(maxsize=1024)
+def _mathml(latex, display):
+    try:
+        element = convert_to_element(latex, display=display)
+    except Exception:  # noqa: BLE001 - whatever the converter fails on shows as code
+        return f"<code>{escapeHtml(latex)}</code>"
+    # latex2mathml stores entities (`&#x0003C;`) as text; turn them into
+    # characters so that serialising escapes everything exactly once.
+    for node in element.iter():
+        if node.text:
+            node.text = html.unescape(node.text)
+    return tostring(element, encoding="unicode")
+
+
+def _code_html(code, language):
+    lexer = None
+    if language and len(code) <= HIGHLIGHT_MAX_LENGTH:
+        try:
+            lexer = get_lexer_by_name(language)
+        except ClassNotFound:
+            lexer = None
+    body = escapeHtml(code) if lexer is None else pygments_highlight(code, lexer, _FORMATTER)
+    lang_attr = f' data-lang="{escapeHtml(language)}"' if language else ""
+    return f'<div class="highlight"{lang_attr}><pre><code>{body}</code></pre></div>\n'
+
+
+def _fence(self, tokens, idx, options, env):
+    info = tokens[idx].info.strip().split(maxsplit=1)
+    language = info[0] if info and _LANGUAGE.match(info[0]) else ""
+    return _code_html(tokens[idx].content, language)
+
+
+def _code_block(self, tokens, idx, options, env):
+    return _code_html(tokens[idx].content, "")
+
+
+def _html_inline(self, tokens, idx, options, env):
+    content = tokens[idx].content
+    return content if _SAFE_INLINE_HTML.match(content) else escapeHtml(content)
+
+
+def _html_block(self, tokens, idx, options, env):
+    lines = escapeHtml(tokens[idx].content.strip("\n")).split("\n")
+    return "<p>" + "<br>\n".join(lines) + "</p>\n"
+
+
+def _image(self, tokens, idx, options, env):
+    """Images are not shown (nothing loads from a model's URLs); their link is."""
+    token = tokens[idx]
+    alt = self.renderInlineAsText(token.children or [], options, env) or token.attrGet("src")
+    return f'<a href="{escapeHtml(token.attrGet("src") or "")}">{escapeHtml(alt or "")}</a>'
+
+
+def _footnote_anchor(self, tokens, idx, options, env):
+    """One way back per footnote (from its first reference), not one per reference."""
+    if tokens[idx].meta.get("subId", 0) > 0:
+        return ""
+    return _FOOTNOTE_ANCHOR(self, tokens, idx, options, env)
+
+
+def _table_open(self, tokens, idx, options, env):
+    return '<div class="table-scroll"><table>\n'
+
+
+def _table_close(self, tokens, idx, options, env):
+    return "</table></div>\n"
+
+
+_FORMATTER = HtmlFormatter(nowrap=True)
+
+
+def _build() -> MarkdownIt:
+    md = MarkdownIt(
+        "commonmark",
+        {
+            "html": True,
+            "linkify": True,
+            "breaks": True,
+            "tasklists": True,
+            "tasklists_editable": False,
+            "maxNesting": MAX_NESTING,
+        },
+    )
+    md.enable(["table", "strikethrough", "linkify"])
+    md.use(footnote_plugin, inline=False)
+    md.use(
+        dollarmath_plugin,
+        allow_labels=False,
+        allow_space=False,  # "$ 5 and $ 6" is money, not math
+        allow_digits=False,  # so is "$5 and $10"
+        allow_blank_lines=False,
+        renderer=_render_math,
+    )
+    md.block.ruler.before("table", "deep_block_as_text", _deep_block_as_text)
+    md.core.ruler.push("table_align", _table_align)
+    for name, rule in {
+        "fence": _fence,
+        "code_block": _code_block,
+        "html_inline": _html_inline,
+        "html_block": _html_block,
+        "image": _image,
+        "table_open": _table_open,
+        "table_close": _table_close,
+        "footnote_anchor": _footnote_anchor,
+    }.items():
+        md.add_render_rule(name, rule)
+    return md
+
+
+_local = threading.local()
+
+
+def _parser() -> MarkdownIt:
+    # Building the parser compiles its rules: once per thread.
+    md = getattr(_local, "md", None)
+    if md is None:
+        md = _local.md = _build()
+    return md
 
 
 def render_markdown(text: str | None) -> SafeString:
-    """Markdown → sanitized HTML, safe to put into a page."""
+    """Markdown → sanitized HTML, safe to put into a page.
+
+    Callers store the result (`Message.content_html`): pages and frames never
+    render on their own.
+    """
     if not text:
         return mark_safe("")
-    if len(text) <= CACHE_MAX_TEXT:
-        return mark_safe(_render_cached(text))  # noqa: S308 - sanitized in _render
-    return mark_safe(_render(text))  # noqa: S308 - sanitized in _render
+    # Footnote anchors get a prefix of their text's digest, so two replies on
+    # one page never share an id.
+    _local.formulas = 0
+    env = {"docId": hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()[:8]}
+    clean = sanitize(_parser().render(text, env))
+    return mark_safe(_CODE_BLOCK.sub(rf"\1{COPY_BUTTON}<pre>", clean))  # noqa: S308
 
 
-@functools.lru_cache(maxsize=CACHE_ENTRIES)
-def _render_cached(text: str) -> str:
-    return _render(text)
+# --- plain text ---------------------------------------------------------------------
 
 
-def _render(text: str) -> str:
-    converter = _converter()
-    try:
-        html = converter.reset().convert(text)
-    finally:
-        converter.reset()
-    clean = sanitize(html)
-    return _CODE_BLOCK.sub(f'<div class="highlight">{COPY_BUTTON}<pre>', clean)
+class _TextCollector(HTMLParser):
+    SKIP = {"button"}
+    # Tags that separate words; inline ones (a highlighted token's span) do not.
+    BREAKS = {
+        "blockquote", "br", "dd", "div", "dt", "h1", "h2", "h3", "h4", "h5", "h6", "hr",
+        "li", "math", "p", "pre", "section", "td", "th", "tr",
+    }  # fmt: skip
+
+    def __init__(self, limit):
+        super().__init__(convert_charrefs=True)
+        self.parts = []
+        self.size = 0
+        self.limit = limit
+        self.skipping = 0
+
+    def handle_starttag(self, tag, attrs):
+        if tag in self.SKIP:
+            self.skipping += 1
+        if tag in self.BREAKS:
+            self.parts.append(" ")
+
+    def handle_endtag(self, tag):
+        if tag in self.SKIP and self.skipping:
+            self.skipping -= 1
+        if tag in self.BREAKS:
+            self.parts.append(" ")
+
+    def handle_data(self, data):
+        if not self.skipping and self.size < self.limit:
+            self.parts.append(data)
+            self.size += len(data)
+
+
+def plain_text(html_text: str, limit: int = 200) -> str:
+    """The words of rendered HTML on one line (at least `limit` characters of
+    them when there are that many), e.g. for a preview."""
+    collector = _TextCollector(limit)
+    collector.feed(html_text)
+    collector.close()
+    return " ".join("".join(collector.parts).split())

@@ -9,6 +9,8 @@ from django.utils import timezone
 
 from tasks.models import AsyncTask
 
+from .rendering import PREVIEW_LENGTH
+
 
 def _json_default():
     return Value({}, output_field=models.JSONField())
@@ -27,16 +29,23 @@ class ConversationQuerySet(models.QuerySet):
     def archived(self):
         return self.filter(is_archived=True)
 
-    def with_preview(self, length=160):
-        """Annotate the start of each conversation's last message (one query, no N+1)."""
+    def with_preview(self, length=PREVIEW_LENGTH):
+        """Annotate the start of each conversation's last message (one query, no N+1).
+
+        The stored plain-text preview; a row written without one (plain SQL)
+        shows the start of its content until it is rendered.
+        """
         from django.db.models import OuterRef, Subquery
-        from django.db.models.functions import Substr
+        from django.db.models.functions import Coalesce, NullIf, Substr
 
         latest = Message.objects.filter(conversation=OuterRef("pk")).order_by("-created_at", "-id")
+        start = Coalesce(
+            NullIf("preview_text", Value("")),
+            Substr("content", 1, length),
+            output_field=models.TextField(),
+        )
         return self.annotate(
-            last_message_preview=Subquery(
-                latest.annotate(start=Substr("content", 1, length)).values("start")[:1]
-            ),
+            last_message_preview=Subquery(latest.annotate(start=start).values("start")[:1]),
             last_message_role=Subquery(latest.values("role")[:1]),
         )
 
@@ -94,6 +103,15 @@ class Message(models.Model):
         on_delete=models.SET_NULL,
         related_name="messages",
     )
+    # Rendered once when the message is stored (assistant replies: sanitized
+    # HTML of `content` and `thinking`), so pages and frames never render
+    # Markdown. Empty means "not rendered yet": a row inserted with plain SQL
+    # is rendered the first time it is shown; `manage.py rerender_messages`
+    # renders them all again after a renderer upgrade.
+    content_html = models.TextField(blank=True, default="", db_default="", editable=False)
+    thinking_html = models.TextField(blank=True, default="", db_default="", editable=False)
+    # The start of the message as one line of plain text (the sidebar).
+    preview_text = models.TextField(blank=True, default="", db_default="", editable=False)
 
     class Meta:
         db_table = "chat_messages"
@@ -113,10 +131,54 @@ class Message(models.Model):
     def get_absolute_url(self):
         return f"{self.conversation.get_absolute_url()}#message-{self.pk}"
 
+    @property
+    def needs_render(self) -> bool:
+        if self.role != Role.ASSISTANT:
+            return not self.preview_text and bool(self.content)
+        return bool(
+            (self.content and not self.content_html) or (self.thinking and not self.thinking_html)
+        )
+
+    def render(self) -> list[str]:
+        """Fill the stored HTML and preview from the text; the fields it set."""
+        from .rendering import rendered_fields
+
+        fields = rendered_fields(self.role, self.content, self.thinking)
+        for name, value in fields.items():
+            setattr(self, name, value)
+        return list(fields)
+
+    @classmethod
+    def render_missing(cls, messages) -> None:
+        """`render_if_needed` for a page of messages, in one query."""
+        from .rendering import FIELDS
+
+        missing = [m for m in messages if m.pk and m.needs_render]
+        for message in missing:
+            message.render()
+        if missing:
+            cls.objects.bulk_update(missing, FIELDS)
+
+    def render_if_needed(self) -> None:
+        """Render and store a row that was written without its HTML (plain SQL,
+        or stored before the column existed): once, then it is kept."""
+        if self.pk and self.needs_render:
+            fields = {name: getattr(self, name) for name in self.render()}
+            Message.objects.filter(pk=self.pk).update(**fields)
+
     def save(self, *args, touch_conversation=True, **kwargs):
         """A new message is activity: it moves its conversation's `updated_at`
-        (unless the caller just did, `touch_conversation=False`)."""
+        (unless the caller just did, `touch_conversation=False`).
+
+        Its HTML and preview are rendered here, in the transaction that stores
+        its text, whenever the text is saved.
+        """
         adding = self._state.adding
+        update_fields = kwargs.get("update_fields")
+        if update_fields is None:
+            self.render()
+        elif {"content", "thinking", "role"} & set(update_fields):
+            kwargs["update_fields"] = {*update_fields, *self.render()}
         super().save(*args, **kwargs)
         if adding and touch_conversation:
             Conversation(pk=self.conversation_id).touch()

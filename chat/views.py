@@ -150,6 +150,7 @@ def _page_of_messages(conversation, before_id):
     rows = list(queryset.order_by("-created_at", "-id")[: size + 1])
     page = rows[:size]
     page.reverse()
+    Message.render_missing(page)
     return page, len(rows) > size, anchor is not None
 
 

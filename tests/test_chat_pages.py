@@ -151,7 +151,7 @@ def test_assistant_markdown_and_thinking_in_a_collapsed_details(user_client, use
     )
     li = message_li(page(user_client, conversation), reply)
     assert "<strong>this</strong>" in li
-    assert '<div class="highlight">' in li and 'class="copy-code"' in li
+    assert '<div class="highlight" data-lang="python">' in li and 'class="copy-code"' in li
     assert '<details class="message__thinking">' in li  # no `open`: collapsed
     assert "<em>several</em>" in li
 
@@ -269,6 +269,8 @@ def make_history(user, conversation, count):
                 async_task=tasks[i // 2] if i // 2 < len(tasks) else None,
             )
         )
+    for row in rows:
+        row.render()  # as Message.save does
     Message.objects.bulk_create(rows)
     return list(Message.objects.filter(conversation=conversation).order_by("created_at", "id"))
 
@@ -323,6 +325,17 @@ def test_same_number_of_queries_for_10_and_1000_messages(
     assert count_page_queries(user_client, small) == count_page_queries(user_client, big)
     with django_assert_max_num_queries(8):
         user_client.get(f"/chat/{big.pk}/")
+
+
+def test_rows_stored_without_html_are_rendered_in_one_query_per_page(user_client, user):
+    conversation = factories.conversation(user)
+    make_history(user, conversation, 40)
+    rendered = count_page_queries(user_client, conversation)
+    Message.objects.filter(conversation=conversation).update(content_html="", preview_text="")
+    assert count_page_queries(user_client, conversation) == rendered + 1
+    assert count_page_queries(user_client, conversation) == rendered
+    reply = Message.objects.filter(conversation=conversation, role=Role.ASSISTANT).first()
+    assert reply.content_html == f"<p>{reply.content.split('`')[0]}<code>code</code></p>\n"
 
 
 def test_query_count_does_not_depend_on_task_states(user_client, user):

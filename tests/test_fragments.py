@@ -15,11 +15,43 @@ def test_an_edited_reply_is_rendered_anew(user):
     conversation = factories.conversation(user)
     reply = factories.message(conversation, "first **answer**", role=Role.ASSISTANT)
     assert "<strong>answer</strong>" in message_html(reply)
-    Message.objects.filter(pk=reply.pk).update(content="corrected *answer*")
+    reply.content = "corrected *answer*"
+    reply.save(update_fields=["content"])
     reply.refresh_from_db()
     html = message_html(reply)
     assert "<em>answer</em>" in html
     assert "first" not in html
+
+
+def test_a_reply_is_rendered_when_stored_not_when_shown(user, monkeypatch):
+    conversation = factories.conversation(user)
+    reply = factories.message(conversation, "**stored**", role=Role.ASSISTANT, thinking="_why_")
+    assert reply.content_html == "<p><strong>stored</strong></p>\n"
+    assert reply.thinking_html == "<p><em>why</em></p>\n"
+    row = Message.objects.get(pk=reply.pk)
+    monkeypatch.setattr("chat.rendering.rendered_fields", _fail_if_called)
+    assert "<strong>stored</strong>" in message_html(row)
+    assert "<em>why</em>" in message_html(row)
+
+
+def _fail_if_called(*args):
+    raise AssertionError("rendered again")
+
+
+def test_a_row_inserted_without_html_is_rendered_once_and_stored(user, monkeypatch):
+    conversation = factories.conversation(user)
+    reply = factories.message(conversation, "placeholder", role=Role.ASSISTANT)
+    # As an SQL insert that names only the text leaves it.
+    Message.objects.filter(pk=reply.pk).update(
+        content="from **SQL**", content_html="", preview_text=""
+    )
+    row = Message.objects.get(pk=reply.pk)
+    assert "<strong>SQL</strong>" in message_html(row)
+    stored = Message.objects.get(pk=reply.pk)
+    assert stored.content_html == "<p>from <strong>SQL</strong></p>\n"
+    assert stored.preview_text == "from SQL"
+    monkeypatch.setattr("chat.rendering.rendered_fields", _fail_if_called)
+    assert "<strong>SQL</strong>" in message_html(stored)
 
 
 def test_a_status_fragment_follows_the_task(user):

@@ -1,0 +1,64 @@
+"""Adversarial Markdown of the largest stored size renders without error, with
+bounded output, and deep nesting degrades to text instead of vanishing.
+(How long each takes is measured by `make bench`, not here.)"""
+
+import pytest
+from django.conf import settings
+
+from chat.markdown import plain_text, render_markdown
+from tests.adversarial_markdown import cases
+from tests.html_tree import parse
+
+SIZE = settings.CHAT_MESSAGE_MAX_LENGTH
+
+
+@pytest.mark.parametrize(("name", "text"), list(cases(SIZE).items()), ids=list(cases(SIZE)))
+def test_adversarial_input_renders_to_bounded_html(name, text):
+    html = str(render_markdown(text))
+    assert html.strip(), name
+    # Footnote references are the most markup per character (a link each, 4
+    # characters in, about 130 out), then highlighted code (a span per token).
+    assert len(html) <= 40 * len(text) + 10_000, name
+    assert "<script" not in html
+
+
+def test_open_brackets_render_as_the_text_they_are():
+    assert plain_text(render_markdown("[" * SIZE), limit=SIZE * 2) == "[" * SIZE
+
+
+def test_unclosed_a_tags_render_as_text():
+    text = "<a " * (SIZE // 3)
+    html = str(render_markdown(text))
+    assert "<a" not in html
+    assert plain_text(html, limit=SIZE * 2) == text.strip()
+
+
+def test_a_list_nested_past_the_limit_keeps_its_deepest_text():
+    text = "".join("  " * i + f"- item {i}\n" for i in range(300))
+    tree = parse(render_markdown(text))
+    depth = max(sum(1 for a in li.ancestors() if a.tag == "ul") for li in tree.find_all("li"))
+    assert 2 <= depth <= 8
+    assert "item 299" in tree.text()
+    assert "item 0" in tree.text()
+
+
+def test_quotes_nested_past_the_limit_keep_their_deepest_text():
+    text = "".join("> " * i + f"quote {i}\n\n" for i in range(1, 200))
+    tree = parse(render_markdown(text))
+    depth = max(
+        sum(1 for a in q.ancestors() if a.tag == "blockquote") + 1
+        for q in tree.find_all("blockquote")
+    )
+    assert 2 <= depth <= 16
+    assert "quote 199" in tree.text()
+
+
+def test_a_flat_list_of_many_items_is_not_cut():
+    text = "".join(f"- item {i}\n" for i in range(1000))
+    assert len(parse(render_markdown(text)).find_all("li")) == 1000
+
+
+def test_formulas_past_the_budget_show_as_code():
+    tree = parse(render_markdown(" ".join(f"$x_{{{i}}}$" for i in range(300))))
+    assert len(tree.find_all("math")) == 100
+    assert tree.find_all("code")[-1].text() == "x_{299}"

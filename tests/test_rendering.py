@@ -1,0 +1,78 @@
+"""Replies are rendered once, when stored; the command renders them again."""
+
+import io
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from chat.models import Message, Role
+from chat.services import message_frame
+from tests import factories
+from tests.task_support import chat_task, post_callback
+
+pytestmark = pytest.mark.django_db
+
+REPLY = {"status": "completed", "output": {"content": "A **bold** reply", "thinking": "_hm_"}}
+
+
+def _fail_if_called(*args):
+    raise AssertionError("rendered outside the transaction that stored the reply")
+
+
+def test_a_completed_callback_stores_the_replys_html_and_preview(client, user):
+    task = chat_task(user)
+    assert post_callback(client, task.pk, REPLY).status_code == 200
+    reply = Message.objects.get(async_task=task, role=Role.ASSISTANT)
+    assert reply.content_html == "<p>A <strong>bold</strong> reply</p>\n"
+    assert reply.thinking_html == "<p><em>hm</em></p>\n"
+    assert reply.preview_text == "A bold reply"
+
+
+def test_the_frame_of_a_stored_reply_uses_its_stored_html(user, monkeypatch):
+    conversation = factories.conversation(user)
+    reply = factories.message(conversation, "A **bold** reply", role=Role.ASSISTANT)
+    monkeypatch.setattr("chat.rendering.rendered_fields", _fail_if_called)
+    frame = message_frame(Message.objects.get(pk=reply.pk))
+    assert "<strong>bold</strong>" in frame["html"]
+    assert frame["message"]["content"] == "A **bold** reply"
+
+
+def test_a_user_message_keeps_no_html_and_its_text_as_preview(user):
+    conversation = factories.conversation(user)
+    message = factories.message(conversation, "Set **N8N_BASE_URL**\n  please")
+    assert message.content_html == ""
+    assert message.preview_text == "Set **N8N_BASE_URL** please"
+
+
+def test_rerender_messages_renders_every_row_again(user):
+    conversation = factories.conversation(user)
+    replies = [factories.message(conversation, f"*r{i}*", role=Role.ASSISTANT) for i in range(5)]
+    question = factories.message(conversation, "a question")
+    Message.objects.update(content_html="<p>old renderer</p>", preview_text="old")
+    call_command("rerender_messages", "--batch-size", "2", stdout=io.StringIO())
+    for reply in replies:
+        reply.refresh_from_db()
+        assert reply.content_html == f"<p><em>{reply.content[1:-1]}</em></p>\n"
+        assert reply.preview_text == reply.content[1:-1]
+    question.refresh_from_db()
+    assert (question.content_html, question.preview_text) == ("", "a question")
+
+
+def test_rerender_missing_touches_only_rows_never_rendered(user):
+    conversation = factories.conversation(user)
+    kept = factories.message(conversation, "*kept*", role=Role.ASSISTANT)
+    missing = factories.message(conversation, "*missing*", role=Role.ASSISTANT)
+    Message.objects.filter(pk=kept.pk).update(content_html="<p>as stored</p>")
+    Message.objects.filter(pk=missing.pk).update(content_html="", preview_text="")
+    out = io.StringIO()
+    call_command("rerender_messages", "--missing", stdout=out)
+    assert "Rendered 1 messages." in out.getvalue()
+    kept.refresh_from_db()
+    missing.refresh_from_db()
+    assert kept.content_html == "<p>as stored</p>"
+    assert missing.content_html == "<p><em>missing</em></p>\n"
+
+
+def test_rerender_refuses_a_batch_size_below_one():
+    with pytest.raises(CommandError, match="at least 1"):
+        call_command("rerender_messages", "--batch-size", "0")
