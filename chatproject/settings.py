@@ -233,6 +233,12 @@ WEBSOCKET_ALLOWED_ORIGINS = _comma_list("WEBSOCKET_ALLOWED_ORIGINS", [])
 PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default="http://127.0.0.1:8000").rstrip("/")
 N8N_BASE_URL = env.str("N8N_BASE_URL", default="").rstrip("/")
 N8N_WEBHOOK_SECRET = env.str("N8N_WEBHOOK_SECRET", default="")
+# n8n's public API key (Settings → n8n API): n8n_setup, and stopping executions.
+N8N_API_KEY = env.str("N8N_API_KEY", default="")
+# n8n_setup creates chat-reply.json's model credential (OpenAI-compatible)
+# from these when n8n has none: the server's /v1 base URL and its key.
+N8N_MODEL_BASE_URL = env.str("N8N_MODEL_BASE_URL", default="")
+N8N_MODEL_API_KEY = env.str("N8N_MODEL_API_KEY", default="")
 N8N_CHAT_WORKFLOW = env.str("N8N_CHAT_WORKFLOW", default="chat-reply")
 TASK_TIMEOUT_SECONDS = env.int("TASK_TIMEOUT_SECONDS", default=120)
 TASK_WEBHOOK_MAX_BYTES = env.int("TASK_WEBHOOK_MAX_BYTES", default=1048576)

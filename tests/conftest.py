@@ -114,3 +114,8 @@ def pytest_terminal_summary(terminalreporter):
     shots = sorted(p for p in folder.glob("*.png") if p.stat().st_mtime >= started)
     if shots:
         terminalreporter.write_line(f"browser screenshots ({len(shots)}): {folder}")
+
+
+# The real-n8n fixtures live with their helpers; imported here so that every
+# test module shares one n8n per version and session.
+from tests.n8n_support import n8n, standin_model  # noqa: E402, F401

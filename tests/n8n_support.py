@@ -1,57 +1,84 @@
-"""A real n8n on 127.0.0.1 for the end-to-end tests.
+"""A real n8n on 127.0.0.1 for the end-to-end tests, one per version.
 
-n8n comes from scripts/install-n8n.sh (a cache folder outside the repository;
-N8N_BIN names the binary, as .ci/run exports it). Each test session starts one
-n8n with a user folder of its own, imports the shipped workflows and the Header
-Auth credential with n8n's CLI, publishes (activates) them, starts n8n and waits
-for the log line saying the editor is accessible: /healthz answers before the
-workflows are active. chat-reply.json's model credential (an OpenAI one) gets
-the base URL of the stand-in model server in tests/model_standin.py.
+n8n comes from scripts/install-n8n.sh, cached outside the repository; each
+version has a launcher (`n8n-launch`) that runs it with the Node it needs.
+`N8N_VERSIONS` (default "2.8.4 2.41.1", spaces or commas) lists the versions
+the tests run against: the `n8n` fixture is parametrized by it, and a version
+that is not installed skips (fails under CI=true).
+
+Each test session starts an empty n8n with a user folder of its own, waits for
+the log line saying the editor is accessible, sets up its owner and an API key
+the way a person would (`POST /rest/owner/setup`, `/rest/login`,
+`/rest/api-keys`), and then runs `manage.py n8n_setup`, which creates the
+credentials (the model's pointing at the stand-in model, tests/model_standin.py),
+installs, links, activates and probes the workflows.
 """
 
+import io
 import json
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
+import pytest
 import requests
+from django.core.management import CommandError, call_command
+from django.test import override_settings
 
+from tasks.n8n_api import N8nApi, bootstrap_api_key
+from tests import support
+from tests.model_standin import ModelStandin
 from tests.support import BASE_DIR, free_port
 
-N8N_VERSION = "2.8.4"
-CACHE_BIN = (
-    Path.home() / ".cache" / "chatproject" / f"n8n-{N8N_VERSION}" / "node_modules" / ".bin" / "n8n"
-)
-WORKFLOWS = {
-    "ChatReplyOffln01": BASE_DIR / "n8n" / "chat-reply-offline.json",
-    "ChatReplyFails01": BASE_DIR / "n8n" / "tests" / "chat-reply-fails.json",
-    "ChatReplyModel01": BASE_DIR / "n8n" / "chat-reply.json",
-}
-CREDENTIAL_TEMPLATE = BASE_DIR / "n8n" / "credentials" / "header-auth.example.json"
-MODEL_CREDENTIAL_TEMPLATE = BASE_DIR / "n8n" / "credentials" / "openai-compatible.example.json"
+CACHE = Path.home() / ".cache" / "chatproject"
+DEFAULT_VERSIONS = "2.8.4 2.41.1"
+WORKFLOW_FILES = [
+    BASE_DIR / "n8n" / "chat-reply.json",
+    BASE_DIR / "n8n" / "chat-reply-offline.json",
+    BASE_DIR / "n8n" / "tests" / "chat-reply-fails.json",
+]
 MODEL_API_KEY = "sk-standin-tests-only"
+OWNER_EMAIL = "owner@example.test"
+OWNER_PASSWORD = "Owner-passw0rd-for-tests"
 READY_LINE = "Editor is now accessible via"
 START_TIMEOUT = 180
 
 
-def find_binary() -> str | None:
-    candidate = os.environ.get("N8N_BIN") or str(CACHE_BIN)
-    return candidate if candidate and os.access(candidate, os.X_OK) else None
+def versions() -> list[str]:
+    raw = os.environ.get("N8N_VERSIONS") or DEFAULT_VERSIONS
+    return [v for v in raw.replace(",", " ").split() if v]
+
+
+def needs_node24(version: str) -> bool:
+    major, minor = (int(part) for part in version.split(".")[:2])
+    return (major, minor) >= (2, 41)
+
+
+def find_launcher(version: str) -> str | None:
+    """The cached launcher of that version (2.8.4's plain binary from older caches too)."""
+    home = CACHE / f"n8n-{version}"
+    for candidate in (home / "n8n-launch", home / "node_modules" / ".bin" / "n8n"):
+        if os.access(candidate, os.X_OK) and (home / ".installed").exists():
+            if candidate.name == "n8n" and needs_node24(version):
+                continue  # needs the launcher's Node 24
+            return str(candidate)
+    return None
 
 
 class N8n:
-    def __init__(self, binary, secret, model_url):
+    def __init__(self, version, binary):
+        self.version = version
         self.binary = binary
-        self.secret = secret
-        self.model_url = model_url
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.folder = Path(tempfile.mkdtemp(prefix="n8n-e2e-"))
-        self.log_path = BASE_DIR / "artifacts" / f"n8n-{self.port}.log"
+        self.log_path = BASE_DIR / "artifacts" / f"n8n-{version}-{self.port}.log"
         self.process = None
+        self.api_key = ""
         self.timings = {}
 
     def env(self):
@@ -84,43 +111,6 @@ class N8n:
         )
         return env
 
-    def cli(self, *args, timeout=180):
-        started = time.monotonic()
-        result = subprocess.run(
-            [self.binary, *args],
-            env=self.env(),
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
-        self.timings[args[0]] = self.timings.get(args[0], 0) + time.monotonic() - started
-        output = result.stdout + result.stderr
-        if result.returncode != 0 or "GOT ERROR" in output or "An error occurred" in output:
-            raise RuntimeError(
-                f"n8n {' '.join(args)} failed ({result.returncode}): {output[-3000:]}"
-            )
-        return result.stdout + result.stderr
-
-    def prepare(self):
-        """Import the credentials and the workflows, publish them."""
-        started = time.monotonic()
-        credential = json.loads(CREDENTIAL_TEMPLATE.read_text())
-        credential[0]["data"]["value"] = f"Bearer {self.secret}"
-        model = json.loads(MODEL_CREDENTIAL_TEMPLATE.read_text())
-        model[0]["data"].update({"url": self.model_url, "apiKey": MODEL_API_KEY})
-        (self.folder / "credentials.json").write_text(json.dumps(credential + model))
-        self.cli("import:credentials", f"--input={self.folder / 'credentials.json'}")
-        workflows = self.folder / "workflows"
-        workflows.mkdir()
-        for workflow_id, path in WORKFLOWS.items():
-            shutil.copy(path, workflows / f"{workflow_id}.json")
-        out = self.cli("import:workflow", "--separate", f"--input={workflows}")
-        if "Successfully imported 3 workflows" not in out:
-            raise RuntimeError(f"n8n import:workflow did not import the workflows: {out[-2000:]}")
-        for workflow_id in WORKFLOWS:
-            self.cli("publish:workflow", f"--id={workflow_id}")
-        self.timings["prepare"] = time.monotonic() - started
-
     def start(self):
         started = time.monotonic()
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -135,7 +125,7 @@ class N8n:
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"n8n exited early: {self.log_tail()}")
+                raise RuntimeError(f"n8n {self.version} exited early: {self.log_tail()}")
             if READY_LINE in self.log_path.read_text(errors="replace"):
                 break
             time.sleep(0.25)
@@ -144,6 +134,59 @@ class N8n:
         requests.get(f"{self.base_url}/healthz", timeout=5).raise_for_status()
         self.timings["start"] = time.monotonic() - started
         return self
+
+    def create_api_key(self):
+        """Owner set-up, login and an API key, as a person does in the editor."""
+        started = time.monotonic()
+        self.api_key = bootstrap_api_key(self.base_url, OWNER_EMAIL, OWNER_PASSWORD)
+        self.timings["api_key"] = time.monotonic() - started
+        return self.api_key
+
+    def api(self) -> N8nApi:
+        return N8nApi(self.base_url, self.api_key)
+
+    def n8n_setup(
+        self,
+        *args,
+        secret,
+        model_url="",
+        api_key=None,
+        base_url=None,
+        files=WORKFLOW_FILES,
+        own_process=False,
+    ):
+        """`manage.py n8n_setup`: in its own process as an operator runs it, or
+        through call_command (the same command, without a Python start-up).
+        Returns something shaped like subprocess.CompletedProcess."""
+        started = time.monotonic()
+        values = {
+            "N8N_BASE_URL": base_url or self.base_url,
+            "N8N_API_KEY": self.api_key if api_key is None else api_key,
+            "N8N_WEBHOOK_SECRET": secret,
+            "N8N_MODEL_BASE_URL": model_url,
+            "N8N_MODEL_API_KEY": MODEL_API_KEY,
+        }
+        argv = [*args, *map(str, files)]
+        if own_process:
+            env = {**os.environ, "DJANGO_SETTINGS_MODULE": "chatproject.settings", "DEBUG": "1"}
+            result = subprocess.run(
+                [sys.executable, "manage.py", "n8n_setup", *argv],
+                cwd=BASE_DIR,
+                env={**env, **values},
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+        else:
+            stdout, stderr, returncode = io.StringIO(), "", 0
+            try:
+                with override_settings(**values):
+                    call_command("n8n_setup", *argv, stdout=stdout)
+            except CommandError as exc:
+                stderr, returncode = f"CommandError: {exc}\n", exc.returncode or 1
+            result = subprocess.CompletedProcess(argv, returncode, stdout.getvalue(), stderr)
+        self.timings["n8n_setup"] = self.timings.get("n8n_setup", 0) + time.monotonic() - started
+        return result
 
     def log_tail(self, chars=4000):
         try:
@@ -161,3 +204,47 @@ class N8n:
                 self.process.wait(timeout=10)
         self.process = None
         shutil.rmtree(self.folder, ignore_errors=True)
+
+
+# --- fixtures (imported by tests/conftest.py, so every module shares one n8n) ---
+
+SECRET = "e2e-webhook-secret-for-tests"
+TIMINGS = {}
+
+
+@pytest.fixture(scope="session")
+def standin_model():
+    """The OpenAI-compatible stand-in that chat-reply.json's model credential points at."""
+    server = ModelStandin().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session", params=versions())
+def n8n(request, standin_model):
+    """An empty n8n of one version, taken by n8n_setup to working workflows."""
+    version = request.param
+    binary = find_launcher(version)
+    support.need(
+        binary is not None,
+        f"needs n8n {version}: run scripts/install-n8n.sh {version} (5 to 10 minutes once)",
+    )
+    instance = N8n(version, binary)
+    try:
+        instance.start()
+        instance.create_api_key()
+        result = instance.n8n_setup(
+            secret=SECRET, model_url=standin_model.base_url, own_process=True
+        )
+        instance.first_setup = result
+        if result.returncode != 0:
+            raise RuntimeError(f"n8n_setup failed: {result.stdout}\n{result.stderr}")
+        yield instance
+    finally:
+        instance.stop()
+        TIMINGS[f"n8n {version}"] = {k: round(v, 2) for k, v in instance.timings.items()}
+        out = support.BASE_DIR / "artifacts" / "n8n-e2e-timings.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(TIMINGS, indent=2))

@@ -1,13 +1,11 @@
-"""End to end against a real n8n (2.8.4, installed by scripts/install-n8n.sh).
+"""End to end against a real n8n, each version of N8N_VERSIONS (tests/n8n_support.py).
 
-One n8n per test session (it takes half a minute to prepare and start) with
-the shipped workflows imported and published, and a real Daphne server of the
-project that n8n calls back. Skips on a laptop without n8n; fails under CI=true.
+One n8n per version and test session, taken from empty to working workflows
+by `manage.py n8n_setup`, and a real Daphne server of the project that n8n
+calls back. Skips on a laptop without n8n; fails under CI=true.
 """
 
-import json
 import re
-import secrets
 import time
 
 import pytest
@@ -17,25 +15,12 @@ from django.utils import timezone
 from chat.models import Conversation, Message, Role
 from tasks import services
 from tasks.models import AsyncTask
+from tasks.n8n_api import N8nApiError
 from tests import model_standin, support
-from tests.model_standin import ModelStandin
-from tests.n8n_support import MODEL_API_KEY, N8n, find_binary
+from tests.n8n_support import MODEL_API_KEY, SECRET, TIMINGS
 from tests.task_support import chat_task, wait_for, wait_for_status
 
 pytestmark = [pytest.mark.n8n, pytest.mark.django_db(transaction=True)]
-
-SECRET = f"e2e-{secrets.token_hex(8)}"
-TIMINGS = {}
-
-
-@pytest.fixture(scope="session")
-def standin_model():
-    """The OpenAI-compatible stand-in that chat-reply.json's model credential points at."""
-    server = ModelStandin().start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture
@@ -43,26 +28,6 @@ def model(standin_model):
     standin_model.reset()
     yield standin_model
     standin_model.reset()
-
-
-@pytest.fixture(scope="session")
-def n8n(standin_model):
-    binary = find_binary()
-    support.need(
-        binary is not None,
-        "needs a real n8n: run scripts/install-n8n.sh (about 5 minutes) or set N8N_BIN",
-    )
-    instance = N8n(binary, SECRET, standin_model.base_url)
-    try:
-        instance.prepare()
-        instance.start()
-        yield instance
-    finally:
-        instance.stop()
-        TIMINGS["n8n"] = {k: round(v, 2) for k, v in instance.timings.items()}
-        out = support.BASE_DIR / "artifacts" / "n8n-e2e-timings.json"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(TIMINGS, indent=2))
 
 
 @pytest.fixture(scope="module")
@@ -276,3 +241,27 @@ def test_a_model_error_makes_the_model_workflow_report_failed(to_n8n, model, use
     assert task.processing_completed_at is not None
     assert model.completions(), "n8n never asked the stand-in model"
     assert not Message.objects.filter(async_task=task, role=Role.ASSISTANT).exists()
+
+
+def test_the_api_client_reads_the_execution_of_a_reply(to_n8n, n8n, user):
+    task = chat_task(user, "read my execution", workflow_id="chat-reply-offline")
+    assert services.claim_and_dispatch(task.pk) in ("dispatched", "ignored")
+    task = wait_for_status(task.pk, {"completed", "failed"}, timeout=30)
+    assert task.status == "completed"
+
+    def finished():
+        execution = n8n.api().get_execution(task.n8n_execution_id)
+        return execution if execution.get("finished") or execution.get("stoppedAt") else None
+
+    execution = wait_for(finished, 15, what="the execution to finish")
+    assert str(execution["id"]) == task.n8n_execution_id
+    assert execution["status"] == "success"
+    run_data = execution["data"]["resultData"]["runData"]
+    assert {"Webhook", "Accept", "Write reply", "Report completed"} <= run_data.keys()
+    assert "Answer probe" not in run_data
+
+
+def test_the_api_client_names_404_for_stopping_an_unknown_execution(n8n):
+    with pytest.raises(N8nApiError) as caught:
+        n8n.api().stop_execution("987654321")
+    assert caught.value.status == 404

@@ -1,0 +1,280 @@
+"""A small client for n8n's public REST API (`/api/v1`, header `X-N8N-API-KEY`).
+
+HTTP only: no database, no Django models, so `n8n_setup`, reconciliation and
+Stop can all use it. Every request has a connect and a read time-out; every
+failure is an `N8nApiError` carrying the HTTP status (None when n8n could not
+be reached or answered something that is not JSON) and a plain reason.
+
+    api = N8nApi.from_settings()          # N8N_BASE_URL, N8N_API_KEY
+    for workflow in api.list_workflows():
+        ...
+    api.stop_execution("42")              # 404 on n8n releases without public stop
+
+Endpoints used (n8n 2.8.4 and 2.41.x alike, except stop: 2.41 only):
+`GET/POST /workflows`, `GET/PUT /workflows/{id}`, `POST /workflows/{id}/activate`
+and `/deactivate`, `GET/POST /credentials`, `GET /executions/{id}?includeData=true`,
+`POST /executions/{id}/stop`.
+"""
+
+from __future__ import annotations
+
+import requests
+
+# What the public API accepts in a workflow body and in its settings: both
+# schemas refuse unknown properties with a 400, so anything else is dropped.
+WORKFLOW_FIELDS = ("name", "nodes", "connections", "settings", "staticData")
+WORKFLOW_SETTINGS_FIELDS = (
+    "saveExecutionProgress",
+    "saveManualExecutions",
+    "saveDataErrorExecution",
+    "saveDataSuccessExecution",
+    "executionTimeout",
+    "errorWorkflow",
+    "timezone",
+    "executionOrder",
+    "callerPolicy",
+    "callerIds",
+    "timeSavedPerExecution",
+)
+NODE_FIELDS = (
+    "id",
+    "name",
+    "webhookId",
+    "disabled",
+    "notesInFlow",
+    "notes",
+    "type",
+    "typeVersion",
+    "executeOnce",
+    "alwaysOutputData",
+    "retryOnFail",
+    "maxTries",
+    "waitBetweenTries",
+    "continueOnFail",
+    "onError",
+    "position",
+    "parameters",
+    "credentials",
+)
+# The API's largest page; and how many pages a listing follows at most.
+PAGE_SIZE = 250
+MAX_PAGES = 200
+REASON_CHARS = 300
+
+
+class N8nApiError(Exception):
+    """A request to n8n's API that did not succeed.
+
+    `status` is the HTTP status, or None when n8n was not reached (connection
+    refused, DNS, time-out). `reason` is one plain sentence for an operator.
+    """
+
+    def __init__(self, status: int | None, reason: str):
+        super().__init__(f"{reason} (HTTP {status})" if status else reason)
+        self.status = status
+        self.reason = reason
+
+    @property
+    def unreachable(self) -> bool:
+        return self.status is None
+
+
+def workflow_body(workflow: dict) -> dict:
+    """The part of a workflow (an exported file, or a GET answer) the API takes back."""
+    body = {key: workflow[key] for key in WORKFLOW_FIELDS if key in workflow}
+    settings = body.get("settings") or {}
+    body["settings"] = {k: v for k, v in settings.items() if k in WORKFLOW_SETTINGS_FIELDS}
+    body["nodes"] = [
+        {k: v for k, v in node.items() if k in NODE_FIELDS} for node in body.get("nodes", [])
+    ]
+    if body.get("staticData") is None:
+        body.pop("staticData", None)
+    return body
+
+
+class N8nApi:
+    def __init__(self, base_url: str, api_key: str, *, timeout=(3.0, 30.0), session=None):
+        self.base_url = base_url.rstrip("/")
+        self.api_key = api_key
+        self.timeout = timeout
+        self.session = session or requests.Session()
+
+    @classmethod
+    def from_settings(cls, **kwargs) -> N8nApi:
+        from django.conf import settings
+
+        return cls(settings.N8N_BASE_URL, settings.N8N_API_KEY, **kwargs)
+
+    # --- transport ---------------------------------------------------------------
+
+    def request(self, method: str, path: str, *, params=None, json=None):
+        """One call to `/api/v1{path}`; returns the decoded JSON answer."""
+        url = f"{self.base_url}/api/v1{path}"
+        try:
+            response = self.session.request(
+                method,
+                url,
+                params=params,
+                json=json,
+                headers={"X-N8N-API-KEY": self.api_key, "Accept": "application/json"},
+                timeout=self.timeout,
+                allow_redirects=False,
+            )
+        except requests.Timeout:
+            raise N8nApiError(None, f"n8n at {self.base_url} did not answer in time") from None
+        except requests.RequestException as exc:
+            raise N8nApiError(
+                None, f"n8n is unreachable at {self.base_url} ({type(exc).__name__})"
+            ) from None
+        if response.status_code >= 400:
+            raise N8nApiError(response.status_code, _reason(response))
+        try:
+            return response.json()
+        except ValueError:
+            raise N8nApiError(
+                response.status_code,
+                f"n8n answered {method} {path} with something that is not JSON "
+                f"(is {self.base_url} an n8n?)",
+            ) from None
+
+    def _list(self, path: str, params=None) -> list[dict]:
+        """Follow `nextCursor` through every page of a listing."""
+        params = {**(params or {}), "limit": PAGE_SIZE}
+        items: list[dict] = []
+        for _ in range(MAX_PAGES):
+            page = self.request("GET", path, params=params)
+            items.extend(page.get("data") or [])
+            cursor = page.get("nextCursor")
+            if not cursor:
+                return items
+            params["cursor"] = cursor
+        raise N8nApiError(None, f"n8n listed more than {MAX_PAGES} pages of {path}")
+
+    # --- workflows ---------------------------------------------------------------
+
+    def list_workflows(self, **filters) -> list[dict]:
+        """Every workflow (nodes included); filters: `active`, `name`, `tags`…"""
+        params = {k: str(v).lower() if isinstance(v, bool) else v for k, v in filters.items()}
+        return self._list("/workflows", params)
+
+    def get_workflow(self, workflow_id: str) -> dict:
+        return self.request("GET", f"/workflows/{workflow_id}")
+
+    def create_workflow(self, workflow: dict) -> dict:
+        return self.request("POST", "/workflows", json=workflow_body(workflow))
+
+    def update_workflow(self, workflow_id: str, workflow: dict) -> dict:
+        """Replace a workflow's content; n8n keeps its id and re-publishes it if active."""
+        return self.request("PUT", f"/workflows/{workflow_id}", json=workflow_body(workflow))
+
+    def activate_workflow(self, workflow_id: str) -> dict:
+        """Activate ("publish" in n8n 2.x) the workflow's current version."""
+        return self.request("POST", f"/workflows/{workflow_id}/activate")
+
+    def deactivate_workflow(self, workflow_id: str) -> dict:
+        return self.request("POST", f"/workflows/{workflow_id}/deactivate")
+
+    # --- credentials ---------------------------------------------------------------
+
+    def list_credentials(self) -> list[dict]:
+        """Every credential's id, name and type (n8n never sends the secrets back)."""
+        return self._list("/credentials")
+
+    def create_credential(self, name: str, credential_type: str, data: dict) -> dict:
+        return self.request(
+            "POST", "/credentials", json={"name": name, "type": credential_type, "data": data}
+        )
+
+    def credential_schema(self, credential_type: str) -> dict:
+        """The JSON schema n8n checks a credential's `data` against."""
+        return self.request("GET", f"/credentials/schema/{credential_type}")
+
+    # --- executions ----------------------------------------------------------------
+
+    def get_execution(self, execution_id: str, *, include_data: bool = True) -> dict:
+        """One execution: `status` (success, error, running, canceled…), and with
+        `include_data` its run data (node outputs, errors)."""
+        params = {"includeData": "true" if include_data else "false"}
+        return self.request("GET", f"/executions/{execution_id}", params=params)
+
+    def stop_execution(self, execution_id: str) -> dict:
+        """Stop a running execution: 200 `{"status": "canceled"}`; 409 when it has
+        already ended; 404 for an unknown id, and on n8n releases (2.8.x) whose
+        public API has no stop."""
+        return self.request("POST", f"/executions/{execution_id}/stop")
+
+
+# --- a fresh n8n's first API key ----------------------------------------------------
+
+# What n8n_setup, reconciliation and Stop need; the key gets those of them the
+# n8n release offers.
+API_KEY_SCOPES = (
+    "workflow:create",
+    "workflow:read",
+    "workflow:update",
+    "workflow:list",
+    "workflow:activate",
+    "workflow:deactivate",
+    "credential:create",
+    "credential:list",
+    "execution:read",
+    "execution:list",
+    "execution:stop",
+)
+
+
+def bootstrap_api_key(base_url, email, password, *, label="chatproject", timeout=(3.0, 30.0)):
+    """Set up a fresh n8n's owner (or log in as it) and create an API key.
+
+    For development (scripts/n8n-dev.sh) and the tests: this goes through the
+    editor's internal REST endpoints (`/rest/owner/setup`, `/rest/login`,
+    `/rest/api-keys`), the steps a person takes in the editor; in production a
+    person creates the key under Settings → n8n API. Returns the raw key (n8n
+    shows it only once).
+    """
+    base_url = base_url.rstrip("/")
+    rest = requests.Session()
+    # n8n binds its login cookie to this header; any stable value does.
+    rest.headers["browser-id"] = "chatproject-bootstrap"
+
+    def call(method, path, **kwargs):
+        try:
+            response = rest.request(method, f"{base_url}/rest{path}", timeout=timeout, **kwargs)
+        except requests.RequestException as exc:
+            reason = f"n8n is unreachable at {base_url} ({type(exc).__name__})"
+            raise N8nApiError(None, reason) from None
+        if response.status_code >= 400:
+            raise N8nApiError(response.status_code, _reason(response))
+        return response.json().get("data")
+
+    owner = {"email": email, "firstName": "chatproject", "lastName": "owner", "password": password}
+    try:
+        call("POST", "/owner/setup", json=owner)
+    except N8nApiError as exc:
+        if exc.status != 400:  # 400: the owner exists already; log in as it
+            raise
+    call("POST", "/login", json={"emailOrLdapLoginId": email, "password": password})
+    offered = set(call("GET", "/api-keys/scopes") or [])
+    created = call(
+        "POST",
+        "/api-keys",
+        json={"label": label, "scopes": sorted(offered & set(API_KEY_SCOPES)), "expiresAt": None},
+    )
+    return created["rawApiKey"]
+
+
+def _reason(response) -> str:
+    """n8n's own message for a refused request, in one short line."""
+    try:
+        data = response.json()
+    except ValueError:
+        data = None
+    message = ""
+    if isinstance(data, dict):
+        message = str(data.get("message") or data.get("error") or "")
+    if not message:
+        message = (response.text or "").strip()
+    message = " ".join(message.split())[:REASON_CHARS]
+    if response.status_code == 401:
+        return f"n8n refused the API key (check N8N_API_KEY){': ' + message if message else ''}"
+    return message or f"n8n answered HTTP {response.status_code}"
