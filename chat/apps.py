@@ -11,3 +11,10 @@ class ChatConfig(AppConfig):
         from . import tasktypes
 
         tasktypes.register()
+
+        # A successful login forgives that username's failed attempts.
+        from django.contrib.auth.signals import user_logged_in
+
+        from chatproject.limits import forgive_failed_logins
+
+        user_logged_in.connect(forgive_failed_logins, dispatch_uid="forgive_failed_logins")

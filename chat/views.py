@@ -15,11 +15,17 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from chatproject.limits import check, rate_limited, too_many
+
 from . import services
 from .forms import MessageForm, NewConversationForm, RenameForm, SignupForm
 from .models import Conversation, Message, Role
 
 SIDEBAR_SIZE = 50
+# Every view that makes the assistant reply (send, retry, regenerate, edit)
+# shares one budget per user: CHAT_RATE_LIMIT. Past it: 429, nothing stored.
+SEND_LIMIT_GROUP = "chat.send"
+limit_sends = rate_limited(SEND_LIMIT_GROUP, "CHAT_RATE_LIMIT")
 # Beyond this a page number is nonsense (and its offset would overflow the
 # database's integers): 404, like a page past the last one.
 MAX_LIST_PAGE = 100_000
@@ -77,6 +83,7 @@ def _sidebar(request, archived=False):
 
 
 @require_http_methods(["GET", "POST"])
+@rate_limited("accounts.signup", "SIGNUP_RATE_LIMIT", key="ip")
 def signup(request):
     if request.user.is_authenticated:
         return redirect("chat:list")
@@ -106,6 +113,7 @@ def _render_list(request, form, archived=False, status=200):
 
 @login_required
 @require_http_methods(["GET", "POST"])
+@rate_limited("chat.conversation", "CONVERSATION_RATE_LIMIT")
 def conversation_new(request):
     """GET: an empty composer, nothing stored; POST: create (optional title and content)."""
     if request.method == "GET":
@@ -116,6 +124,11 @@ def conversation_new(request):
             "sidebar": _sidebar(request),
         }
         return render(request, "chat/new.html", context)
+    if request.POST.get("content", "").strip():
+        # A first message is a send like any other.
+        refusal = check(request, SEND_LIMIT_GROUP, settings.CHAT_RATE_LIMIT)
+        if refusal is not None:
+            return too_many(request, refusal)
     form = NewConversationForm(request.POST)
     if not form.is_valid():
         return _render_list(request, form, status=400)
@@ -210,6 +223,7 @@ def _sent(request, conversation, message, status=201):
 
 @login_required
 @require_POST
+@limit_sends
 def message_create(request, pk):
     conversation = _owned(request, pk)
     form = MessageForm(request.POST)
@@ -225,6 +239,7 @@ def message_create(request, pk):
 
 @login_required
 @require_POST
+@limit_sends
 def message_retry(request, pk, message_id):
     conversation = _owned(request, pk)
     message = get_object_or_404(

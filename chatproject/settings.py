@@ -5,6 +5,7 @@ table; the defaults are the embedded ones (SQLite, in-memory channel layer,
 development workflow runner) so a laptop needs nothing else.
 """
 
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -51,6 +52,7 @@ INSTALLED_APPS = [
     "django.contrib.humanize",
     "channels",
     "csp",
+    "axes",
     "tasks",
     "chat",
 ]
@@ -66,6 +68,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: it turns a locked-out login into its 429.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "chatproject.urls"
@@ -157,6 +161,47 @@ else:
         }
     }
 
+# --- Cache (rate-limit counters) ------------------------------------------------
+
+# On Redis when REDIS_URL is set, so that limits hold across server processes;
+# local memory otherwise (one process, as `make run` without REDIS_URL).
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": env.str("CACHE_KEY_PREFIX", default="chatproject"),
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+# --- Abuse limits ---------------------------------------------------------------
+# Rates use django-ratelimit's syntax (`20/m`: s, m, h, d); empty turns one off.
+
+# The request header holding the client's address, set by the operator's proxy
+# (e.g. `X-Real-IP`). Empty: REMOTE_ADDR. X-Forwarded-For is never trusted
+# unless named here, and then only its last entry (the proxy's own).
+CLIENT_IP_HEADER = env.str("CLIENT_IP_HEADER", default="")
+CHAT_RATE_LIMIT = env.str("CHAT_RATE_LIMIT", default="20/m")
+CONVERSATION_RATE_LIMIT = env.str("CONVERSATION_RATE_LIMIT", default="60/h")
+SIGNUP_RATE_LIMIT = env.str("SIGNUP_RATE_LIMIT", default="20/h")
+# Failed logins, per username and per client address (django-axes, counted in
+# the database so every process sees them): past the limit the login answers
+# 429 until the window has passed, even for the right password.
+LOGIN_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=5)
+LOGIN_FAILURE_WINDOW_MINUTES = env.int("LOGIN_FAILURE_WINDOW_MINUTES", default=15)
+AXES_FAILURE_LIMIT = LOGIN_FAILURE_LIMIT
+AXES_COOLOFF_TIME = timedelta(minutes=LOGIN_FAILURE_WINDOW_MINUTES)
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_CLIENT_IP_CALLABLE = "chatproject.limits.client_ip"
+AXES_LOCKOUT_CALLABLE = "chatproject.limits.login_lockout"
+AXES_HTTP_RESPONSE_CODE = 429
+# A success forgives that username's failures only (chatproject.signals), not
+# the address's failures for other usernames.
+AXES_RESET_ON_SUCCESS = False
+AXES_VERBOSE = False
+
 # --- Auth -------------------------------------------------------------------
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -164,6 +209,11 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+# django-axes first: it refuses a locked-out login before a password is hashed.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
 ]
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "/chat/"
@@ -242,6 +292,9 @@ N8N_MODEL_API_KEY = env.str("N8N_MODEL_API_KEY", default="")
 N8N_CHAT_WORKFLOW = env.str("N8N_CHAT_WORKFLOW", default="chat-reply")
 TASK_TIMEOUT_SECONDS = env.int("TASK_TIMEOUT_SECONDS", default=120)
 TASK_WEBHOOK_MAX_BYTES = env.int("TASK_WEBHOOK_MAX_BYTES", default=1048576)
+# Callback JSON nested deeper than this is refused (400): pages, the admin and
+# the database walk stored values, and none of them should meet a 1,000-deep list.
+TASK_WEBHOOK_MAX_DEPTH = env.int("TASK_WEBHOOK_MAX_DEPTH", default=32)
 # Dispatch: bounded time-outs, retries with exponential backoff and jitter.
 TASK_DISPATCH_CONNECT_TIMEOUT = env.float("TASK_DISPATCH_CONNECT_TIMEOUT", default=3.0)
 TASK_DISPATCH_READ_TIMEOUT = env.float("TASK_DISPATCH_READ_TIMEOUT", default=10.0)

@@ -1,12 +1,10 @@
-import json
-
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.http import JsonResponse
 from django.shortcuts import get_object_or_404
 from django.views.decorators.csrf import csrf_exempt
 
-from . import services, tokens
+from . import jsonsafe, services, tokens
 from .models import AsyncTask
 
 
@@ -23,7 +21,9 @@ def _error(http_status, message, **extra):
 def _bearer_token(request):
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
-    return token.strip() if scheme.lower() == "bearer" else ""
+    token = token.strip()
+    # Tokens are ASCII; anything else is simply wrong (and not worth encoding).
+    return token if scheme.lower() == "bearer" and token.isascii() else ""
 
 
 @csrf_exempt
@@ -55,12 +55,12 @@ def task_webhook(request, pk):
     if len(raw) > limit:
         return _error(413, f"the body is larger than {limit} bytes")
     try:
-        payload = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+        payload = jsonsafe.loads(raw, settings.TASK_WEBHOOK_MAX_DEPTH)
+    except jsonsafe.JSONRejected as rejected:
         # A valid token of a task deleted since: the unknown task still comes first.
         if not AsyncTask.objects.filter(pk=pk).exists():
             return _error(404, "no task has this id")
-        return _error(400, "the body is not JSON")
+        return _error(400, str(rejected))
     try:
         task, _applied = services.apply_callback(pk, payload)
     except services.CallbackError as exc:

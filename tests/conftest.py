@@ -17,6 +17,15 @@ def _test_settings(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
+@pytest.fixture(autouse=True)
+def _fresh_rate_limits():
+    """Rate-limit counters live in the cache, which outlives a test: start each
+    test from zero (on Redis, only this project's keys: the channel layer shares
+    the database)."""
+    support.clear_rate_limits()
+    yield
+
+
 @pytest.fixture
 def dispatch_settings(settings):
     """Dispatch to a stand-in n8n: fast retries, short time-outs, a secret."""
