@@ -106,6 +106,11 @@ def server(**env):
         "SESSION_COOKIE_SECURE": "0",
         "CSRF_COOKIE_SECURE": "0",
         "DEV_RUNNER_STEP_SECONDS": "0",
+        # The bench plays many users through one account: abuse limits off.
+        "WS_PER_USER_LIMIT": "0",
+        "WS_FRAME_RATE": "0",
+        "CHAT_RATE_LIMIT": "",
+        "CONVERSATION_RATE_LIMIT": "",
     }
     base.update(env)
     return Server(env=base, log_path=BASE_DIR / "artifacts" / "bench-daphne.log")

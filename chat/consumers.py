@@ -7,17 +7,19 @@ Client frames:
 - `{"type": "sync", "after_message_id": N, "task_ids": [...]}` answers, in
   this order, a `message.created` for every message of the conversation with
   an id above N (id order) and a `task.status` for every unfinished task of
-  the conversation (id order). `task_ids` is optional: ids of tasks the page
-  still shows as unfinished; their current state is sent whatever it is, so a
-  task that failed or timed out while the page was offline is seen too.
+  the conversation (id order). At most one page of messages (CHAT_PAGE_SIZE):
+  a client further behind gets `{"type": "sync.reset"}` alone and reloads.
+  `task_ids` is optional: ids of tasks the page still shows as unfinished;
+  their current state is sent whatever it is, so a task that failed or timed
+  out while the page was offline is seen too.
 - `{"type": "ping"}` answers `{"type": "pong"}`.
 Anything else answers `{"type": "error", "error": "…"}` and keeps the socket.
 """
 
-from channels.db import database_sync_to_async
+from django.conf import settings
 from django.db.models import Q
 
-from tasks.consumers import FrameError, LiveConsumer, parse_task_ids, task_frames
+from tasks.consumers import FrameError, LiveConsumer, off_thread, parse_task_ids, task_frames
 from tasks.models import AsyncTask
 
 from .models import Conversation, Message
@@ -45,13 +47,20 @@ def conversation_tasks(conversation):
     )
 
 
+SYNC_RESET = {"type": "sync.reset"}
+
+
 def sync_frames(conversation, after_message_id, task_ids=()) -> list[dict]:
-    """What a client that has seen messages up to `after_message_id` is missing."""
-    messages = (
+    """What a client that has seen messages up to `after_message_id` is missing:
+    at most a page of messages; further behind, a `sync.reset` (the page reloads)."""
+    size = settings.CHAT_PAGE_SIZE
+    messages = list(
         Message.objects.filter(conversation=conversation, pk__gt=after_message_id)
         .select_related("async_task")
-        .order_by("pk")
+        .order_by("pk")[: size + 1]
     )
+    if len(messages) > size:
+        return [SYNC_RESET]
     frames = [message_frame(message) for message in messages]
     frames += task_frames(conversation_tasks(conversation), task_ids)
     return frames
@@ -67,12 +76,14 @@ class ChatConsumer(LiveConsumer):
         if not await self.owns_conversation():
             await self.close()
             return
+        if not await self.claim_slot():
+            return
         # Join before accepting, so nothing committed after the client's sync
         # is missed: it arrives live (the page drops what it already shows).
         await self.join(conversation_group(self.conversation_id))
         await self.accept()
 
-    @database_sync_to_async
+    @off_thread
     def owns_conversation(self):
         return Conversation.objects.for_user(self.user).filter(pk=self.conversation_id).exists()
 
@@ -87,7 +98,7 @@ class ChatConsumer(LiveConsumer):
             return
         await self.send_frames(frames)
 
-    @database_sync_to_async
+    @off_thread
     def sync_frames(self, after, task_ids):
         conversation = (
             Conversation.objects.for_user(self.user)

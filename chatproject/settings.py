@@ -163,6 +163,7 @@ else:
 
 # --- Cache (rate-limit counters) ------------------------------------------------
 
+CACHE_KEY_PREFIX = env.str("CACHE_KEY_PREFIX", default="chatproject")
 # On Redis when REDIS_URL is set, so that limits hold across server processes;
 # local memory otherwise (one process, as `make run` without REDIS_URL).
 if REDIS_URL:
@@ -170,7 +171,7 @@ if REDIS_URL:
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
-            "KEY_PREFIX": env.str("CACHE_KEY_PREFIX", default="chatproject"),
+            "KEY_PREFIX": CACHE_KEY_PREFIX,
         }
     }
 else:
@@ -186,6 +187,15 @@ CLIENT_IP_HEADER = env.str("CLIENT_IP_HEADER", default="")
 CHAT_RATE_LIMIT = env.str("CHAT_RATE_LIMIT", default="20/m")
 CONVERSATION_RATE_LIMIT = env.str("CONVERSATION_RATE_LIMIT", default="60/h")
 SIGNUP_RATE_LIMIT = env.str("SIGNUP_RATE_LIMIT", default="20/h")
+# Open websockets per user (0: no limit); the extra one is closed with 4429.
+# Counted in Redis when REDIS_URL is set; a slot of a process that died
+# without closing expires after WS_SLOT_TTL_SECONDS.
+WS_PER_USER_LIMIT = env.int("WS_PER_USER_LIMIT", default=20)
+WS_SLOT_TTL_SECONDS = env.float("WS_SLOT_TTL_SECONDS", default=60.0)
+# Client frames per socket: a burst of WS_FRAME_BURST, then WS_FRAME_RATE per
+# second (0: no limit); the excess is dropped with one error frame.
+WS_FRAME_RATE = env.float("WS_FRAME_RATE", default=5.0)
+WS_FRAME_BURST = env.int("WS_FRAME_BURST", default=20)
 # Failed logins, per username and per client address (django-axes, counted in
 # the database so every process sees them): past the limit the login answers
 # 429 until the window has passed, even for the right password.

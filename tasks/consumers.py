@@ -9,17 +9,44 @@ finished while the client was away is not missed.
 
 import json
 import logging
+import uuid
 
-from channels.db import database_sync_to_async
+from asgiref.sync import sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.db import close_old_connections
 
 from . import live
 from .models import AsyncTask
+from .throttle import FrameBudget, SocketSlot
 
 logger = logging.getLogger(__name__)
 
 # How many task ids one `sync` may name; more is refused as a bad frame.
 MAX_SYNC_TASK_IDS = 200
+# How many unfinished tasks one `sync` on /ws/tasks/ answers (the newest).
+MAX_SYNC_TASKS = 200
+# Close codes: too many sockets for this user (the page retries later, with backoff).
+CLOSE_TOO_MANY_SOCKETS = 4429
+
+
+def off_thread(function):
+    """Run a consumer's database work in a worker thread of its own.
+
+    Channels' `database_sync_to_async` runs every consumer's call in one shared
+    thread, so one slow `sync` stalls every other socket's handshake. Here each
+    call takes a thread from the pool (thread_sensitive=False) and, like
+    Channels, closes stale connections before and after (they go back to the
+    PostgreSQL pool).
+    """
+
+    def run(*args, **kwargs):
+        close_old_connections()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            close_old_connections()
+
+    return sync_to_async(run, thread_sensitive=False)
 
 
 class FrameError(ValueError):
@@ -38,25 +65,46 @@ def parse_task_ids(content) -> list[int]:
     return task_ids
 
 
-def task_frames(tasks, task_ids=()) -> list[dict]:
+def task_frames(tasks, task_ids=(), limit=MAX_SYNC_TASKS) -> list[dict]:
     """`task.status` frames, in id order, for the unfinished tasks of `tasks`
-    and for those among them whose id is in `task_ids` (whatever their status)."""
+    and for those among them whose id is in `task_ids` (whatever their status);
+    at most the newest `limit`."""
     wanted = tasks.unfinished()
     if task_ids:
         wanted = tasks.filter(pk__in=task_ids) | wanted
-    return [live.task_frame(task) for task in wanted.order_by("pk")]
+    newest = list(wanted.order_by("-pk")[:limit])
+    return [live.task_frame(task) for task in reversed(newest)]
 
 
 class LiveConsumer(AsyncJsonWebsocketConsumer):
-    """Shared mechanics: one group, `live.frame` events, JSON errors not crashes."""
+    """Shared mechanics: one group, `live.frame` events, JSON errors not crashes,
+    a per-user socket limit and a per-socket frame budget."""
 
     group_name: str | None = None
+    slot: SocketSlot | None = None
+    frames_refused = False
 
     async def join(self, group_name):
         self.group_name = group_name
         await self.channel_layer.group_add(group_name, self.channel_name)
 
+    async def claim_slot(self):
+        """True when the user may open one more socket (WS_PER_USER_LIMIT).
+
+        Otherwise the socket is accepted and closed at once with 4429, so the
+        page can tell "too many sockets, retry later" from a refused handshake.
+        """
+        self.slot = SocketSlot(self.user.pk, uuid.uuid4().hex)
+        if await self.slot.claim():
+            return True
+        await self.accept()
+        await self.send_error("too many open connections for this account; retry later")
+        await self.close(code=CLOSE_TOO_MANY_SOCKETS)
+        return False
+
     async def disconnect(self, code):
+        if self.slot is not None:
+            await self.slot.release()
         if self.group_name:
             await self.channel_layer.group_discard(self.group_name, self.channel_name)
 
@@ -65,6 +113,15 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         await self.send_json(event["frame"])
 
     async def receive(self, text_data=None, bytes_data=None, **kwargs):
+        if not hasattr(self, "budget"):
+            self.budget = FrameBudget()
+        if not self.budget.take():
+            # Dropped; one error frame per burst, not one per frame (no echo flood).
+            if not self.frames_refused:
+                self.frames_refused = True
+                await self.send_error("too many frames; slow down")
+            return
+        self.frames_refused = False
         if text_data is None:
             await self.send_error("frames must be JSON text")
             return
@@ -113,12 +170,14 @@ class TaskConsumer(LiveConsumer):
         if self.user is None or not self.user.is_authenticated:
             await self.close()
             return
+        if not await self.claim_slot():
+            return
         await self.join(live.user_group(self.user.pk))
         await self.accept()
 
     async def sync(self, content):
         task_ids = parse_task_ids(content)
-        frames = await database_sync_to_async(self.sync_frames)(task_ids)
+        frames = await off_thread(self.sync_frames)(task_ids)
         await self.send_frames(frames)
 
     def sync_frames(self, task_ids):

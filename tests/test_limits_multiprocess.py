@@ -1,8 +1,12 @@
 """Limits hold across server processes: two real Daphne processes sharing Redis
 (the cache) and the database count one budget per user and per address."""
 
+import asyncio
+import json
+
 import pytest
 import requests
+import websockets
 from django.test import Client
 
 from tests import factories, support
@@ -79,3 +83,58 @@ def test_failed_logins_on_two_servers_add_up(two_servers, user):
         assert login((a, b)[n % 2], "wrong").status_code == 200
     assert login(a, "wrong").status_code == 429
     assert login(b, PASSWORD).status_code == 429
+
+
+@pytest.fixture
+def two_socket_servers(redis_url, transactional_db):
+    env = {
+        "REDIS_URL": redis_url,
+        "TASKS_WORKER_IN_PROCESS": "0",
+        "WS_PER_USER_LIMIT": "2",
+        "WS_SLOT_TTL_SECONDS": "3",
+    }
+    with support.Server(env=env) as a, support.Server(env=env) as b:
+        yield a, b
+
+
+def test_sockets_per_user_are_counted_across_servers_and_a_crash_leaks_none(
+    two_socket_servers, user
+):
+    a, b = two_socket_servers
+    client = Client()
+    client.force_login(user)
+    cookie = f"sessionid={client.cookies['sessionid'].value}"
+
+    def connect(server):
+        return websockets.connect(
+            f"ws://127.0.0.1:{server.port}/ws/tasks/",
+            origin=server.base_url,
+            additional_headers={"Cookie": cookie},
+            proxy=None,
+            open_timeout=10,
+        )
+
+    async def ping(socket):
+        await socket.send('{"type": "ping"}')
+        return json.loads(await asyncio.wait_for(socket.recv(), 10))
+
+    async def refused_with_4429(server):
+        async with connect(server) as socket:
+            assert json.loads(await asyncio.wait_for(socket.recv(), 10))["type"] == "error"
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                await asyncio.wait_for(socket.recv(), 10)
+            return closed.value.rcvd.code == 4429
+
+    async def scenario():
+        held = [await connect(a), await connect(a)]
+        for socket in held:
+            assert await ping(socket) == {"type": "pong"}
+        assert await refused_with_4429(b)
+        # Process A dies without closing anything: its slots expire (3 s here).
+        a.process.kill()
+        a.process.wait()
+        await asyncio.sleep(4.5)
+        async with connect(b) as socket:
+            assert await ping(socket) == {"type": "pong"}
+
+    asyncio.run(scenario())

@@ -105,6 +105,9 @@ function connect() {
       if (notice) notice.textContent = "This conversation no longer exists.";
       return;
     }
+    // 4429: too many sockets open for this account (other tabs); retry later,
+    // from the long end of the backoff.
+    if (event.code === 4429) attempts = Math.max(attempts, 5);
     showOffline(true);
     scheduleReconnect();
   });
