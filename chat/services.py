@@ -1,49 +1,6 @@
 """State changes of chat, called by views, the admin, the worker and tests alike."""
 
-from tasks import live
-
-from .tasktypes import conversation_group
-
-
-def message_frame(message) -> dict:
-    """The `message.created` frame, with the same fragment the page renders."""
-    from .fragments import message_html
-
-    return {
-        "type": "message.created",
-        "message": {
-            "id": message.pk,
-            "conversation_id": message.conversation_id,
-            "role": message.role,
-            "content": message.content,
-            "thinking": message.thinking,
-            "created_at": message.created_at.isoformat(),
-            "async_task_id": message.async_task_id,
-        },
-        "html": message_html(message),
-    }
-
-
-def publish_message(message) -> None:
-    """Publish a new message to its conversation's sockets after the commit.
-
-    Given the instance this transaction wrote (with its task), the frame is
-    rendered from it after the commit, with no query; given an id, the
-    committed row is read then.
-    """
-    from .models import Message
-
-    def build():
-        row = message
-        if not isinstance(row, Message):
-            row = Message.objects.select_related("async_task").filter(pk=message).first()
-            if row is None:
-                return []
-        frame = message_frame(row)
-        return [(conversation_group(row.conversation_id), {"type": "live.frame", "frame": frame})]
-
-    live.send_on_commit(build)
-
+from .live import conversation_group, message_frame, publish_message  # noqa: F401 - re-exported
 
 # --- Sending, retrying and managing conversations -------------------------------
 
@@ -131,7 +88,7 @@ def history_before(message) -> list[dict]:
 
 
 def chat_input(message) -> dict:
-    """The `input_data` of a chat task, as CONTRACT.md describes it."""
+    """The `input_data` of a chat task, as docs/PROTOCOL.md describes it."""
     return {
         "conversation_id": message.conversation_id,
         "session_id": str(message.conversation_id),

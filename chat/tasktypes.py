@@ -5,12 +5,9 @@ from django.utils import timezone
 
 from tasks import registry
 
+from .live import conversation_group, publish_message
+
 CHAT = "chat"
-
-
-def conversation_group(conversation_id) -> str:
-    """The group of a conversation's `/ws/chat/{id}/` sockets."""
-    return f"chat.conversation.{conversation_id}"
 
 
 def _workflow():
@@ -31,12 +28,33 @@ def reply_from_output(output):
     return content, thinking if isinstance(thinking, str) else str(thinking)
 
 
+def superseded(task) -> bool:
+    """A reply belongs to the newest task of its message: has a later one
+    (a Retry) taken this task's place?"""
+    from .models import Message
+
+    message_id = (task.input_data or {}).get("message_id")
+    linked = Message.objects.filter(pk=message_id).values_list("async_task_id", flat=True)
+    return any(task_id not in (None, task.pk) for task_id in linked)
+
+
+def output_refused(output) -> str:
+    """Plain words when a usable reply may not be kept: longer than CHAT_REPLY_MAX_LENGTH."""
+    content, _thinking = reply_from_output(output)
+    limit = settings.CHAT_REPLY_MAX_LENGTH
+    if len(content) > limit:
+        return f"The reply was {len(content):,} characters long; the limit is {limit:,}."
+    return ""
+
+
 def on_completed(task):
-    """Exactly one assistant message per completed chat task."""
+    """Exactly one assistant message per completed chat task, and none for a
+    task that a later one superseded."""
     from .models import Conversation, Message, Role
-    from .services import publish_message
 
     if Message.objects.filter(async_task=task, role=Role.ASSISTANT).exists():
+        return
+    if superseded(task):
         return
     conversation_id = (task.input_data or {}).get("conversation_id")
     # Moving `updated_at` doubles as the existence check: no row means the
@@ -79,5 +97,7 @@ def register():
             groups=_groups,
             valid_output=valid_output,
             status_html=status_html,
+            output_refused=output_refused,
+            superseded=superseded,
         )
     )

@@ -318,6 +318,9 @@ TASK_DISPATCH_LEASE_SECONDS = env.float("TASK_DISPATCH_LEASE_SECONDS", default=6
 # tasks may wait for one (beyond that the worker picks them up).
 TASK_DISPATCH_THREADS = env.int("TASK_DISPATCH_THREADS", default=16)
 TASK_DISPATCH_QUEUE_MAX = env.int("TASK_DISPATCH_QUEUE_MAX", default=200)
+# Rows of async_task_events kept per task (progress within one step shares a
+# row; past the cap only the final event is still written).
+TASK_EVENTS_MAX_PER_TASK = env.int("TASK_EVENTS_MAX_PER_TASK", default=100)
 # Seconds between two passes of the worker loop.
 TASKS_WORKER_POLL_SECONDS = env.float("TASKS_WORKER_POLL_SECONDS", default=1.0)
 # Run the worker loop inside the web process (make run sets it when REDIS_URL
@@ -329,6 +332,8 @@ DEV_RUNNER_STEP_SECONDS = env.float("DEV_RUNNER_STEP_SECONDS", default=0.6)
 # --- Chat -----------------------------------------------------------------------
 
 CHAT_MESSAGE_MAX_LENGTH = env.int("CHAT_MESSAGE_MAX_LENGTH", default=8000)
+# A reply longer than this fails its task with plain words instead of being stored.
+CHAT_REPLY_MAX_LENGTH = env.int("CHAT_REPLY_MAX_LENGTH", default=100_000)
 CHAT_HISTORY_LIMIT = env.int("CHAT_HISTORY_LIMIT", default=20)
 CHAT_PAGE_SIZE = env.int("CHAT_PAGE_SIZE", default=50)
 

@@ -4,16 +4,22 @@ from django.contrib import admin, messages
 from django.utils.html import format_html, format_html_join
 
 from . import services
-from .models import AsyncTask
+from .models import AsyncTask, EventSource
+
+# The admin shows at most this much of one JSON value.
+PRETTY_JSON_MAX_CHARS = 20_000
 
 
 def pretty_json(value):
     if value in (None, "", {}):
         return "—"
-    return format_html(
-        '<pre style="white-space:pre-wrap;margin:0">{}</pre>',
-        json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True),
-    )
+    try:
+        text = json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True)
+    except (RecursionError, ValueError, TypeError):
+        text = "(a value too deeply nested to show)"
+    if len(text) > PRETTY_JSON_MAX_CHARS:
+        text = text[:PRETTY_JSON_MAX_CHARS] + "\n… (cut)"
+    return format_html('<pre class="task-json">{}</pre>', text)
 
 
 @admin.register(AsyncTask)
@@ -34,8 +40,18 @@ class AsyncTaskAdmin(admin.ModelAdmin):
     list_select_related = ("created_by",)
     date_hierarchy = "created_at"
     raw_id_fields = ("created_by",)
-    actions = ("dispatch_again", "mark_failed")
+    actions = ("dispatch_again", "mark_failed", "stop")
+    # Nothing of a task is edited by hand: every change goes through the
+    # actions, which go through the door (forward only, versioned, recorded).
     readonly_fields = (
+        "task_type",
+        "workflow_id",
+        "created_by",
+        "status",
+        "current_step",
+        "status_message",
+        "n8n_execution_id",
+        "timeline",
         "attempt_history",
         "restarted_at",
         "created_at",
@@ -55,7 +71,7 @@ class AsyncTaskAdmin(admin.ModelAdmin):
     )
     fieldsets = (
         (
-            None,
+            "Task",
             {
                 "fields": (
                     "task_type",
@@ -68,6 +84,7 @@ class AsyncTaskAdmin(admin.ModelAdmin):
                 )
             },
         ),
+        ("Timeline", {"fields": ("timeline",)}),
         (
             "Payloads",
             {"fields": ("input_pretty", "output_pretty", "error_pretty", "metadata_pretty")},
@@ -93,6 +110,12 @@ class AsyncTaskAdmin(admin.ModelAdmin):
         ),
     )
 
+    def has_add_permission(self, request):
+        return False  # tasks are created by the apps that need them
+
+    def save_model(self, request, obj, form, change):
+        pass  # every field is read-only: changes are made by the actions, through the door
+
     @admin.action(description="Dispatch again (pending, failed or timed-out tasks)")
     def dispatch_again(self, request, queryset):
         done = [task.pk for task in queryset if services.dispatch_again(task.pk)]
@@ -102,7 +125,27 @@ class AsyncTaskAdmin(admin.ModelAdmin):
         if skipped:
             self.message_user(
                 request,
-                f"Left alone: {skipped} task(s) processing or completed.",
+                f"Left alone: {skipped} task(s) processing, completed, stopped, or "
+                "superseded by a later task for the same work.",
+                messages.WARNING,
+            )
+
+    @admin.action(description="Stop (unfinished tasks)")
+    def stop(self, request, queryset):
+        by = f"{request.user.get_username()} in the admin"
+        done = 0
+        for task in queryset:
+            try:
+                services.cancel(task.pk, by=by, source=EventSource.ADMIN)
+                done += 1
+            except services.TaskConflict:
+                pass
+        if done:
+            self.message_user(request, f"Stopped: {done} task(s).", messages.SUCCESS)
+        if queryset.count() - done:
+            self.message_user(
+                request,
+                f"Left alone: {queryset.count() - done} finished task(s).",
                 messages.WARNING,
             )
 
@@ -142,6 +185,34 @@ class AsyncTaskAdmin(admin.ModelAdmin):
             "<table><thead><tr><th>#</th><th>at</th><th>outcome</th><th>HTTP</th>"
             "<th>error</th></tr></thead><tbody>{}</tbody></table>",
             rows,
+        )
+
+    @admin.display(description="timeline")
+    def timeline(self, obj):
+        events = list(obj.events.order_by("version", "id")[:500])
+        if not events:
+            return "—"
+        rows, previous = [], None
+        for event in events:
+            since = f"+{(event.created_at - previous).total_seconds():.3f} s" if previous else ""
+            previous = event.created_at
+            rows.append(
+                (
+                    event.created_at.isoformat(timespec="milliseconds"),
+                    since,
+                    event.get_source_display(),
+                    event.status,
+                    event.current_step,
+                    event.status_message[:300],
+                )
+            )
+        body = format_html_join(
+            "", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>", rows
+        )
+        return format_html(
+            "<table><thead><tr><th>time</th><th>since previous</th><th>source</th>"
+            "<th>status</th><th>step</th><th>message</th></tr></thead><tbody>{}</tbody></table>",
+            body,
         )
 
     @admin.display(description="duration")

@@ -3,7 +3,7 @@
 The database is the source of truth; these events are a best-effort push
 (a page that misses one resyncs). So publishing never raises into the caller
 and never blocks for long: a sync thread that waits on an event loop which is
-shutting down would otherwise hang the process (see FIELD-NOTES).
+shutting down would otherwise hang the process at shutdown.
 
 Where the coroutine runs matters for the in-memory layer, whose queues belong
 to one event loop: we run it on the loop that serves the websockets.
@@ -59,13 +59,25 @@ def _own_event_loop() -> asyncio.AbstractEventLoop:
         return _own_loop
 
 
-def _target_loop():
-    # Set by asgiref in the threads that sync_to_async runs code in (Django's
-    # request threads under Daphne, database_sync_to_async in tests); a pool
-    # thread keeps the value after its call, hence the checks.
+def loop_of_calling_thread() -> asyncio.AbstractEventLoop | None:
+    """The event loop that is running this thread's sync code, if any.
+
+    asgiref records it for the threads that `sync_to_async` runs code in
+    (Django's request threads under Daphne, `database_sync_to_async`). It
+    keeps no public API for it, so this is the one place that reads asgiref's
+    internals; tests/test_live.py fails if an upgrade moves them. A pool
+    thread keeps the value after its call, hence the checks.
+    """
     outer = getattr(SyncToAsync.threadlocal, "main_event_loop", None)
     outer_pid = getattr(SyncToAsync.threadlocal, "main_event_loop_pid", None)
     if outer is not None and outer_pid == os.getpid() and outer.is_running():
+        return outer
+    return None
+
+
+def _target_loop():
+    outer = loop_of_calling_thread()
+    if outer is not None:
         return outer
     if _server_loop is not None and _server_loop.is_running():
         return _server_loop

@@ -18,10 +18,11 @@ class TaskStatus(models.TextChoices):
     COMPLETED = "completed", "Completed"
     FAILED = "failed", "Failed"
     TIMEOUT = "timeout", "Timed out"
+    CANCELLED = "cancelled", "Cancelled"
 
     @classmethod
     def terminal(cls):
-        return (cls.COMPLETED, cls.FAILED, cls.TIMEOUT)
+        return (cls.COMPLETED, cls.FAILED, cls.TIMEOUT, cls.CANCELLED)
 
     @classmethod
     def unfinished(cls):
@@ -29,23 +30,33 @@ class TaskStatus(models.TextChoices):
 
 
 # Which status may follow which: forward only, `processing` may repeat.
+_ENDINGS = {TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.TIMEOUT, TaskStatus.CANCELLED}
 ALLOWED_TRANSITIONS = {
-    TaskStatus.PENDING: {
-        TaskStatus.PROCESSING,
-        TaskStatus.COMPLETED,
-        TaskStatus.FAILED,
-        TaskStatus.TIMEOUT,
-    },
-    TaskStatus.PROCESSING: {
-        TaskStatus.PROCESSING,
-        TaskStatus.COMPLETED,
-        TaskStatus.FAILED,
-        TaskStatus.TIMEOUT,
-    },
+    TaskStatus.PENDING: {TaskStatus.PROCESSING, *_ENDINGS},
+    TaskStatus.PROCESSING: {TaskStatus.PROCESSING, *_ENDINGS},
     TaskStatus.COMPLETED: set(),
     TaskStatus.FAILED: set(),
     TaskStatus.TIMEOUT: set(),
+    TaskStatus.CANCELLED: set(),
 }
+# The one way back, an operator's decision ("dispatch again" in the admin):
+# a task that failed or timed out may be sent to its workflow once more.
+REOPENABLE = {TaskStatus.FAILED, TaskStatus.TIMEOUT}
+
+
+def statuses_before(new_status) -> list[str]:
+    """The statuses a task may be in for `new_status` to follow."""
+    return [old.value for old, nexts in ALLOWED_TRANSITIONS.items() if new_status in nexts]
+
+
+class EventSource(models.TextChoices):
+    """Who made a change of a task (kept with each event)."""
+
+    DISPATCH = "dispatch", "Dispatch"
+    CALLBACK = "callback", "Callback"
+    WORKER = "worker", "Worker"
+    USER = "user", "User"
+    ADMIN = "admin", "Admin"
 
 
 class AsyncTaskQuerySet(models.QuerySet):
@@ -142,7 +153,8 @@ class AsyncTask(models.Model):
         return None
 
     def save(self, *args, **kwargs):
-        # Every change bumps the version, also the admin's edits.
+        # Changes go through tasks.door; a plain save of an existing row (a
+        # script, the shell) still bumps the version so pages notice it.
         if self.pk is not None and not self._state.adding:
             self.version = F("version") + 1
             self.updated_at = timezone.now()
@@ -151,7 +163,7 @@ class AsyncTask(models.Model):
             self.refresh_from_db(fields=["version"])
 
     def as_frame(self):
-        """The `task` object of a `task.status` frame (see CONTRACT.md)."""
+        """The `task` object of a `task.status` frame (docs/PROTOCOL.md, "Frames")."""
 
         def iso(value):
             return value.isoformat() if value else None
@@ -167,3 +179,28 @@ class AsyncTask(models.Model):
             "processing_started_at": iso(self.processing_started_at),
             "processing_completed_at": iso(self.processing_completed_at),
         }
+
+
+class AsyncTaskEvent(models.Model):
+    """One change of a task, written by tasks.door in the transaction of the change.
+
+    Progress in the same step is coalesced into that step's row, and at most
+    TASK_EVENTS_MAX_PER_TASK rows are kept per task (the final one always is),
+    so a workflow that reports every 100 ms cannot grow the table without limit.
+    """
+
+    task = models.ForeignKey(AsyncTask, on_delete=models.CASCADE, related_name="events")
+    version = models.IntegerField()
+    status = models.CharField(max_length=16, choices=TaskStatus.choices)
+    current_step = models.CharField(max_length=255, blank=True, default="", db_default="")
+    status_message = models.TextField(blank=True, default="", db_default="")
+    created_at = models.DateTimeField(default=timezone.now, db_default=Now())
+    source = models.CharField(max_length=16, choices=EventSource.choices)
+
+    class Meta:
+        db_table = "async_task_events"
+        ordering = ["task_id", "version", "id"]
+        indexes = [models.Index(fields=["task", "version"], name="async_task_events_task")]
+
+    def __str__(self):
+        return f"task {self.task_id} v{self.version}: {self.status} ({self.source})"

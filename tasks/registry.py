@@ -36,6 +36,12 @@ class TaskType:
     # fragment; `task.status` frames carry it as "html" so pages insert the
     # server's words instead of composing their own.
     status_html: Callable | None = None
+    # output_refused(output) -> str: plain words when a usable output may not
+    # be kept (e.g. too long); the task then fails with them. "" keeps it.
+    output_refused: Callable | None = None
+    # superseded(task) -> bool: has a later task taken over this one's work
+    # (a Retry)? Such a task is not dispatched again.
+    superseded: Callable | None = None
 
     def get_workflow(self):
         return self.workflow() if callable(self.workflow) else self.workflow
@@ -62,3 +68,9 @@ def get(name: str) -> TaskType | None:
 
 def names() -> list[str]:
     return sorted(_registry)
+
+
+def timeout_for(name: str) -> int:
+    """A task type's timeout in seconds (TASK_TIMEOUT_SECONDS for an unknown type)."""
+    kind = get(name)
+    return kind.get_timeout() if kind else settings.TASK_TIMEOUT_SECONDS

@@ -1,17 +1,48 @@
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
-from django.http import JsonResponse
+from django.http import HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
 
 from . import jsonsafe, services, tokens
-from .models import AsyncTask
+from .models import AsyncTask, EventSource
 
 
 @login_required
 def task_detail(request, pk):
     task = get_object_or_404(AsyncTask.objects.for_user(request.user), pk=pk)
     return JsonResponse({"task": task.as_frame()})
+
+
+def _wants_json(request):
+    return "application/json" in request.headers.get("Accept", "")
+
+
+def _back(request):
+    target = request.POST.get("next") or request.headers.get("Referer") or "/"
+    if not url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        target = "/"
+    return HttpResponseRedirect(target)
+
+
+@login_required
+@require_POST
+def task_cancel(request, pk):
+    """Stop one of the user's own unfinished tasks (the page's Stop button)."""
+    task = get_object_or_404(AsyncTask.objects.for_user(request.user), pk=pk)
+    try:
+        task = services.cancel(task.pk, by=request.user.get_username(), source=EventSource.USER)
+    except services.TaskConflict as exc:
+        if _wants_json(request):
+            return _error(409, f"the task is already {exc.task.status}", status=exc.task.status)
+        return _back(request)
+    if _wants_json(request):
+        return JsonResponse({"task": task.as_frame()})
+    return _back(request)
 
 
 def _error(http_status, message, **extra):
@@ -28,7 +59,7 @@ def _bearer_token(request):
 
 @csrf_exempt
 def task_webhook(request, pk):
-    """n8n reports progress and results here (CONTRACT.md, "Callback").
+    """n8n reports progress and results here (docs/PROTOCOL.md, "Callback").
 
     The order of the checks is part of the contract: method, size (before the
     body is read), task (404 before the token), token, body, state.
@@ -64,6 +95,8 @@ def task_webhook(request, pk):
     try:
         task, _applied = services.apply_callback(pk, payload)
     except services.CallbackError as exc:
+        if not AsyncTask.objects.filter(pk=pk).exists():  # the unknown task comes first
+            return _error(404, "no task has this id")
         return _error(400, str(exc))
     except services.TaskConflict as exc:
         return _error(

@@ -1,10 +1,12 @@
 """The worker loop behind `tasks_worker` (and, without Redis, inside the server).
 
 A plain loop in the manner of healthchecks' `sendalerts`: each pass turns
-overdue tasks into `timeout`, then claims and dispatches every dispatchable
-task (new ones whose process died before dispatching, and retries that are
-due). Claims are atomic conditional UPDATEs, so any number of workers and web
-processes dispatch a task once. Stops between tasks when asked (SIGTERM).
+overdue tasks into `timeout`, then claims every dispatchable task (new ones
+whose process died before dispatching, and retries that are due) and hands it
+to the same bounded dispatch pool the request path uses. A pass never waits
+on n8n, so one hanging n8n delays neither timeouts nor other dispatches.
+Claims are atomic conditional UPDATEs, so any number of workers and web
+processes dispatch a task once. Stops between passes when asked (SIGTERM).
 """
 
 import logging
@@ -13,7 +15,7 @@ import threading
 from django.conf import settings
 from django.db import close_old_connections, connections
 
-from . import services
+from . import dispatch, lifecycle
 from .models import AsyncTask
 
 logger = logging.getLogger(__name__)
@@ -32,18 +34,22 @@ class Worker:
     def stop(self, *_args):
         self.stopping.set()
 
-    def run_once(self) -> dict:
-        """One pass. Returns what it did: {"expired": n, "dispatched": n, ...}."""
-        counts = {"expired": services.expire_overdue(), "dispatched": 0, "retry": 0, "failed": 0}
-        due = list(
-            AsyncTask.objects.dispatchable()
-            .order_by("created_at", "id")
-            .values_list("pk", flat=True)[:BATCH_SIZE]
-        )
-        for task_id in due:
+    def run_once(self, inline=True) -> dict:
+        """One pass. Returns what it did: {"expired": n, "dispatched": n, ...}.
+
+        `inline` (cron's `--once`, tests): dispatch the due tasks one after
+        the other in this thread and count their outcomes. The loop instead
+        hands them to the bounded pool and goes on at once.
+        """
+        counts = {"expired": lifecycle.expire_overdue(), "dispatched": 0, "retry": 0, "failed": 0}
+        if not inline:
+            counts["started"] = len(dispatch.dispatch_due(BATCH_SIZE))
+            return counts
+        due = AsyncTask.objects.dispatchable().order_by("created_at", "id")
+        for task_id in list(due.values_list("pk", flat=True)[:BATCH_SIZE]):
             if self.stopping.is_set():
                 break
-            outcome = services.claim_and_dispatch(task_id)
+            outcome = dispatch.claim_and_dispatch(task_id)
             if outcome in counts:
                 counts[outcome] += 1
         return counts
@@ -53,8 +59,8 @@ class Worker:
         while not self.stopping.is_set():
             try:
                 close_old_connections()  # a long-lived loop, like a request cycle
-                counts = self.run_once()
-                if any(counts.values()):
+                counts = self.run_once(inline=False)
+                if counts["expired"] or counts["started"]:
                     logger.info("tasks worker: %s", counts)
             except Exception:
                 logger.exception("tasks worker pass failed; trying again")

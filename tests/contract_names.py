@@ -1,4 +1,4 @@
-"""Key sets of CONTRACT.md's JSON, named once for every test that checks them."""
+"""Key sets of the protocol's JSON (docs/PROTOCOL.md), named once for every test."""
 
 TASK_FRAME_KEYS = {
     "id",

@@ -20,7 +20,7 @@ from chat import tasktypes
 from chat.models import Conversation, Message, Role
 from chat.services import message_frame, publish_message
 from chatproject.asgi import application
-from tasks import live, services
+from tasks import dispatch, live, services
 from tasks.models import AsyncTask, TaskStatus
 from tests import factories
 from tests.contract_names import MESSAGE_FRAME_KEYS
@@ -46,7 +46,7 @@ def _no_dispatch(monkeypatch):
     # These tests move tasks themselves, one transition at a time. Dispatch
     # (tested in the tasks tests) would race them from its thread pool; without
     # it a task waits as it does for an absent worker.
-    monkeypatch.setattr(services, "schedule_dispatch", lambda task_id: None)
+    monkeypatch.setattr(dispatch, "schedule_dispatch", lambda task_id: None)
 
 
 def session_cookie(user) -> bytes:

@@ -1,4 +1,4 @@
-"""CONTRACT.md checked from the outside, where the other test files leave gaps.
+"""The outside contract (docs/PROTOCOL.md, README) checked where other tests leave gaps.
 
 Only public surfaces: HTTP (the test client or a real Daphne process), the
 tables by their contract names with plain SQL, websockets through the ASGI

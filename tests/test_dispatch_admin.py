@@ -64,7 +64,7 @@ def test_the_change_page_shows_the_attempt_history(admin_client, user, settings)
     assert page.status_code == 200
     assert "attempt history" in html.lower()
     assert "retryable" in html
-    assert "could not connect to n8n" in html
+    assert "could not connect to http://127.0.0.1:9" in html
 
 
 def test_the_actions_are_not_for_normal_users(client, user):

@@ -1,29 +1,31 @@
-"""The webhook's answers again, with every request committing for real.
+"""The webhook with every request committing for real, as in production.
 
-Inside the test transaction of tests/test_webhook.py a `processing` callback
-takes the locked path; outside any transaction (as in production) it takes the
-one-statement path of tasks.services._apply_progress. Both must answer alike.
+Every callback takes the same path through the door (tests/test_webhook.py
+runs inside a test transaction); here the statements are counted with
+nothing to roll back.
 """
 
 import pytest
 
 from tests import test_webhook
 from tests.task_support import chat_task, post_callback
-from tests.test_webhook import *  # noqa: F403 - the same specification, re-collected
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-# on_commit callbacks run at once outside a transaction: nothing to capture.
-del test_every_applied_change_bumps_the_version_and_publishes_after_commit  # noqa: F821
 
-
-def test_a_processing_callback_is_one_statement(client, user, django_assert_num_queries):
+def test_a_processing_callback_is_one_write_and_its_event(client, user, django_assert_num_queries):
     task = chat_task(user)
-    with django_assert_num_queries(1):
+    # One transaction: the conditional UPDATE … RETURNING, the try to
+    # coalesce with the last event, the cap's count, the event's INSERT.
+    with django_assert_num_queries(6):
         response = post_callback(client, task.pk, {"status": "processing", "current_step": "a"})
     assert response.status_code == 200
+    # More progress in the same step: the write and the coalesced event.
+    with django_assert_num_queries(4):
+        post_callback(client, task.pk, {"status": "processing", "current_step": "a"})
     task.refresh_from_db()
-    assert (task.status, task.current_step, task.version) == ("processing", "a", 2)
+    assert (task.status, task.current_step, task.version) == ("processing", "a", 3)
+    assert list(task.events.values_list("current_step", "version")) == [("a", 3)]
 
 
 def test_a_processing_callback_for_a_finished_task_still_answers_409(client, user):

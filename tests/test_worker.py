@@ -14,7 +14,7 @@ from django.utils import timezone
 from tasks import services, worker
 from tasks.models import AsyncTask
 from tests import support
-from tests.task_support import FakeN8n, chat_task
+from tests.task_support import FakeN8n, chat_task, wait_for, wait_for_status
 
 
 @pytest.mark.django_db
@@ -170,3 +170,31 @@ def test_the_in_process_worker_starts_once(monkeypatch):
         first.stop()
         first.thread.join(timeout=10)
     assert not first.thread.is_alive()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_hanging_n8n_does_not_delay_other_tasks_timeouts(dispatch_settings, user):
+    """n8n accepts the dispatch and never answers (within the read time-out):
+    the worker loop goes on, and another task times out within a poll."""
+    dispatch_settings.TASK_DISPATCH_READ_TIMEOUT = 8.0
+    dispatch_settings.TASK_TIMEOUT_SECONDS = 60
+    hanging = chat_task(user, text="hangs")
+    waiting = chat_task(user, text="times out")
+    # `waiting` was dispatched earlier; it becomes overdue one second from now.
+    AsyncTask.objects.filter(pk=waiting.pk).update(
+        status="processing", created_at=timezone.now() - timedelta(seconds=59)
+    )
+    loop = worker.Worker(poll_seconds=0.1)
+    with FakeN8n([(200, {"executionId": "1"}, 6.0)]) as n8n:
+        dispatch_settings.N8N_BASE_URL = n8n.base_url
+        thread = threading.Thread(target=loop.run_forever, daemon=True)
+        thread.start()
+        try:
+            wait_for(lambda: n8n.requests, timeout=5, what="the hanging dispatch")
+            # Overdue at +1 s; the hanging answer comes at +6 s at the earliest.
+            wait_for_status(waiting.pk, "timeout", timeout=3.0)
+            assert AsyncTask.objects.get(pk=hanging.pk).status == "pending"  # still waiting
+        finally:
+            loop.stop()
+            thread.join(timeout=5)
+        wait_for_status(hanging.pk, "processing", timeout=10)

@@ -1,0 +1,52 @@
+"""A conversation's live frames: built from what the page renders, sent after commit.
+
+Both `chat.services` (sends, retries) and `chat.tasktypes` (replies) publish
+through here, so neither needs the other.
+"""
+
+from tasks import live
+
+
+def conversation_group(conversation_id) -> str:
+    """The group of a conversation's `/ws/chat/{id}/` sockets."""
+    return f"chat.conversation.{conversation_id}"
+
+
+def message_frame(message) -> dict:
+    """The `message.created` frame, with the same fragment the page renders."""
+    from .fragments import message_html
+
+    return {
+        "type": "message.created",
+        "message": {
+            "id": message.pk,
+            "conversation_id": message.conversation_id,
+            "role": message.role,
+            "content": message.content,
+            "thinking": message.thinking,
+            "created_at": message.created_at.isoformat(),
+            "async_task_id": message.async_task_id,
+        },
+        "html": message_html(message),
+    }
+
+
+def publish_message(message) -> None:
+    """Publish a new message to its conversation's sockets after the commit.
+
+    Given the instance this transaction wrote (with its task), the frame is
+    rendered from it after the commit, with no query; given an id, the
+    committed row is read then.
+    """
+    from .models import Message
+
+    def build():
+        row = message
+        if not isinstance(row, Message):
+            row = Message.objects.select_related("async_task").filter(pk=message).first()
+            if row is None:
+                return []
+        frame = message_frame(row)
+        return [(conversation_group(row.conversation_id), {"type": "live.frame", "frame": frame})]
+
+    live.send_on_commit(build)

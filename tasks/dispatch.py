@@ -1,0 +1,264 @@
+"""Sending tasks to their workflows: claim, send, record the answer, back off.
+
+A task is claimed with one conditional UPDATE (exactly one of any number of
+racing processes wins), sent by a thread of a small bounded pool that holds no
+database connection while it waits on n8n, and the answer is recorded through
+the door (`tasks.door.change`), which never moves a task backwards: n8n's
+first callback can land before the answer is read, and then the callback wins.
+"""
+
+import enum
+import logging
+import random
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import connections, transaction
+from django.db.models import F
+from django.urls import reverse
+from django.utils import timezone
+
+from . import door, n8n, registry, tokens
+from .models import AsyncTask, EventSource, TaskStatus
+from .n8n import DispatchResult, Outcome
+
+logger = logging.getLogger(__name__)
+
+# How many dispatch attempts metadata["attempts"] keeps (the newest).
+ATTEMPT_HISTORY_MAX = 20
+
+# What users read while and after dispatch goes wrong; the technical reason
+# stays in last_error, error_details and the attempt history (the admin).
+RETRYING_WORDS = "n8n could not be reached; retrying…"
+UNREACHABLE_WORDS = "n8n could not be reached."
+REFUSED_WORDS = "The workflow did not accept the task."
+
+
+class Recorded(enum.StrEnum):
+    DISPATCHED = "dispatched"
+    RETRY = "retry"
+    FAILED = "failed"
+    IGNORED = "ignored"  # the task had moved on (a callback got there first)
+
+
+# --- the bounded pool ------------------------------------------------------------
+
+_pool: ThreadPoolExecutor | None = None
+_slots: threading.BoundedSemaphore | None = None
+_pool_lock = threading.Lock()
+
+
+def _dispatch_pool():
+    global _pool, _slots
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(
+                max_workers=settings.TASK_DISPATCH_THREADS, thread_name_prefix="task-dispatch"
+            )
+            _slots = threading.BoundedSemaphore(settings.TASK_DISPATCH_QUEUE_MAX)
+        return _pool, _slots
+
+
+def _submit(function, task_id) -> Future | None:
+    """Run function(task_id) on the pool; None when the pool is full."""
+    pool, slots = _dispatch_pool()
+    if not slots.acquire(blocking=False):
+        return None
+
+    def run():
+        try:
+            return function(task_id)
+        except Exception:
+            logger.exception("dispatch of task %s failed; the worker will retry it", task_id)
+            return None
+        finally:
+            slots.release()
+            connections.close_all()  # this thread's connections (back to the pool on PG)
+
+    try:
+        return pool.submit(run)
+    except RuntimeError:  # the interpreter is shutting down
+        slots.release()
+        return None
+
+
+def schedule_dispatch(task_id) -> Future | None:
+    """Hand a committed pending task to the pool, off the request path.
+
+    When the pool is full (or the process dies first) the task simply stays
+    pending and the worker dispatches it: the database is what is durable.
+    """
+    future = _submit(claim_and_dispatch, task_id)
+    if future is None:
+        logger.warning("dispatch pool full: task %s is left for the worker", task_id)
+    return future
+
+
+def dispatch_due(limit) -> list[Future]:
+    """The worker's share: claim due tasks here, send them on the pool.
+
+    Claiming before queueing means a task waits in the queue at most once; a
+    claim that finds the pool full is released at once for a later pass.
+    """
+    futures = []
+    due = AsyncTask.objects.dispatchable().order_by("created_at", "id")
+    for task_id in due.values_list("pk", flat=True)[:limit]:
+        if not claim(task_id):
+            continue
+        future = _submit(_dispatch_claimed, task_id)
+        if future is None:
+            door.note(task_id, claimed_until=None)
+            break
+        futures.append(future)
+    return futures
+
+
+# --- claiming and sending ----------------------------------------------------------
+
+
+def claim(task_id, now=None) -> bool:
+    """Atomically take a dispatchable task for one attempt (bookkeeping only)."""
+    now = now or timezone.now()
+    lease = timedelta(seconds=settings.TASK_DISPATCH_LEASE_SECONDS)
+    claimed = (
+        AsyncTask.objects.dispatchable(now)
+        .filter(pk=task_id)
+        .update(claimed_until=now + lease, attempts=F("attempts") + 1)
+    )
+    return claimed == 1
+
+
+def claim_and_dispatch(task_id) -> Recorded | None:
+    """Claim, then dispatch. Returns the recorded outcome, or None when not claimed."""
+    if not claim(task_id):
+        return None
+    return _dispatch_claimed(task_id)
+
+
+def _dispatch_claimed(task_id) -> Recorded | None:
+    task = AsyncTask.objects.filter(pk=task_id).first()
+    return dispatch(task) if task is not None else None
+
+
+def callback_url(task_id) -> str:
+    return settings.PUBLIC_BASE_URL + reverse("tasks:webhook", args=[task_id])
+
+
+def dispatch_body(task) -> dict:
+    """The JSON a workflow receives (docs/PROTOCOL.md, "Dispatch")."""
+    return {
+        "task_id": task.pk,
+        "task_type": task.task_type,
+        "workflow_id": task.workflow_id,
+        "input": task.input_data,
+        "callback_url": callback_url(task.pk),
+        "callback_token": tokens.make_token(task.pk),
+        "timeout_seconds": registry.timeout_for(task.task_type),
+    }
+
+
+def dispatch_headers(task) -> dict:
+    headers = {"Content-Type": "application/json", "Idempotency-Key": f"task-{task.pk}"}
+    if settings.N8N_WEBHOOK_SECRET:
+        headers["Authorization"] = f"Bearer {settings.N8N_WEBHOOK_SECRET}"
+    return headers
+
+
+def send(task) -> DispatchResult:
+    """POST the dispatch to n8n, or to the development runner without N8N_BASE_URL."""
+    body, headers = dispatch_body(task), dispatch_headers(task)
+    if not settings.N8N_BASE_URL:
+        from . import devrunner
+
+        status_code, data = devrunner.accept(body, headers)
+        return n8n.classify(status_code, str(data), data)
+    return n8n.post(task.workflow_id, body, headers)
+
+
+def dispatch(task) -> Recorded:
+    """Send a claimed task and record the result."""
+    # While waiting on n8n (up to the read time-out) hold no database
+    # connection: on PostgreSQL it goes back to the pool for requests to use.
+    connection = connections[AsyncTask.objects.db]
+    if connection.vendor == "postgresql" and not connection.in_atomic_block:
+        connection.close()
+    return record_dispatch(task.pk, send(task))
+
+
+def backoff_seconds(attempt) -> float:
+    """Exponential backoff with jitter ("equal jitter": half fixed, half random)."""
+    delay = min(
+        settings.TASK_DISPATCH_BACKOFF_SECONDS * (2 ** max(attempt - 1, 0)),
+        settings.TASK_DISPATCH_BACKOFF_MAX_SECONDS,
+    )
+    return delay / 2 + random.uniform(0, delay / 2)
+
+
+def with_attempt(metadata, attempt) -> dict:
+    metadata = dict(metadata or {})
+    history = metadata.get("attempts")
+    history = list(history) if isinstance(history, list) else []
+    history.append(attempt)
+    metadata["attempts"] = history[-ATTEMPT_HISTORY_MAX:]
+    return metadata
+
+
+def record_dispatch(task_id, result: DispatchResult) -> Recorded:
+    """Record a dispatch answer through the door, without moving the task back."""
+    now = timezone.now()
+    with transaction.atomic():
+        task = AsyncTask.objects.select_for_update().filter(pk=task_id).first()
+        if task is None:
+            return Recorded.IGNORED
+        book = {
+            "metadata": with_attempt(task.metadata, result.as_attempt(task.attempts, now)),
+            "claimed_until": None,
+        }
+        if result.execution_id and not task.n8n_execution_id:
+            book["n8n_execution_id"] = result.execution_id
+        if result.outcome == Outcome.ACCEPTED:
+            book.update(last_error="", next_attempt_at=None)
+        else:
+            book["last_error"] = result.error
+        if task.status != TaskStatus.PENDING:
+            door.note(task.pk, **book)  # a callback got there first: it wins
+            return Recorded.IGNORED
+        change = {"source": EventSource.DISPATCH, "expect_version": task.version, **book}
+        if result.outcome == Outcome.ACCEPTED:
+            door.change(
+                task.pk,
+                status=TaskStatus.PROCESSING,
+                current_step="dispatched",
+                status_message="",
+                **change,
+            )
+            return Recorded.DISPATCHED
+        final = result.outcome == Outcome.REFUSED
+        final = final or task.attempts >= settings.TASK_DISPATCH_MAX_ATTEMPTS
+        if not final:
+            door.change(
+                task.pk,
+                status_message=RETRYING_WORDS,
+                next_attempt_at=now + timedelta(seconds=backoff_seconds(task.attempts)),
+                **change,
+            )
+            return Recorded.RETRY
+        door.change(
+            task.pk,
+            status=TaskStatus.FAILED,
+            status_message=(
+                REFUSED_WORDS if result.outcome == Outcome.REFUSED else UNREACHABLE_WORDS
+            ),
+            error_details={
+                "stage": "dispatch",
+                "kind": str(result.kind),
+                "http_status": result.http_status,
+                "body": result.body,
+                "error": result.error,
+                "attempts": task.attempts,
+            },
+            **change,
+        )
+        return Recorded.FAILED

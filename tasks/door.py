@@ -1,0 +1,187 @@
+"""The one door through which every change of a task passes.
+
+Callbacks, dispatch answers, the worker's timeouts, the admin's actions, Stop
+and "dispatch again" all call `change()`. It
+
+- checks the transition table (`models.ALLOWED_TRANSITIONS`) inside the write
+  itself: one conditional `UPDATE … WHERE status IN (statuses allowed before
+  the new one) [AND version = the version the caller read] RETURNING *`, so
+  nothing can move a task backwards, whoever races it;
+- bumps `version` and fills what follows from the status (start and end
+  times, claims cleared);
+- records who made the change as an `async_task_events` row, in the same
+  transaction;
+- runs the task type's hooks (`on_completed`, `on_failed`) in that
+  transaction, and publishes the new state after the commit.
+
+Dispatch bookkeeping (claims, attempt counters, the attempt history) is not a
+change of the task as people see it: `note()` writes it without a version.
+"""
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Value
+from django.db.models.functions import Coalesce
+from django.db.models.sql import UpdateQuery
+from django.utils import timezone
+
+from . import live, registry
+from .models import (
+    REOPENABLE,
+    AsyncTask,
+    AsyncTaskEvent,
+    EventSource,
+    TaskStatus,
+    statuses_before,
+)
+
+# The fields a change may set besides `status` (others are bookkeeping).
+CHANGE_FIELDS = {
+    "current_step",
+    "status_message",
+    "output_data",
+    "error_details",
+    "n8n_execution_id",
+    "metadata",
+    "attempts",
+    "last_error",
+    "next_attempt_at",
+    "claimed_until",
+    "restarted_at",
+    "processing_started_at",
+    "processing_completed_at",
+}
+
+
+class TaskConflict(Exception):
+    """The change is not allowed from the task's current state (answered 409)."""
+
+    def __init__(self, task):
+        super().__init__(f"task {task.pk} is already {task.status}")
+        self.task = task
+
+
+def _values(status, fields, now, reopen=False) -> dict:
+    """The column values of one change: what the caller set, and what follows."""
+    unknown = set(fields) - CHANGE_FIELDS
+    if unknown:
+        raise TypeError(f"not a task change field: {sorted(unknown)}")
+    values = dict(fields)
+    values["version"] = F("version") + 1
+    values["updated_at"] = now
+    if status is None:
+        return values
+    values["status"] = status
+    if reopen:
+        return values
+    values.setdefault("claimed_until", None)
+    values.setdefault("next_attempt_at", None)
+    values.setdefault("processing_started_at", Coalesce(F("processing_started_at"), Value(now)))
+    if status in TaskStatus.terminal():
+        values.setdefault("processing_completed_at", now)
+    return values
+
+
+def _update_returning(filters, values) -> AsyncTask | None:
+    """One conditional UPDATE … RETURNING *, built by the ORM's own compiler."""
+    queryset = AsyncTask.objects.filter(**filters)
+    query = queryset.query.chain(UpdateQuery)
+    query.add_update_values(values)
+    sql, params = query.get_compiler(queryset.db).as_sql()
+    rows = list(AsyncTask.objects.raw(f"{sql} RETURNING *", params))
+    return rows[0] if rows else None
+
+
+def change(
+    task_id,
+    *,
+    source,
+    status=None,
+    expect_version=None,
+    only_from=None,
+    reopen=False,
+    **fields,
+) -> AsyncTask:
+    """Apply one change of a task. Returns the task as written.
+
+    `status` (optional) must be allowed after the current one; `only_from`
+    narrows the statuses the task may be in; `expect_version` makes the write
+    conditional on the version the caller read (a caller that computed the
+    change from the row). `reopen` is "dispatch again": failed/timeout →
+    pending, the only way back. Raises TaskConflict when the task is in
+    another state, AsyncTask.DoesNotExist when there is no such task.
+    """
+    now = timezone.now()
+    if reopen:
+        allowed = [s.value for s in REOPENABLE]
+    elif status is not None:
+        allowed = statuses_before(status)
+    else:
+        allowed = [s.value for s in TaskStatus.unfinished()]
+    if only_from is not None:
+        allowed = [s for s in allowed if s in {str(o) for o in only_from}]
+    filters = {"pk": task_id, "status__in": allowed}
+    if expect_version is not None:
+        filters["version"] = expect_version
+    values = _values(status, fields, now, reopen=reopen)
+    with transaction.atomic(savepoint=False):
+        task = _update_returning(filters, values)
+        if task is not None:
+            _record_event(task, source)
+            if status == TaskStatus.COMPLETED:
+                _run_hook(task, "on_completed")
+            elif status in (TaskStatus.FAILED, TaskStatus.TIMEOUT, TaskStatus.CANCELLED):
+                _run_hook(task, "on_failed")
+            live.publish_task(task)
+    if task is None:
+        # Raised outside the atomic block, so a caller's transaction stays usable.
+        raise TaskConflict(AsyncTask.objects.get(pk=task_id))
+    return task
+
+
+def note(task_id, **bookkeeping) -> int:
+    """Write dispatch bookkeeping (no version, no event, no frame)."""
+    return AsyncTask.objects.filter(pk=task_id).update(**bookkeeping)
+
+
+def record_creation(task, source=EventSource.USER) -> None:
+    """The first event of a task (called where it is created)."""
+    AsyncTaskEvent.objects.create(
+        task=task,
+        version=task.version,
+        status=task.status,
+        current_step=task.current_step,
+        status_message=task.status_message,
+        created_at=task.created_at,
+        source=source,
+    )
+
+
+def _record_event(task, source) -> None:
+    """One row per change; progress within one step updates that step's row."""
+    events = AsyncTaskEvent.objects.filter(task_id=task.pk)
+    if task.status == TaskStatus.PROCESSING:
+        coalesced = events.filter(
+            version=task.version - 1,
+            status=TaskStatus.PROCESSING,
+            current_step=task.current_step,
+        ).update(version=task.version, status_message=task.status_message)
+        if coalesced:
+            return
+    if not task.is_terminal and events.count() >= settings.TASK_EVENTS_MAX_PER_TASK:
+        return  # capped: the final event is always written
+    AsyncTaskEvent.objects.create(
+        task_id=task.pk,
+        version=task.version,
+        status=task.status,
+        current_step=task.current_step,
+        status_message=task.status_message,
+        source=source,
+    )
+
+
+def _run_hook(task, name):
+    kind = registry.get(task.task_type)
+    hook = getattr(kind, name, None) if kind else None
+    if hook is not None:
+        hook(task)

@@ -1,0 +1,67 @@
+"""Stop: `POST /tasks/{id}/cancel/` for the owner, through the door."""
+
+import pytest
+
+from tests.task_support import chat_task, post_callback
+
+pytestmark = pytest.mark.django_db
+
+JSON = {"HTTP_ACCEPT": "application/json"}
+
+
+def cancel(client, task, **extra):
+    return client.post(f"/tasks/{task.pk}/cancel/", **extra)
+
+
+def test_the_owner_stops_an_unfinished_task(user_client, user):
+    task = chat_task(user)
+    response = cancel(user_client, task, **JSON)
+    assert response.status_code == 200
+    assert response.json()["task"]["status"] == "cancelled"
+    task.refresh_from_db()
+    assert task.status == "cancelled"
+    assert task.status_message == "Stopped by alice."
+    assert task.events.get(status="cancelled").source == "user"
+
+
+def test_without_json_the_answer_redirects_back(user_client, user):
+    task = chat_task(user)
+    response = cancel(user_client, task, HTTP_REFERER="http://testserver/chat/1/")
+    assert response.status_code == 302
+    assert response["Location"] == "http://testserver/chat/1/"
+    evil = cancel(user_client, chat_task(user), HTTP_REFERER="https://evil.example/")
+    assert evil["Location"] == "/"
+
+
+def test_another_user_gets_404_and_nothing_changes(other_client, user):
+    task = chat_task(user)
+    assert cancel(other_client, task, **JSON).status_code == 404
+    task.refresh_from_db()
+    assert task.status == "pending"
+
+
+def test_an_anonymous_visitor_is_sent_to_log_in(client, user):
+    task = chat_task(user)
+    response = cancel(client, task)
+    assert response.status_code == 302 and "/accounts/login/" in response["Location"]
+
+
+def test_a_finished_task_answers_409(user_client, client, user):
+    task = chat_task(user)
+    post_callback(client, task.pk, {"status": "completed", "output": {"content": "hi"}})
+    response = cancel(user_client, task, **JSON)
+    assert response.status_code == 409
+    assert response.json()["status"] == "completed"
+
+
+def test_a_late_callback_for_a_stopped_task_answers_409(user_client, client, user):
+    task = chat_task(user)
+    cancel(user_client, task, **JSON)
+    response = post_callback(client, task.pk, {"status": "completed", "output": "late"})
+    assert response.status_code == 409
+    assert response.json()["status"] == "cancelled"
+    assert not task.messages.filter(role="assistant").exists()
+
+
+def test_get_is_not_allowed(user_client, user):
+    assert user_client.get(f"/tasks/{chat_task(user).pk}/cancel/").status_code == 405
