@@ -136,7 +136,7 @@ def send_message(user, conversation, text):
     return message
 
 
-RETRYABLE_MESSAGE = "Only a message whose reply failed or timed out can be retried."
+RETRYABLE_MESSAGE = "Only a message whose reply failed, timed out or was stopped can be retried."
 
 
 def retry(user, message):
@@ -161,7 +161,11 @@ def retry(user, message):
         )
         if message is None or message.async_task is None:
             raise SendRefused(RETRYABLE_MESSAGE, code="not_retryable", status=409)
-        if message.async_task.status not in (TaskStatus.FAILED, TaskStatus.TIMEOUT):
+        if message.async_task.status not in (
+            TaskStatus.FAILED,
+            TaskStatus.TIMEOUT,
+            TaskStatus.CANCELLED,
+        ):
             raise SendRefused(RETRYABLE_MESSAGE, code="not_retryable", status=409)
         if has_unfinished_task(locked):
             raise SendRefused(BUSY_MESSAGE, code="busy", status=409)

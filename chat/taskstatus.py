@@ -37,6 +37,7 @@ def status_label(task) -> str:
         TaskStatus.FAILED: "Failed",
         TaskStatus.TIMEOUT: "Timed out",
         TaskStatus.COMPLETED: "Completed",
+        TaskStatus.CANCELLED: "Stopped",
     }.get(task.status, "Pending")
 
 
@@ -71,6 +72,8 @@ def error_text(task) -> str:
         head = "The assistant did not answer in time."
     elif task.status == TaskStatus.FAILED:
         head = "The assistant could not reply."
+    elif task.status == TaskStatus.CANCELLED:
+        return "Stopped before the reply was finished."
     else:
         return ""
     raw = _error_words(task.error_details) or task.status_message
@@ -99,7 +102,7 @@ def status_html(task, message=None, request=None) -> str:
     context = {
         "task": task,
         "unfinished": task.status in TaskStatus.unfinished(),
-        "ended_badly": task.status in (TaskStatus.FAILED, TaskStatus.TIMEOUT),
+        "ended_badly": task.status in (TaskStatus.FAILED, TaskStatus.TIMEOUT, TaskStatus.CANCELLED),
         "label": status_label(task),
         "error": error_text(task),
         "conversation_id": conversation_id,

@@ -65,3 +65,19 @@ def test_a_late_callback_for_a_stopped_task_answers_409(user_client, client, use
 
 def test_get_is_not_allowed(user_client, user):
     assert user_client.get(f"/tasks/{chat_task(user).pk}/cancel/").status_code == 405
+
+
+def test_a_stopped_reply_reads_stopped_and_offers_retry(user_client, user):
+    from chat import services as chat_services
+    from tests import factories
+
+    conversation = factories.conversation(user)
+    message = chat_services.send_message(user, conversation, "hello")
+    cancel(user_client, message.async_task, **JSON)
+    page = user_client.get(f"/chat/{conversation.pk}/").content.decode()
+    assert "Stopped" in page
+    assert f"/chat/{conversation.pk}/messages/{message.pk}/retry/" in page
+    response = user_client.post(f"/chat/{conversation.pk}/messages/{message.pk}/retry/")
+    assert response.status_code in (302, 303)
+    message.refresh_from_db()
+    assert message.async_task.status == "pending"
