@@ -163,7 +163,8 @@ def test_an_unknown_workflow_fails_at_once_with_n8ns_404(to_n8n, user):
     task.refresh_from_db()
     assert task.error_details["http_status"] == 404
     assert "not registered" in task.error_details["body"]
-    assert "no active workflow" in task.status_message
+    assert task.status_message == "The workflow did not accept the task."
+    assert "no active workflow" in task.error_details["error"]
 
 
 def test_a_stopped_n8n_makes_dispatch_retry_then_fail_with_a_clear_error(to_n8n, user):
@@ -179,7 +180,7 @@ def test_a_stopped_n8n_makes_dispatch_retry_then_fail_with_a_clear_error(to_n8n,
     assert task.status == "failed"
     assert task.error_details["kind"] == "connection"
     assert task.error_details["attempts"] == 3
-    assert "could not be reached after 3 attempts" in task.status_message
+    assert task.status_message == "n8n could not be reached."
     assert [a["outcome"] for a in task.metadata["attempts"]] == ["retryable"] * 3
 
 
