@@ -26,7 +26,8 @@ def nest(depth, leaf):
 
 
 NASTY_OUTPUTS = {
-    "long": {"content": "x" * 200_000, "thinking": "y" * 100_000},
+    # Just under CHAT_REPLY_MAX_LENGTH (100,000): the longest reply that is kept.
+    "long": {"content": "x" * 99_999, "thinking": "y" * 100_000},
     "odd unicode": {"content": ODD * 50, "thinking": ODD},
     "deep lists in output": {"content": "deep", "extra": nest(29, ODD)},
     "deep markdown list": {"content": "".join("  " * i + "- item\n" for i in range(250))},
