@@ -8,6 +8,8 @@ class ChatConfig(AppConfig):
 
     def ready(self):
         # chat plugs into the generic task system; tasks/ never imports chat/.
+        from django.db.models.signals import post_migrate
+
         from . import tasktypes
 
         tasktypes.register()
@@ -18,3 +20,19 @@ class ChatConfig(AppConfig):
         from chatproject.limits import forgive_failed_logins
 
         user_logged_in.connect(forgive_failed_logins, dispatch_uid="forgive_failed_logins")
+        post_migrate.connect(_search_index_in_place, sender=self)
+
+
+def _search_index_in_place(using, **kwargs):
+    """SQLite loses the search triggers when a migration rebuilds a table."""
+    from django.db import connections
+    from django.db.migrations.recorder import MigrationRecorder
+
+    from . import search_index
+
+    connection = connections[using]
+    if connection.vendor != "sqlite":
+        return
+    applied = MigrationRecorder(connection).applied_migrations()
+    if ("chat", search_index.MIGRATION) in applied:
+        search_index.ensure(connection)

@@ -7,6 +7,7 @@ app_name = "chat"
 urlpatterns = [
     path("", views.conversation_list, name="list"),
     path("new/", views.conversation_new, name="new"),
+    path("search/", views.search, name="search"),
     path("<int:pk>/", views.conversation_detail, name="conversation"),
     path("<int:pk>/messages/", views.message_create, name="send"),
     path(

@@ -253,6 +253,30 @@ def message_retry(request, pk, message_id):
 
 
 @login_required
+@require_GET
+def search(request):
+    """`?q=words` over the user's own messages and titles; `page` for more."""
+    from . import search as finder
+
+    query = " ".join(request.GET.get("q", "").split())
+    context = {
+        "query": query[: finder.MAX_QUERY_LENGTH * 2],
+        "max_length": finder.MAX_QUERY_LENGTH,
+        "sidebar": _sidebar(request),
+        "results": None,
+        "error": "",
+    }
+    status = 200
+    if query:
+        try:
+            page = _positive_int(request.GET.get("page"), 1)
+            context["results"] = finder.search(request.user, query, page)
+        except finder.SearchRefused as refused:
+            context["error"], status = refused.message, 400
+    return render(request, "chat/search.html", context, status=status)
+
+
+@login_required
 @require_POST
 def conversation_rename(request, pk):
     conversation = _owned(request, pk)
