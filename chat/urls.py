@@ -18,4 +18,5 @@ urlpatterns = [
     path("<int:pk>/rename/", views.conversation_rename, name="rename"),
     path("<int:pk>/archive/", views.conversation_archive, name="archive"),
     path("<int:pk>/delete/", views.conversation_delete, name="delete"),
+    path("<int:pk>/export/", views.conversation_export, name="export"),
 ]

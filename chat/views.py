@@ -277,6 +277,30 @@ def search(request):
 
 
 @login_required
+@require_GET
+def conversation_export(request, pk):
+    """`?format=md` (the default) or `?format=json`, as a download."""
+    from django.http import HttpResponse, StreamingHttpResponse
+
+    from . import export
+
+    conversation = _owned(request, pk)
+    fmt = request.GET.get("format", "md")
+    if fmt not in export.FORMATS:
+        return HttpResponse(
+            "Unknown export format: use ?format=md or ?format=json.",
+            status=400,
+            content_type="text/plain; charset=utf-8",
+        )
+    content_type, extension = export.FORMATS[fmt]
+    body = export.as_json(conversation) if fmt == "json" else export.as_markdown(conversation)
+    response = StreamingHttpResponse(body, content_type=content_type)
+    filename = f"conversation-{conversation.pk}.{extension}"
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
+
+
+@login_required
 @require_POST
 def conversation_rename(request, pk):
     conversation = _owned(request, pk)

@@ -1,0 +1,90 @@
+"""A conversation as a download: Markdown to read, JSON to keep or move.
+
+Both stream: messages are read in batches (keyset pages in page order) by an
+async iterator, so a long conversation never sits whole in memory (Django
+under ASGI would buffer a synchronous iterator whole).
+"""
+
+import json
+
+from asgiref.sync import sync_to_async
+from django.db.models import Q
+from django.utils import timezone
+
+BATCH = 200
+FORMATS = {
+    "md": ("text/markdown; charset=utf-8", "md"),
+    "json": ("application/json", "json"),
+}
+
+
+def _time(value):
+    return timezone.localtime(value).isoformat(timespec="seconds") if value else None
+
+
+def _batch(conversation_id, after):
+    from .models import Message
+
+    rows = Message.objects.filter(conversation_id=conversation_id).select_related("async_task")
+    if after is not None:
+        created_at, pk = after
+        rows = rows.filter(Q(created_at__gt=created_at) | Q(created_at=created_at, pk__gt=pk))
+    return list(rows.order_by("created_at", "id")[:BATCH])
+
+
+async def _messages(conversation_id):
+    after = None
+    while True:
+        batch = await sync_to_async(_batch)(conversation_id, after)
+        for message in batch:
+            yield message
+        if len(batch) < BATCH:
+            return
+        after = (batch[-1].created_at, batch[-1].pk)
+
+
+def message_record(message) -> dict:
+    task = message.async_task if message.async_task_id else None
+    return {
+        "id": message.pk,
+        # Null until conversations branch; then the message this one follows.
+        "parent_id": getattr(message, "parent_id", None),
+        "role": message.role,
+        "content": message.content,
+        "thinking": message.thinking or "",
+        "created_at": _time(message.created_at),
+        "task_status": task.status if task is not None else None,
+    }
+
+
+def conversation_record(conversation) -> dict:
+    return {
+        "id": conversation.pk,
+        "title": conversation.title,
+        "created_at": _time(conversation.created_at),
+        "updated_at": _time(conversation.updated_at),
+        "is_archived": conversation.is_archived,
+    }
+
+
+async def as_json(conversation):
+    head = json.dumps({"conversation": conversation_record(conversation)}, ensure_ascii=False)
+    yield head[:-1] + ', "messages": ['
+    separator = ""
+    async for message in _messages(conversation.pk):
+        yield separator + json.dumps(message_record(message), ensure_ascii=False)
+        separator = ", "
+    yield "]}\n"
+
+
+async def as_markdown(conversation):
+    title = " ".join((conversation.title or "").split()) or "New conversation"
+    yield f"# {title}\n\n"
+    yield f"Exported {_time(timezone.now())} · conversation {conversation.pk}\n"
+    async for message in _messages(conversation.pk):
+        author = "Assistant" if message.role == "assistant" else "You"
+        yield f"\n---\n\n## {author} · {_time(message.created_at)}\n\n"
+        if message.thinking:
+            quoted = "\n".join(f"> {line}".rstrip() for line in message.thinking.splitlines())
+            yield f"> **Thinking**\n>\n{quoted}\n\n"
+        yield message.content.rstrip("\n") + "\n"
