@@ -305,6 +305,9 @@ TASK_WEBHOOK_MAX_BYTES = env.int("TASK_WEBHOOK_MAX_BYTES", default=1048576)
 # Callback JSON nested deeper than this is refused (400): pages, the admin and
 # the database walk stored values, and none of them should meet a 1,000-deep list.
 TASK_WEBHOOK_MAX_DEPTH = env.int("TASK_WEBHOOK_MAX_DEPTH", default=32)
+# Every other request body (Django's own setting, default 2.5 MiB). Daphne
+# refuses larger bodies with 413 before reading them (chatproject/bodylimit.py).
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=2621440)
 # Dispatch: bounded time-outs, retries with exponential backoff and jitter.
 TASK_DISPATCH_CONNECT_TIMEOUT = env.float("TASK_DISPATCH_CONNECT_TIMEOUT", default=3.0)
 TASK_DISPATCH_READ_TIMEOUT = env.float("TASK_DISPATCH_READ_TIMEOUT", default=10.0)
