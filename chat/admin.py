@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.db.models import Count
 from django.urls import reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
 from tasks.admin import pretty_json
 
@@ -15,19 +15,16 @@ def _link(obj, label=None):
     return format_html('<a href="{}">{}</a>', url, label or str(obj))
 
 
-class MessageInline(admin.TabularInline):
-    model = Message
-    extra = 0
-    fields = ("role", "content", "created_at", "task_link")
-    readonly_fields = ("created_at", "task_link")
-    show_change_link = True
+# The change page of a conversation lists only its newest messages, as links:
+# an inline form of every message made a 5,000-message conversation's page
+# 23 MB, too big to render or save. The rest is one click away, filtered.
+RECENT_MESSAGES = 20
+PREVIEW_CHARS = 200
 
-    @admin.display(description="task")
-    def task_link(self, obj):
-        return _link(obj.async_task)
 
-    def get_queryset(self, request):
-        return super().get_queryset(request).select_related("async_task")
+def _preview(text):
+    text = " ".join((text or "").split())
+    return text if len(text) <= PREVIEW_CHARS else text[: PREVIEW_CHARS - 1] + "…"
 
 
 @admin.register(Conversation)
@@ -46,7 +43,7 @@ class ConversationAdmin(admin.ModelAdmin):
     list_select_related = ("user",)
     date_hierarchy = "updated_at"
     raw_id_fields = ("user",)
-    readonly_fields = ("created_at", "updated_at", "metadata_pretty")
+    readonly_fields = ("created_at", "updated_at", "metadata_pretty", "recent_messages")
     fields = (
         "user",
         "title",
@@ -55,8 +52,8 @@ class ConversationAdmin(admin.ModelAdmin):
         "metadata_pretty",
         "created_at",
         "updated_at",
+        "recent_messages",
     )
-    inlines = [MessageInline]
 
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(_message_count=Count("messages"))
@@ -73,11 +70,41 @@ class ConversationAdmin(admin.ModelAdmin):
     def metadata_pretty(self, obj):
         return pretty_json(obj.metadata)
 
+    @admin.display(description="messages")
+    def recent_messages(self, obj):
+        if obj.pk is None:
+            return "—"
+        newest = list(
+            Message.objects.filter(conversation=obj)
+            .select_related("async_task")
+            .order_by("-created_at", "-id")[:RECENT_MESSAGES]
+        )
+        total = Message.objects.filter(conversation=obj).count()
+        every = reverse("admin:chat_message_changelist") + f"?conversation__id__exact={obj.pk}"
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (_link(m, f"#{m.pk}"), m.role, _preview(m.content), _link(m.async_task))
+                for m in reversed(newest)
+            ),
+        )
+        return format_html(
+            '<p>The newest {} of {} (<a href="{}">all messages of this conversation</a>)</p>'
+            "<table><thead><tr><th>message</th><th>role</th><th>content</th><th>task</th>"
+            "</tr></thead><tbody>{}</tbody></table>",
+            len(newest),
+            total,
+            every,
+            rows,
+        )
+
 
 @admin.register(Message)
 class MessageAdmin(admin.ModelAdmin):
     list_display = ("id", "role", "short_content", "conversation_link", "task_link", "created_at")
     list_filter = ("role", "created_at")
+    list_per_page = 50
     search_fields = ("content", "conversation__title", "conversation__user__username")
     list_select_related = ("conversation", "async_task")
     date_hierarchy = "created_at"
@@ -86,7 +113,7 @@ class MessageAdmin(admin.ModelAdmin):
 
     @admin.display(description="content")
     def short_content(self, obj):
-        return obj.content[:80]
+        return _preview(obj.content)[:80]
 
     @admin.display(description="conversation")
     def conversation_link(self, obj):
