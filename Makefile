@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 export DEBUG ?= 1
 
-.PHONY: run test lint format bench migrate venv
+.PHONY: run test lint format bench migrate venv superuser
 
 $(STAMP): requirements.txt requirements-dev.txt constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,6 +20,10 @@ migrate: $(STAMP)
 
 run: migrate
 	exec bash scripts/run.sh
+
+# Django's createsuperuser with the same defaults as `make run` (DEBUG on unless set).
+superuser: migrate
+	$(PY) manage.py createsuperuser $(SUPERUSER_ARGS)
 
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)

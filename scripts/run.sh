@@ -7,6 +7,8 @@ set -u
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
 ADDR=${RUN_ADDR:-127.0.0.1:8000}
+# Settings build the callback URL on it when PUBLIC_BASE_URL is unset.
+export RUN_ADDR=$ADDR
 pids=()
 cleanup() {
   trap - INT TERM EXIT
@@ -29,7 +31,13 @@ else
   pids+=($!)
   where="its own process"
 fi
-echo "Serving on http://$ADDR (task worker: $where)"
+# The address to open: a wildcard host is reached on the loopback address.
+port=${ADDR##*:}
+host=${ADDR%:*}
+[ "$host" = "$ADDR" ] && host=127.0.0.1
+case "$host" in ""|0|0.0.0.0|"[::]"|::) host=127.0.0.1 ;; esac
+callback=$($PY -c 'import django.conf, os; os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatproject.settings"); print(django.conf.settings.PUBLIC_BASE_URL)' 2>/dev/null)
+echo "Serving on http://$host:$port/ (task worker: $where; n8n calls back at ${callback:-PUBLIC_BASE_URL})"
 $PY manage.py runserver "$ADDR" &
 pids+=($!)
 wait -n "${pids[@]}"

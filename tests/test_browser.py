@@ -16,6 +16,7 @@ import requests
 
 from chat.models import Message
 from tests import factories, support
+from tests.browser_support import wait_js
 
 CHROMIUM = "/usr/bin/chromium"
 SCREENSHOTS = support.BASE_DIR / "artifacts" / "screenshots"
@@ -112,22 +113,22 @@ def test_a_reply_arrives_live_with_its_steps_in_every_tab(server, context):
     assert "Hello from the browser test" in user_message.first.inner_text()
     processing = page.locator(".task-status[data-status='processing']")
     processing.wait_for()
-    page.wait_for_function(
-        "document.querySelector('.task-status__label')?.textContent.startsWith('Processing')"
+    wait_js(
+        page, "document.querySelector('.task-status__label')?.textContent.startsWith('Processing')"
     )
     assert page.locator("#composer-input").is_disabled()
     assert page.locator("#composer-send").is_disabled()
     assert "Waiting" in page.inner_text("#composer-notice")
     # The other tab follows, including the waiting composer.
     other_tab.locator("#messages li.message--user").first.wait_for()
-    other_tab.wait_for_function("document.getElementById('composer-input').disabled")
+    wait_js(other_tab, "document.getElementById('composer-input').disabled")
     screenshot(page, "chat-reply-in-flight-1280")
 
     # The reply lands: status line gone, composer back, no reload happened.
     assistant_messages(page).first.wait_for()
     assert "development workflow runner" in assistant_messages(page).first.inner_text()
     page.locator(".task-status").wait_for(state="detached")
-    page.wait_for_function("!document.getElementById('composer-input').disabled")
+    wait_js(page, "!document.getElementById('composer-input').disabled")
     assert page.locator("#composer-send").is_enabled()
     assert page.evaluate("window.__notReloaded === true")
     assert assistant_messages(page).count() == 1
@@ -146,7 +147,7 @@ def test_a_reply_arrives_live_with_its_steps_in_every_tab(server, context):
     )
 
     assistant_messages(other_tab).first.wait_for()
-    other_tab.wait_for_function("!document.getElementById('composer-input').disabled")
+    wait_js(other_tab, "!document.getElementById('composer-input').disabled")
     assert assistant_messages(other_tab).count() == 1
     assert other_tab.locator("#messages li.message--user").count() == 1
     assert page.locator("#connection-status").is_hidden()
@@ -173,7 +174,7 @@ def test_shift_enter_adds_a_line_and_the_page_survives_a_reload(server, context)
     page.goto(url)
     wait_live(page)
     assistant_messages(page).first.wait_for()
-    page.wait_for_function("!document.getElementById('composer-input').disabled")
+    wait_js(page, "!document.getElementById('composer-input').disabled")
     assert assistant_messages(page).count() == 1
     assert page.locator("#messages li.message--user").count() == 1
     body = page.locator("#messages li.message--user .message__body").inner_text()
@@ -217,7 +218,7 @@ def test_a_reply_finished_while_the_server_was_down_appears_after_reconnect(
         assistant_messages(page).first.wait_for()
         page.locator("#connection-status").wait_for(state="hidden")
         page.locator(".task-status").wait_for(state="detached")
-        page.wait_for_function("!document.getElementById('composer-input').disabled")
+        wait_js(page, "!document.getElementById('composer-input').disabled")
         assert "this reply waited" in assistant_messages(page).first.inner_text()
         assert assistant_messages(page).count() == 1
         assert page.locator("#messages li.message--user").count() == 1
@@ -247,14 +248,14 @@ def test_a_failed_reply_shows_the_error_and_retry_brings_the_reply(transactional
         failed.wait_for()
         assert page.inner_text(f"#task-{task_id} .task-status__label") == "Failed"
         assert "could not reply" in page.inner_text(f"#task-{task_id} .task-status__error")
-        page.wait_for_function("!document.getElementById('composer-input').disabled")
+        wait_js(page, "!document.getElementById('composer-input').disabled")
         screenshot(page, "chat-failed-1280")
 
         page.click(f"#task-{task_id} form.task-retry button")
         page.locator(f"#task-{task_id}").wait_for(state="detached")
-        page.wait_for_function("document.getElementById('composer-input').disabled")
+        wait_js(page, "document.getElementById('composer-input').disabled")
         assistant_messages(page).first.wait_for()
-        page.wait_for_function("!document.getElementById('composer-input').disabled")
+        wait_js(page, "!document.getElementById('composer-input').disabled")
         assert assistant_messages(page).count() == 1
         assert page.locator("#messages li.message--user").count() == 1
         assert page.locator(".task-status").count() == 0
@@ -316,19 +317,20 @@ def test_a_reply_scrolls_into_view_unless_the_user_scrolled_up(
     log_in(page, server.base_url, "scroller")
     page.goto(f"{server.base_url}/chat/{long_conversation['conversation'].pk}/")
     wait_live(page)
-    page.wait_for_function("document.scrollingElement.scrollTop > 0")  # opened at the newest
+    wait_js(page, "document.scrollingElement.scrollTop > 0")  # opened at the newest
     if scrolled_up:
         page.evaluate("window.scrollTo(0, 0)")
-        page.wait_for_function("document.scrollingElement.scrollTop === 0")
+        wait_js(page, "document.scrollingElement.scrollTop === 0")
 
     complete(server, long_conversation["task"].pk, "The reply at the bottom.")
     assistant_messages(page).filter(has_text="The reply at the bottom.").wait_for()
     if scrolled_up:
         assert page.evaluate("document.scrollingElement.scrollTop") == 0
     else:
-        page.wait_for_function(
+        wait_js(
+            page,
             "(() => { const s = document.scrollingElement;"
-            " return s.scrollHeight - s.scrollTop - s.clientHeight < 5; })()"
+            " return s.scrollHeight - s.scrollTop - s.clientHeight < 5; })()",
         )
         assert distance_from_bottom(page) < 5
 
