@@ -291,7 +291,6 @@ WEBSOCKET_ALLOWED_ORIGINS = _comma_list("WEBSOCKET_ALLOWED_ORIGINS", [])
 # --- n8n and tasks ------------------------------------------------------------
 
 
-
 def base_url_from_run_addr(addr: str) -> str:
     """The URL a server started on `addr` (runserver's `[host:]port`) is reached at.
 
@@ -310,9 +309,8 @@ def base_url_from_run_addr(addr: str) -> str:
     return f"http://{host}:{port}"
 
 
-PUBLIC_BASE_URL = (
-    env.str("PUBLIC_BASE_URL", default="") or base_url_from_run_addr(env.str("RUN_ADDR", default=""))
-).rstrip("/")
+_run_addr_url = base_url_from_run_addr(env.str("RUN_ADDR", default=""))
+PUBLIC_BASE_URL = (env.str("PUBLIC_BASE_URL", default="") or _run_addr_url).rstrip("/")
 N8N_BASE_URL = env.str("N8N_BASE_URL", default="").rstrip("/")
 N8N_WEBHOOK_SECRET = env.str("N8N_WEBHOOK_SECRET", default="")
 # n8n's public API key (Settings → n8n API): n8n_setup, and stopping executions.
