@@ -2,8 +2,8 @@
 //
 // On every (re)connect the page sends `sync` with the newest message id shown
 // and the tasks it still shows as unfinished, so nothing missed while offline
-// is lost and nothing is shown twice (see docs/PROTOCOL.md, or the README's
-// "Live updates and deploying").
+// is lost and nothing is shown twice (see the README, "Live updates and
+// deploying").
 
 import { state, UNFINISHED } from "./state.js";
 import { insertMessage, applyTask, newestShownId } from "./messages.js";
