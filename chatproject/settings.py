@@ -112,11 +112,17 @@ elif _db["ENGINE"] in ("django.db.backends.postgresql", "django.contrib.gis.db.b
     # Under ASGI every request runs in its own thread, so CONN_MAX_AGE keeps
     # nothing: Django's pool does. Size it for Daphne's sync threads plus the
     # in-process dispatcher and worker (see README, "Deploying").
+    from psycopg_pool import ConnectionPool
+
     _db["CONN_MAX_AGE"] = 0
+    _db["CONN_HEALTH_CHECKS"] = True
     _db.setdefault("OPTIONS", {})["pool"] = {
         "min_size": env.int("DATABASE_POOL_MIN", default=2),
         "max_size": env.int("DATABASE_POOL_MAX", default=20),
         "timeout": 10,
+        # Test a pooled connection before handing it out: after a PostgreSQL
+        # restart each idle one would otherwise fail once (a 500).
+        "check": ConnectionPool.check_connection,
     }
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -204,7 +210,7 @@ LOGIN_FAILURE_WINDOW_MINUTES = env.int("LOGIN_FAILURE_WINDOW_MINUTES", default=1
 AXES_FAILURE_LIMIT = LOGIN_FAILURE_LIMIT
 AXES_COOLOFF_TIME = timedelta(minutes=LOGIN_FAILURE_WINDOW_MINUTES)
 AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
-AXES_CLIENT_IP_CALLABLE = "chatproject.limits.client_ip"
+AXES_CLIENT_IP_CALLABLE = "chatproject.limits.login_client_ip"
 AXES_LOCKOUT_CALLABLE = "chatproject.limits.login_lockout"
 AXES_HTTP_RESPONSE_CODE = 429
 # A success forgives that username's failures only (chatproject.signals), not
@@ -331,9 +337,10 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=262
 # Dispatch: bounded time-outs, retries with exponential backoff and jitter.
 TASK_DISPATCH_CONNECT_TIMEOUT = env.float("TASK_DISPATCH_CONNECT_TIMEOUT", default=3.0)
 TASK_DISPATCH_READ_TIMEOUT = env.float("TASK_DISPATCH_READ_TIMEOUT", default=10.0)
-TASK_DISPATCH_MAX_ATTEMPTS = env.int("TASK_DISPATCH_MAX_ATTEMPTS", default=5)
+# 0: retry until the task's deadline (created_at + its timeout); N: at most N tries.
+TASK_DISPATCH_MAX_ATTEMPTS = env.int("TASK_DISPATCH_MAX_ATTEMPTS", default=0)
 TASK_DISPATCH_BACKOFF_SECONDS = env.float("TASK_DISPATCH_BACKOFF_SECONDS", default=1.0)
-TASK_DISPATCH_BACKOFF_MAX_SECONDS = env.float("TASK_DISPATCH_BACKOFF_MAX_SECONDS", default=300.0)
+TASK_DISPATCH_BACKOFF_MAX_SECONDS = env.float("TASK_DISPATCH_BACKOFF_MAX_SECONDS", default=30.0)
 # A claim lasts this long; a dispatcher that dies holding one frees the task
 # for the worker when it lapses. Longer than connect + read time-out.
 TASK_DISPATCH_LEASE_SECONDS = env.float("TASK_DISPATCH_LEASE_SECONDS", default=60.0)

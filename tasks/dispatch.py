@@ -205,6 +205,15 @@ def with_attempt(metadata, attempt) -> dict:
     return metadata
 
 
+def _may_retry(task, next_attempt) -> bool:
+    """Retry until the task's deadline (or TASK_DISPATCH_MAX_ATTEMPTS when set)."""
+    cap = settings.TASK_DISPATCH_MAX_ATTEMPTS
+    if cap and task.attempts >= cap:
+        return False
+    deadline = task.timeout_counts_from + timedelta(seconds=registry.timeout_for(task.task_type))
+    return next_attempt < deadline
+
+
 def record_dispatch(task_id, result: DispatchResult) -> Recorded:
     """Record a dispatch answer through the door, without moving the task back."""
     now = timezone.now()
@@ -235,14 +244,10 @@ def record_dispatch(task_id, result: DispatchResult) -> Recorded:
                 **change,
             )
             return Recorded.DISPATCHED
-        final = result.outcome == Outcome.REFUSED
-        final = final or task.attempts >= settings.TASK_DISPATCH_MAX_ATTEMPTS
-        if not final:
+        next_attempt = now + timedelta(seconds=backoff_seconds(task.attempts))
+        if result.outcome != Outcome.REFUSED and _may_retry(task, next_attempt):
             door.change(
-                task.pk,
-                status_message=RETRYING_WORDS,
-                next_attempt_at=now + timedelta(seconds=backoff_seconds(task.attempts)),
-                **change,
+                task.pk, status_message=RETRYING_WORDS, next_attempt_at=next_attempt, **change
             )
             return Recorded.RETRY
         door.change(

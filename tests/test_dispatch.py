@@ -4,6 +4,7 @@ import json
 from datetime import timedelta
 
 import pytest
+from django.db.models import F
 from django.utils import timezone
 
 from tasks import services, tokens
@@ -250,3 +251,29 @@ def test_credentials_in_the_n8n_url_never_reach_the_task(dispatch_settings, user
     assert f"127.0.0.1:{port}" in task.last_error
     assert "hunter2" not in stored
     assert "operator" not in stored
+
+
+def test_without_an_attempt_cap_dispatch_retries_until_the_deadline(dispatch_settings, user):
+    dispatch_settings.TASK_DISPATCH_MAX_ATTEMPTS = 0
+    dispatch_settings.TASK_DISPATCH_BACKOFF_SECONDS = 10
+    dispatch_settings.TASK_DISPATCH_BACKOFF_MAX_SECONDS = 10
+    dispatch_settings.TASK_TIMEOUT_SECONDS = 120
+    task = chat_task(user)
+    with fake(dispatch_settings, (503, {}, 0)):
+        outcomes = []
+        for _ in range(30):
+            outcome = services.claim_and_dispatch(task.pk)
+            if outcome is None:
+                break
+            outcomes.append(outcome)
+            # Time passes: the next attempt is due now.
+            AsyncTask.objects.filter(pk=task.pk).update(
+                next_attempt_at=timezone.now(),
+                created_at=F("created_at") - timedelta(seconds=10),
+            )
+    # Backoff 5-10 s per try within a 120 s deadline: many tries, then one failure.
+    assert outcomes[-1] == "failed"
+    assert outcomes.count("retry") >= 10
+    task.refresh_from_db()
+    assert task.status_message == "n8n could not be reached."
+    assert task.error_details["attempts"] == len(outcomes)

@@ -182,3 +182,15 @@ async def test_the_worker_process_publishes_to_sockets_on_a(two_servers, chat):
         assert frame["type"] == "task.status"
         assert frame["task"]["id"] == task_id
         assert frame["task"]["status"] == "timeout"
+
+
+async def test_healthz_stays_ok_while_sockets_are_open(two_servers, chat):
+    """The channel-layer probe must not wait behind an open socket's receive."""
+    a, _b = two_servers
+    path = f"/ws/chat/{chat['conversation'].pk}/"
+    async with connect(a, path, chat["cookie"]), connect(a, "/ws/tasks/", chat["cookie"]):
+        answers = []
+        for _ in range(10):
+            response = await asyncio.to_thread(requests.get, f"{a.base_url}/healthz", timeout=10)
+            answers.append((response.status_code, response.json()))
+    assert answers == [(200, {"database": "ok", "channel_layer": "ok"})] * 10
