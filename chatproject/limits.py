@@ -35,16 +35,6 @@ def client_ip(request):
     return request.META.get("REMOTE_ADDR") or None
 
 
-def login_client_ip(request):
-    """The client's address for django-axes, whose tables hold IP addresses:
-    None when there is none (a test client's forced login, a unix socket)."""
-    address = client_ip(request)
-    try:
-        return str(ipaddress.ip_address(address))
-    except ValueError:
-        return None
-
-
 def _ip_key(group, request):
     return client_ip(request) or "unknown"
 

@@ -210,7 +210,7 @@ LOGIN_FAILURE_WINDOW_MINUTES = env.int("LOGIN_FAILURE_WINDOW_MINUTES", default=1
 AXES_FAILURE_LIMIT = LOGIN_FAILURE_LIMIT
 AXES_COOLOFF_TIME = timedelta(minutes=LOGIN_FAILURE_WINDOW_MINUTES)
 AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
-AXES_CLIENT_IP_CALLABLE = "chatproject.limits.login_client_ip"
+AXES_CLIENT_IP_CALLABLE = "chatproject.limits.client_ip"
 AXES_LOCKOUT_CALLABLE = "chatproject.limits.login_lockout"
 AXES_HTTP_RESPONSE_CODE = 429
 # A success forgives that username's failures only (chatproject.signals), not
