@@ -112,17 +112,15 @@ elif _db["ENGINE"] in ("django.db.backends.postgresql", "django.contrib.gis.db.b
     # Under ASGI every request runs in its own thread, so CONN_MAX_AGE keeps
     # nothing: Django's pool does. Size it for Daphne's sync threads plus the
     # in-process dispatcher and worker (see README, "Deploying").
-    from psycopg_pool import ConnectionPool
-
     _db["CONN_MAX_AGE"] = 0
+    # With the pool this makes Django pass psycopg-pool's check_connection:
+    # a pooled connection is tested before it is handed out, so after a
+    # PostgreSQL restart an idle one no longer fails once (a 500).
     _db["CONN_HEALTH_CHECKS"] = True
     _db.setdefault("OPTIONS", {})["pool"] = {
         "min_size": env.int("DATABASE_POOL_MIN", default=2),
         "max_size": env.int("DATABASE_POOL_MAX", default=20),
         "timeout": 10,
-        # Test a pooled connection before handing it out: after a PostgreSQL
-        # restart each idle one would otherwise fail once (a 500).
-        "check": ConnectionPool.check_connection,
     }
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
