@@ -317,6 +317,13 @@ _run_addr_url = base_url_from_run_addr(env.str("RUN_ADDR", default=""))
 PUBLIC_BASE_URL = (env.str("PUBLIC_BASE_URL", default="") or _run_addr_url).rstrip("/")
 N8N_BASE_URL = env.str("N8N_BASE_URL", default="").rstrip("/")
 N8N_WEBHOOK_SECRET = env.str("N8N_WEBHOOK_SECRET", default="")
+# Standard Webhooks signing of dispatches (tasks/signing.py): `whsec_` + base64
+# of random bytes. Unset: no signature headers.
+N8N_WEBHOOK_SIGNING_SECRET = env.str("N8N_WEBHOOK_SIGNING_SECRET", default="")
+if N8N_WEBHOOK_SIGNING_SECRET:
+    from tasks.signing import secret_key
+
+    secret_key(N8N_WEBHOOK_SIGNING_SECRET)  # refuses a malformed secret at start-up
 # n8n's public API key (Settings → n8n API): n8n_setup, and stopping executions.
 N8N_API_KEY = env.str("N8N_API_KEY", default="")
 # n8n_setup creates chat-reply.json's model credential (OpenAI-compatible)

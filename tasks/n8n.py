@@ -13,6 +13,8 @@ from urllib.parse import urlsplit, urlunsplit
 import requests
 from django.conf import settings
 
+from . import signing
+
 # How much of an answer's body error_details keeps.
 BODY_EXCERPT_CHARS = 500
 
@@ -93,13 +95,24 @@ def without_credentials(url) -> str:
 
 
 def post(workflow_id, body, headers) -> DispatchResult:
-    """POST a dispatch body to the workflow's webhook and classify the answer."""
+    """POST a dispatch body to the workflow's webhook and classify the answer.
+
+    The body is serialised once and those very bytes are sent and signed
+    (Standard Webhooks headers when N8N_WEBHOOK_SIGNING_SECRET is set; the
+    message id is the Idempotency-Key, so every attempt of a task shares it).
+    """
     url = webhook_url(workflow_id)
     shown = without_credentials(url)
     timeout = (settings.TASK_DISPATCH_CONNECT_TIMEOUT, settings.TASK_DISPATCH_READ_TIMEOUT)
+    data = signing.encode(body)
+    headers = {
+        "Content-Type": "application/json",
+        **headers,
+        **signing.signature_headers(data, msg_id=headers.get("Idempotency-Key")),
+    }
     try:
         response = requests.post(
-            url, json=body, headers=headers, timeout=timeout, allow_redirects=False
+            url, data=data, headers=headers, timeout=timeout, allow_redirects=False
         )
     except requests.ConnectTimeout as exc:
         return DispatchResult(

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import requests
 
+from . import signing
 from .n8n_api import N8nApi, N8nApiError, workflow_body
 
 WEBHOOK_NODE = "n8n-nodes-base.webhook"
@@ -423,9 +424,16 @@ class Setup:
         body = {"probe": True, "task_id": 0, "task_type": "probe", "workflow_id": path}
         deadline = time.monotonic() + PROBE_NOT_FOUND_GRACE_SECONDS
         while True:
+            # Signed like a dispatch (new id and time on each try), so the probe
+            # also checks the workflow's signature check.
+            data, signed = signing.signed_body(body)
             try:
                 response = requests.post(
-                    url, json=body, headers=headers, timeout=PROBE_TIMEOUT, allow_redirects=False
+                    url,
+                    data=data,
+                    headers={**headers, **signed},
+                    timeout=PROBE_TIMEOUT,
+                    allow_redirects=False,
                 )
             except requests.RequestException as exc:
                 raise SetupError(
@@ -435,6 +443,12 @@ class Setup:
                 break
             time.sleep(0.25)
         excerpt = " ".join(response.text.split())[:200]
+        if response.status_code == 401 and "signature refused" in response.text:
+            raise SetupError(
+                "webhook refused the signature (401)",
+                f"the workflow's signature check said: {excerpt}; give n8n the same "
+                "N8N_WEBHOOK_SIGNING_SECRET as this app (see the README, signed dispatches)",
+            )
         if response.status_code in (401, 403):
             raise SetupError(
                 f"webhook refused the secret ({response.status_code})",

@@ -86,7 +86,12 @@ class FakeN8n:
                 body = self.rfile.read(length)
                 with fake.lock:
                     fake.requests.append(
-                        {"path": self.path, "headers": dict(self.headers), "body": json.loads(body)}
+                        {
+                            "path": self.path,
+                            "headers": dict(self.headers),
+                            "body": json.loads(body),
+                            "raw": body,
+                        }
                     )
                     index = min(len(fake.requests), len(fake.answers)) - 1
                     status, payload, delay = fake.answers[index]
