@@ -173,7 +173,9 @@ def make_conversation(user, messages=0):
     for i in range(messages):
         role = Role.USER if i % 2 == 0 else Role.ASSISTANT
         text = f"Message {i}: " + "some words of a realistic length " * 3
-        batch.append(Message(conversation=conversation, role=role, content=text))
+        message = Message(conversation=conversation, role=role, content=text)
+        message.render()  # what Message.save stores with every message
+        batch.append(message)
         if len(batch) == 2000:
             Message.objects.bulk_create(batch)
             batch = []
@@ -181,7 +183,105 @@ def make_conversation(user, messages=0):
     return conversation
 
 
+def make_search_corpus(user, messages=10_000, conversations=100):
+    """`messages` messages over `conversations` conversations, words drawn
+    from a vocabulary of 3,000 (Zipf-like: a few words are everywhere, most
+    are rare); "webhook" is in one message in ten, "pelican" in 20."""
+    import random
+    import string
+
+    from chat.models import Conversation, Message, Role
+
+    rng = random.Random(42)
+    vocabulary = [
+        "".join(rng.choice(string.ascii_lowercase) for _ in range(rng.randint(3, 10)))
+        for _ in range(3000)
+    ]
+    weights = [1 / (rank + 1) for rank in range(len(vocabulary))]
+    owners = Conversation.objects.bulk_create(
+        Conversation(user=user, title=" ".join(rng.choices(vocabulary, weights, k=4)))
+        for _ in range(conversations)
+    )
+    batch = []
+    for i in range(messages):
+        words = rng.choices(vocabulary, weights, k=rng.randint(8, 80))
+        if i % 10 == 3:
+            words.insert(rng.randrange(len(words)), "webhook")
+        if i % (messages // 20) == 7:
+            words.insert(rng.randrange(len(words)), "pelican")
+        message = Message(
+            conversation=owners[i % conversations],
+            role=Role.USER if i % 2 == 0 else Role.ASSISTANT,
+            content=" ".join(words).capitalize() + ".",
+        )
+        message.render()
+        batch.append(message)
+        if len(batch) == 2000:
+            Message.objects.bulk_create(batch)
+            batch = []
+    Message.objects.bulk_create(batch)
+
+
 # --- measurements --------------------------------------------------------------------
+
+
+def render_budget(rounds=5):
+    """Each adversarial input at the largest message size, rendered in-process
+    (median of `rounds`); the worst is the figure."""
+    from django.conf import settings
+
+    from bench.stats import summary_ms
+    from chat.markdown import render_markdown
+    from tests.adversarial_markdown import cases
+
+    size = settings.CHAT_MESSAGE_MAX_LENGTH
+    figures = {}
+    for name, text in cases(size).items():
+        render_markdown(text)  # warm: the parser is built once per thread
+        samples = []
+        for _ in range(rounds):
+            start = time.perf_counter()
+            render_markdown(text)
+            samples.append(time.perf_counter() - start)
+        figures[name] = summary_ms(samples)["p50"]
+    worst = max(figures, key=figures.get)
+    return {"size": size, "worst": worst, "worst_p50_ms": figures[worst], "cases_p50_ms": figures}
+
+
+def search_latency(server_url, cookie, words=("pelican", "webhook"), rounds=40):
+    """GET /chat/search/?q=word for each word in turn, and the conversation
+    list (/chat/: the same layout and sidebar, no search) as the yardstick."""
+    import requests
+
+    session = requests.Session()
+    session.headers["Cookie"] = cookie
+    urls = {word: f"{server_url}/chat/search/?q={word}" for word in words}
+    urls["list page"] = f"{server_url}/chat/"
+    samples = {name: [] for name in urls}
+    for round_number in range(rounds + 3):
+        for name, url in urls.items():
+            start = time.perf_counter()
+            response = session.get(url)
+            elapsed = time.perf_counter() - start
+            found = name == "list page" or "search-result" in response.text
+            if response.status_code != 200 or not found:
+                raise RuntimeError(f"GET {url} answered {response.status_code} without results")
+            if round_number >= 3:
+                samples[name].append(elapsed)
+    return samples
+
+
+def search_query_count(user, word):
+    from django.db import connection
+    from django.test import Client
+    from django.test.utils import CaptureQueriesContext
+
+    client = Client(HTTP_HOST="127.0.0.1")
+    client.force_login(user)
+    with CaptureQueriesContext(connection) as queries:
+        response = client.get("/chat/search/", {"q": word})
+    assert response.status_code == 200, response.status_code
+    return len(queries)
 
 
 def trivial_get_latency(base_url, n=500):
@@ -428,6 +528,10 @@ def main():
     cookie = session_cookie(user)
     conversation = make_conversation(user)
 
+    # 0. Render budget: the worst adversarial Markdown at the largest size.
+    log("0. render budget for adversarial Markdown …")
+    results["render_budget"] = render_budget()
+
     # 1. callback -> frame, in-memory layer (one process) then Redis (two processes).
     log(f"1. callback → frame latency, {N_CALLBACKS} tasks × 2 callbacks …")
     with server() as single:
@@ -454,6 +558,18 @@ def main():
         samples = page_render(proc_a.base_url, cookie, conversations)
         for size, big in conversations.items():
             render[size] = {**summary_ms(samples[size]), "queries": query_count(user, big)}
+        # 3b. Search among 10,000 messages of one user (beside the others' rows).
+        log("3b. search among 10,000 messages …")
+        searcher = make_user("searcher")
+        make_search_corpus(searcher)
+        analyze()
+        found = search_latency(proc_a.base_url, session_cookie(searcher))
+        lists = found.pop("list page")
+        results["search"] = {
+            word: {**summary_ms(times), "queries": search_query_count(searcher, word)}
+            for word, times in found.items()
+        }
+        results["search_list_page_ms"] = summary_ms(lists)
 
     # 1b. The same through channels-redis's pub/sub layer, for comparison.
     pubsub_env = {"REDIS_URL": REDIS_URL, "CHANNEL_LAYER_KIND": "pubsub"}
@@ -539,6 +655,8 @@ def goals(r):
         ),
         "send_p50_le_30ms": r["send_with_slow_n8n_ms"]["post"]["p50"] <= 30,
         "sockets_le_60mb": r["many_sockets"]["extra_rss_mib"] <= 60,
+        "render_worst_le_50ms": r["render_budget"]["worst_p50_ms"] <= 50,
+        "search_p50_lt_50ms": all(v["p50"] < 50 for v in r["search"].values()),
     }
 
 
@@ -555,6 +673,7 @@ def render_table(r):
     ms = r["many_sockets"]
     msp = r["many_sockets_pubsub"]
     ps, tgp = r["callback_to_frame_pubsub_ms"], r["trivial_get_pubsub_server_ms"]
+    rb, se = r["render_budget"], r["search"]
     rows = [
         (
             "Trivial GET p50 (yardstick; in-memory / Redis server)",
@@ -594,6 +713,20 @@ def render_table(r):
             f" / {rd['10000']['p50']} ({rd['10000']['queries']}) ms; ratio {rd['ratio_10000_10']}",
             "ratio ≤ 1.5, equal queries",
             mark(g["render_ratio_le_1_5_equal_queries"]),
+        ),
+        (
+            f"Render budget: worst adversarial Markdown of {rb['size']:,} characters (p50)",
+            f"{rb['worst_p50_ms']} ms ({rb['worst']})",
+            "≤ 50 ms",
+            mark(g["render_worst_le_50ms"]),
+        ),
+        (
+            "Search among 10,000 messages p50 (queries): a rare word / a common word",
+            f"{se['pelican']['p50']} ({se['pelican']['queries']}) / "
+            f"{se['webhook']['p50']} ({se['webhook']['queries']}) ms"
+            f" (the list page /chat/, same run: {r['search_list_page_ms']['p50']} ms)",
+            "p50 < 50 ms",
+            mark(g["search_p50_lt_50ms"]),
         ),
         (
             "Send POST with a 2 s n8n p50/p99; until dispatch p50/p99",

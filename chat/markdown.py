@@ -52,6 +52,12 @@ BLOCK_DEPTH = 16
 # Larger formulas, or more of them, are shown as code, and larger code blocks
 # unhighlighted: both converters are pure Python and cost grows with the input.
 MATH_MAX_LENGTH = 2_000
+# Inline parsing costs a pass over the rules for each of these characters (a
+# `[` may start a link, a `*` a run of emphasis…). Past this many in a message,
+# further paragraphs are shown as plain text: a genuine reply of the largest
+# size uses a fraction of it; 8,000 `[` would cost 30 times a normal reply.
+INLINE_BUDGET = 2_000
+_COSTLY = re.compile(r"[\[\]*_~<`$&]")
 MATH_MAX_FORMULAS = 100
 HIGHLIGHT_MAX_LENGTH = 20_000
 
@@ -149,6 +155,25 @@ def _deep_block_as_text(state, start_line, end_line, silent):
     state.push("paragraph_close", "p", -1)
     state.line = end_line
     return True
+
+
+def _inline_budget(state):
+    """Paragraphs (inline runs) past INLINE_BUDGET costly characters stay text."""
+    spent = 0
+    for token in state.tokens:
+        if token.type != "inline":
+            continue
+        content = token.content
+        # A bare URL costs the linkifier a parse of its own.
+        cost = len(_COSTLY.findall(content)) + 8 * (content.count("://") + content.count("www."))
+        if spent + cost > INLINE_BUDGET:
+            token.type = "plain_inline"
+        else:
+            spent += cost
+
+
+def _plain_inline(self, tokens, idx, options, env):
+    return escapeHtml(tokens[idx].content).replace("\n", "<br>\n")
 
 
 def _table_align(state):
@@ -263,6 +288,7 @@ def _build() -> MarkdownIt:
         renderer=_render_math,
     )
     md.block.ruler.before("table", "deep_block_as_text", _deep_block_as_text)
+    md.core.ruler.before("inline", "inline_budget", _inline_budget)
     md.core.ruler.push("table_align", _table_align)
     for name, rule in {
         "fence": _fence,
@@ -273,6 +299,7 @@ def _build() -> MarkdownIt:
         "table_open": _table_open,
         "table_close": _table_close,
         "footnote_anchor": _footnote_anchor,
+        "plain_inline": _plain_inline,
     }.items():
         md.add_render_rule(name, rule)
     return md

@@ -2,10 +2,12 @@
 bounded output, and deep nesting degrades to text instead of vanishing.
 (How long each takes is measured by `make bench`, not here.)"""
 
+from pathlib import Path
+
 import pytest
 from django.conf import settings
 
-from chat.markdown import plain_text, render_markdown
+from chat.markdown import INLINE_BUDGET, plain_text, render_markdown
 from tests.adversarial_markdown import cases
 from tests.html_tree import parse
 
@@ -62,3 +64,22 @@ def test_formulas_past_the_budget_show_as_code():
     tree = parse(render_markdown(" ".join(f"$x_{{{i}}}$" for i in range(300))))
     assert len(tree.find_all("math")) == 100
     assert tree.find_all("code")[-1].text() == "x_{299}"
+
+
+def test_paragraphs_past_the_inline_budget_show_as_plain_text():
+    costly = "[x](https://example.com/a) " * (INLINE_BUDGET // 4)
+    text = f"First **bold** paragraph.\n\n{costly}\n\nLast *one*."
+    tree = parse(render_markdown(text))
+    paragraphs = tree.find_all("p")
+    assert paragraphs[0].find("strong").text() == "bold"
+    assert paragraphs[1].find("a") is None and "[x](https://example.com/a)" in paragraphs[1].text()
+    assert paragraphs[2].find("em").text() == "one"
+
+
+def test_a_long_genuine_reply_stays_within_the_inline_budget():
+    sample = (Path(__file__).parent / "markdown" / "model_reply.md").read_text()
+    copies = SIZE // len(sample)
+    tree = parse(render_markdown(sample * copies))
+    assert "~~" not in tree.text()
+    assert len(tree.find_all("s")) == copies
+    assert len(tree.find_all("math")) == 2 * copies
