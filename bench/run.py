@@ -235,17 +235,26 @@ def render_budget(rounds=5):
     from tests.adversarial_markdown import cases
 
     size = settings.CHAT_MESSAGE_MAX_LENGTH
-    figures = {}
+    figures, cpu = {}, {}
     for name, text in cases(size).items():
         render_markdown(text)  # warm: the parser is built once per thread
-        samples = []
+        samples, cpu_samples = [], []
         for _ in range(rounds):
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             render_markdown(text)
             samples.append(time.perf_counter() - start)
+            cpu_samples.append(time.process_time() - start_cpu)
         figures[name] = summary_ms(samples)["p50"]
+        cpu[name] = summary_ms(cpu_samples)["p50"]
     worst = max(figures, key=figures.get)
-    return {"size": size, "worst": worst, "worst_p50_ms": figures[worst], "cases_p50_ms": figures}
+    return {
+        "size": size,
+        "worst": worst,
+        "worst_p50_ms": figures[worst],
+        "worst_cpu_p50_ms": cpu[worst],
+        "cases_p50_ms": figures,
+        "cases_cpu_p50_ms": cpu,
+    }
 
 
 def search_latency(server_url, cookie, words=("pelican", "webhook"), rounds=40):
@@ -716,7 +725,7 @@ def render_table(r):
         ),
         (
             f"Render budget: worst adversarial Markdown of {rb['size']:,} characters (p50)",
-            f"{rb['worst_p50_ms']} ms ({rb['worst']})",
+            f"{rb['worst_p50_ms']} ms ({rb['worst']}; CPU {rb['worst_cpu_p50_ms']} ms)",
             "≤ 50 ms",
             mark(g["render_worst_le_50ms"]),
         ),

@@ -49,7 +49,7 @@ MAX_NESTING = 20
 # Lists and quotes nested deeper than this (in token levels: 8 lists, 16
 # quotes) are shown as text.
 BLOCK_DEPTH = 16
-# Larger formulas, or more of them, are shown as code, and larger code blocks
+# Larger formulas, or more of them, are shown as code, and code past a budget
 # unhighlighted: both converters are pure Python and cost grows with the input.
 MATH_MAX_LENGTH = 2_000
 # Inline parsing costs a pass over the rules for each of these characters (a
@@ -59,7 +59,9 @@ MATH_MAX_LENGTH = 2_000
 INLINE_BUDGET = 2_000
 _COSTLY = re.compile(r"[\[\]*_~<`$&]")
 MATH_MAX_FORMULAS = 100
-HIGHLIGHT_MAX_LENGTH = 20_000
+# Characters of code Pygments highlights per message (about 40 ms of CPU);
+# code past them is shown plain.
+HIGHLIGHT_BUDGET = 6_000
 
 MATHML_TAGS = {
     "math", "menclose", "merror", "mfrac", "mi", "mmultiscripts", "mn", "mo", "mover",
@@ -210,9 +212,11 @@ def _mathml(latex, display):
 
 def _code_html(code, language):
     lexer = None
-    if language and len(code) <= HIGHLIGHT_MAX_LENGTH:
+    spent = getattr(_local, "highlighted", 0) + len(code)
+    if language and spent <= HIGHLIGHT_BUDGET:
         try:
             lexer = get_lexer_by_name(language)
+            _local.highlighted = spent
         except ClassNotFound:
             lexer = None
     body = escapeHtml(code) if lexer is None else pygments_highlight(code, lexer, _FORMATTER)
@@ -326,7 +330,7 @@ def render_markdown(text: str | None) -> SafeString:
         return mark_safe("")
     # Footnote anchors get a prefix of their text's digest, so two replies on
     # one page never share an id.
-    _local.formulas = 0
+    _local.formulas = _local.highlighted = 0
     env = {"docId": hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()[:8]}
     clean = sanitize(_parser().render(text, env))
     return mark_safe(_CODE_BLOCK.sub(rf"\1{COPY_BUTTON}<pre>", clean))  # noqa: S308

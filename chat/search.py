@@ -134,7 +134,10 @@ def _message_hits(user, rows) -> list:
 
     if not rows:
         return []
-    later = Message.objects.filter(conversation_id=OuterRef("conversation_id")).filter(
+    # (The `>=` lets the (conversation, created_at) index bound the scan.)
+    later = Message.objects.filter(
+        conversation_id=OuterRef("conversation_id"), created_at__gte=OuterRef("created_at")
+    ).filter(
         Q(created_at__gt=OuterRef("created_at"))
         | Q(created_at=OuterRef("created_at"), pk__gt=OuterRef("pk"))
     )

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
-from chat.markdown import INLINE_BUDGET, plain_text, render_markdown
+from chat.markdown import HIGHLIGHT_BUDGET, INLINE_BUDGET, plain_text, render_markdown
 from tests.adversarial_markdown import cases
 from tests.html_tree import parse
 
@@ -83,3 +83,12 @@ def test_a_long_genuine_reply_stays_within_the_inline_budget():
     assert "~~" not in tree.text()
     assert len(tree.find_all("s")) == copies
     assert len(tree.find_all("math")) == 2 * copies
+
+
+def test_code_past_the_highlight_budget_is_shown_plain():
+    block = "```python\n" + "x = 1\n" * (HIGHLIGHT_BUDGET // 6 - 10) + "```\n\n"
+    tree = parse(render_markdown(block * 2))
+    first, second = tree.find_all("pre")
+    assert first.find("span") is not None
+    assert second.find("span") is None
+    assert second.text() == first.text()
