@@ -34,6 +34,7 @@ from django.utils.safestring import SafeString, mark_safe
 from latex2mathml.converter import convert_to_element
 from markdown_it import MarkdownIt
 from markdown_it.common.utils import escapeHtml
+from markdown_it.rules_block.table import table as _table_rule
 from mdit_py_plugins.dollarmath import dollarmath_plugin
 from mdit_py_plugins.footnote import footnote_plugin
 from mdit_py_plugins.footnote.index import render_footnote_anchor as _FOOTNOTE_ANCHOR
@@ -59,6 +60,8 @@ MATH_MAX_LENGTH = 2_000
 INLINE_BUDGET = 2_000
 _COSTLY = re.compile(r"[\[\]*_~<`$&]")
 MATH_MAX_FORMULAS = 100
+# Table rows per message; rows past them show as the text they are.
+TABLE_ROWS_BUDGET = 300
 # Characters of code Pygments highlights per message (about 40 ms of CPU);
 # code past them is shown plain.
 HIGHLIGHT_BUDGET = 6_000
@@ -178,6 +181,20 @@ def _plain_inline(self, tokens, idx, options, env):
     return escapeHtml(tokens[idx].content).replace("\n", "<br>\n")
 
 
+def _bounded_table(state, start_line, end_line, silent):
+    """markdown-it's table rule, ending a table at the message's row budget
+    (a token per cell makes rows the costliest block construct)."""
+    left = state.env.get("table_rows_left", TABLE_ROWS_BUDGET)
+    if left <= 0:
+        return False
+    # A table's lines: the header, the delimiter row, then body rows.
+    if not _table_rule(state, start_line, min(end_line, start_line + 2 + left), silent):
+        return False
+    if not silent:
+        state.env["table_rows_left"] = left - max(0, state.line - start_line - 2)
+    return True
+
+
 def _table_align(state):
     """`style="text-align:…"` (dropped by the sanitizer) becomes `align`."""
     for token in state.tokens:
@@ -291,6 +308,7 @@ def _build() -> MarkdownIt:
         allow_blank_lines=False,
         renderer=_render_math,
     )
+    md.block.ruler.at("table", _bounded_table, {"alt": ["paragraph", "reference"]})
     md.block.ruler.before("table", "deep_block_as_text", _deep_block_as_text)
     md.core.ruler.before("inline", "inline_budget", _inline_budget)
     md.core.ruler.push("table_align", _table_align)

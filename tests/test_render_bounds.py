@@ -7,7 +7,13 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
-from chat.markdown import HIGHLIGHT_BUDGET, INLINE_BUDGET, plain_text, render_markdown
+from chat.markdown import (
+    HIGHLIGHT_BUDGET,
+    INLINE_BUDGET,
+    TABLE_ROWS_BUDGET,
+    plain_text,
+    render_markdown,
+)
 from tests.adversarial_markdown import cases
 from tests.html_tree import parse
 
@@ -92,3 +98,11 @@ def test_code_past_the_highlight_budget_is_shown_plain():
     assert first.find("span") is not None
     assert second.find("span") is None
     assert second.text() == first.text()
+
+
+def test_table_rows_past_the_budget_show_as_text():
+    rows = "".join(f"| r{i} | v |\n" for i in range(TABLE_ROWS_BUDGET + 50))
+    tree = parse(render_markdown("| a | b |\n|---|---|\n" + rows + "\nafter"))
+    assert len(tree.find("tbody").find_all("tr")) == TABLE_ROWS_BUDGET
+    assert f"| r{TABLE_ROWS_BUDGET + 49} | v |" in tree.text()
+    assert tree.find_all("p")[-1].text() == "after"
