@@ -390,3 +390,46 @@ def test_status_words_are_identical_live_and_after_reload(transactional_db, cont
         assert "http" not in live_words and "Error" not in live_words
         if ending["error"] == {"message": "The model is busy right now"}:
             assert "The model is busy right now." in live_words
+
+
+WIDE_REPLY = (
+    "| Option | Description | Default | Example |\n|---|---|---|---|\n"
+    + "| `TASK_TIMEOUT_SECONDS` | Seconds before an unfinished task times out | 120 |"
+    " `TASK_TIMEOUT_SECONDS=300` |\n"
+    * 3
+    + "\n```python\nprint('a first line of code long enough to reach the right edge')\n```\n"
+)
+
+
+@pytest.fixture
+def wide_reply(make_user, settings):
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.PBKDF2PasswordHasher"]
+    user = make_user("reader")
+    conversation = factories.conversation(user, title="Wide")
+    factories.message(conversation, WIDE_REPLY, role="assistant")
+    return conversation
+
+
+def test_tables_scroll_in_their_box_and_copy_never_covers_code(wide_reply, server, browser):
+    conversation = wide_reply
+    context = browser.new_context(viewport={"width": 375, "height": 800})
+    context.set_default_timeout(WAIT_MS)
+    page = context.new_page()
+    log_in(page, server.base_url, "reader")
+    page.goto(f"{server.base_url}/chat/{conversation.pk}/")
+    page.locator("button.copy-code:not([hidden])").wait_for()
+    sizes = page.evaluate(
+        "(() => { const box = document.querySelector('.markdown .table-scroll');"
+        " const name = box.querySelector('tbody td code');"
+        " return {box: box.clientWidth, wide: box.scrollWidth,"
+        " page: document.documentElement.scrollWidth, window: window.innerWidth,"
+        " nameLines: name.getClientRects().length}; })()"
+    )
+    assert sizes["nameLines"] == 1  # TASK_TIMEOUT_SECONDS is not broken inside
+    assert sizes["wide"] > sizes["box"]  # the table scrolls inside its box
+    assert sizes["page"] <= sizes["window"]  # the page itself does not
+    button = page.locator(".markdown .highlight .copy-code").bounding_box()
+    code = page.locator(".markdown .highlight pre").bounding_box()
+    assert button["y"] + button["height"] <= code["y"]  # above the code, not over it
+    screenshot(page, "markdown-375")
+    context.close()
