@@ -1,8 +1,9 @@
 """`make bench`: what users feel, measured against a real stack on 127.0.0.1.
 
 Starts everything it needs (PostgreSQL and Redis if down, a fresh database,
-Daphne processes, a slow stand-in for n8n), runs five measurements and the
-trivial-GET yardstick in one run, writes bench/results/latest.json and prints a
+Daphne processes, a slow stand-in for n8n), runs five measurements, the
+Markdown render budget and search among 10,000 messages, and the trivial-GET
+yardstick in one run, writes bench/results/latest.json and prints a
 table of every figure with its goal. Figures are medians and percentiles; each
 comparison is a ratio measured in the same run (the machine is shared and noisy).
 """
