@@ -117,13 +117,7 @@ def _render_list(request, form, archived=False, status=200):
 def conversation_new(request):
     """GET: an empty composer, nothing stored; POST: create (optional title and content)."""
     if request.method == "GET":
-        context = {
-            "form": MessageForm(),
-            "max_length": settings.CHAT_MESSAGE_MAX_LENGTH,
-            "new_conversation": True,
-            "sidebar": _sidebar(request),
-        }
-        return render(request, "chat/new.html", context)
+        return _render_new(request, MessageForm())
     if request.POST.get("content", "").strip():
         # A first message is a send like any other.
         refusal = check(request, SEND_LIMIT_GROUP, settings.CHAT_RATE_LIMIT)
@@ -131,6 +125,11 @@ def conversation_new(request):
             return too_many(request, refusal)
     form = NewConversationForm(request.POST)
     if not form.is_valid():
+        if "title" not in request.POST:
+            # From the new-conversation composer (it has no title field): say
+            # why there, with the text kept in the box.
+            error = form.errors.get("content", [""])[0]
+            return _render_new(request, form, error=error, status=400)
         return _render_list(request, form, status=400)
     title = form.cleaned_data["title"].strip()
     content = form.cleaned_data["content"]
@@ -139,6 +138,17 @@ def conversation_new(request):
         if content:
             services.send_message(request.user, conversation, content)
     return _see_other(conversation.get_absolute_url())
+
+
+def _render_new(request, form, error="", status=200):
+    context = {
+        "form": form,
+        "composer_error": error,
+        "max_length": settings.CHAT_MESSAGE_MAX_LENGTH,
+        "new_conversation": True,
+        "sidebar": _sidebar(request),
+    }
+    return render(request, "chat/new.html", context, status=status)
 
 
 def _page_of_messages(conversation, before_id):

@@ -105,6 +105,19 @@ def test_new_page_shows_an_empty_composer_and_stores_nothing(user_client):
     assert not Conversation.objects.exists()
 
 
+def test_a_too_long_first_message_from_the_new_page_is_refused_there_with_the_text_kept(
+    user_client, settings
+):
+    settings.CHAT_MESSAGE_MAX_LENGTH = 10
+    response = user_client.post("/chat/new/", {"content": "far too long for it"})
+    assert response.status_code == 400
+    html = response.content.decode()
+    assert "Your message is 19 characters long; the limit is 10." in html
+    assert ">far too long for it</textarea>" in html
+    assert '<form id="composer" class="composer" method="post" action="/chat/new/">' in html
+    assert not Conversation.objects.exists()
+
+
 def test_new_page_needs_a_login(client):
     response = client.get("/chat/new/")
     assert response.status_code == 302
