@@ -76,12 +76,9 @@ class ChatConsumer(LiveConsumer):
         if not await self.owns_conversation():
             await self.close()
             return
-        if not await self.claim_slot():
-            return
-        # Join before accepting, so nothing committed after the client's sync
+        # Joins before accepting, so nothing committed after the client's sync
         # is missed: it arrives live (the page drops what it already shows).
-        await self.join(conversation_group(self.conversation_id))
-        await self.accept()
+        await self.open(conversation_group(self.conversation_id))
 
     @off_thread
     def owns_conversation(self):

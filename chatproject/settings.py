@@ -356,6 +356,11 @@ TASK_DISPATCH_QUEUE_MAX = env.int("TASK_DISPATCH_QUEUE_MAX", default=200)
 # Rows of async_task_events kept per task (progress within one step shares a
 # row; past the cap only the final event is still written).
 TASK_EVENTS_MAX_PER_TASK = env.int("TASK_EVENTS_MAX_PER_TASK", default=100)
+# The worker asks n8n's API (with N8N_API_KEY) about a processing task that
+# has not changed for this long (tasks/reconcile.py).
+TASK_RECONCILE_AFTER_SECONDS = env.float("TASK_RECONCILE_AFTER_SECONDS", default=30.0)
+# /healthz fails when the newest worker heartbeat is older than this.
+TASKS_WORKER_HEARTBEAT_MAX_AGE = env.float("TASKS_WORKER_HEARTBEAT_MAX_AGE", default=30.0)
 # Seconds between two passes of the worker loop.
 TASKS_WORKER_POLL_SECONDS = env.float("TASKS_WORKER_POLL_SECONDS", default=1.0)
 # Run the worker loop inside the web process (make run sets it when REDIS_URL

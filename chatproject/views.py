@@ -38,11 +38,24 @@ def _check_channel_layer():
     async_to_sync(_layer_round_trip)(layer, uuid.uuid4().hex)
 
 
+def _worker_state():
+    """ "ok", "unknown" (no worker has ever beaten: not a failure), or "stale"."""
+    from django.conf import settings
+
+    from tasks.worker import heartbeat_age
+
+    age = heartbeat_age()
+    if age is None:
+        return "unknown"
+    return "ok" if age <= settings.TASKS_WORKER_HEARTBEAT_MAX_AGE else "stale"
+
+
 @never_cache
 @require_GET
 def healthz(request):
-    """200 when the database and the channel layer both answer; 503 naming the failing
-    part. The public sees status words only; the exception goes to the log."""
+    """200 when the database and the channel layer answer and the worker's
+    heartbeat is fresh (or no worker ever ran); 503 naming the failing part.
+    The public sees status words only; the exception goes to the log."""
     checks = {}
     for name, check in (("database", _check_database), ("channel_layer", _check_channel_layer)):
         try:
@@ -51,5 +64,11 @@ def healthz(request):
         except Exception:  # noqa: BLE001 - any failure is reported, not raised
             logger.exception("healthz: the %s check failed", name)
             checks[name] = "error"
-    healthy = all(value == "ok" for value in checks.values())
+    if checks["database"] == "ok":
+        try:
+            checks["worker"] = _worker_state()
+        except Exception:  # noqa: BLE001
+            logger.exception("healthz: the worker check failed")
+            checks["worker"] = "error"
+    healthy = all(value in ("ok", "unknown") for value in checks.values())
     return JsonResponse(checks, status=200 if healthy else 503)

@@ -126,7 +126,7 @@ def _change(clean, task_type) -> dict:
     return {"status": status, **fields}
 
 
-def apply_callback(task_id, payload) -> tuple[AsyncTask, bool]:
+def apply_callback(task_id, payload, source=EventSource.CALLBACK) -> tuple[AsyncTask, bool]:
     """Validate and apply a callback body. Returns (task, applied).
 
     Raises CallbackError (bad body), TaskConflict (not allowed now) or
@@ -139,7 +139,7 @@ def apply_callback(task_id, payload) -> tuple[AsyncTask, bool]:
     clean = validate_callback(payload, task_type)
     change = _change(clean, task_type)
     try:
-        return door.change(task_id, source=EventSource.CALLBACK, **change), True
+        return door.change(task_id, source=source, **change), True
     except TaskConflict as conflict:
         if conflict.task.is_terminal and conflict.task.status == clean["status"]:
             return conflict.task, False  # a repeat: the first one won

@@ -27,6 +27,9 @@ MAX_SYNC_TASK_IDS = 200
 MAX_SYNC_TASKS = 200
 # Close codes: too many sockets for this user (the page retries later, with backoff).
 CLOSE_TOO_MANY_SOCKETS = 4429
+# The channel layer (Redis) cannot be reached: accepted and closed at once, so
+# the page reconnects later instead of seeing a failed handshake.
+CLOSE_TRY_LATER = 4503
 
 
 def off_thread(function):
@@ -102,11 +105,30 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         await self.close(code=CLOSE_TOO_MANY_SOCKETS)
         return False
 
+    async def open(self, group_name):
+        """Claim a socket slot, join the group, accept. While the channel layer
+        or the cache is unreachable (a Redis outage) the socket is accepted and
+        closed at once with 4503, which the page treats as "reconnect later"."""
+        try:
+            if not await self.claim_slot():
+                return
+            await self.join(group_name)
+        except Exception:  # noqa: BLE001 - any outage of the shared parts
+            logger.warning("websocket closed with 4503: channel layer unreachable", exc_info=True)
+            self.group_name = None
+            await self.accept()
+            await self.close(code=CLOSE_TRY_LATER)
+            return
+        await self.accept()
+
     async def disconnect(self, code):
-        if self.slot is not None:
-            await self.slot.release()
-        if self.group_name:
-            await self.channel_layer.group_discard(self.group_name, self.channel_name)
+        try:
+            if self.slot is not None:
+                await self.slot.release()
+            if self.group_name:
+                await self.channel_layer.group_discard(self.group_name, self.channel_name)
+        except Exception:  # noqa: BLE001 - the slot expires by itself
+            logger.warning("websocket cleanup failed", exc_info=True)
 
     async def live_frame(self, event):
         """Every channel-layer message of this project has type `live.frame`."""
@@ -170,10 +192,7 @@ class TaskConsumer(LiveConsumer):
         if self.user is None or not self.user.is_authenticated:
             await self.close()
             return
-        if not await self.claim_slot():
-            return
-        await self.join(live.user_group(self.user.pk))
-        await self.accept()
+        await self.open(live.user_group(self.user.pk))
 
     async def sync(self, content):
         task_ids = parse_task_ids(content)

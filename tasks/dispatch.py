@@ -61,7 +61,7 @@ def _dispatch_pool():
         return _pool, _slots
 
 
-def _submit(function, task_id) -> Future | None:
+def submit(function, task_id) -> Future | None:
     """Run function(task_id) on the pool; None when the pool is full."""
     pool, slots = _dispatch_pool()
     if not slots.acquire(blocking=False):
@@ -90,7 +90,7 @@ def schedule_dispatch(task_id) -> Future | None:
     When the pool is full (or the process dies first) the task simply stays
     pending and the worker dispatches it: the database is what is durable.
     """
-    future = _submit(claim_and_dispatch, task_id)
+    future = submit(claim_and_dispatch, task_id)
     if future is None:
         logger.warning("dispatch pool full: task %s is left for the worker", task_id)
     return future
@@ -107,7 +107,7 @@ def dispatch_due(limit) -> list[Future]:
     for task_id in due.values_list("pk", flat=True)[:limit]:
         if not claim(task_id):
             continue
-        future = _submit(_dispatch_claimed, task_id)
+        future = submit(_dispatch_claimed, task_id)
         if future is None:
             door.note(task_id, claimed_until=None)
             break

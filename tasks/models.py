@@ -113,6 +113,8 @@ class AsyncTask(models.Model):
     # Set when an operator dispatches a finished task again ("dispatch again"):
     # its timeout then counts from here instead of from created_at.
     restarted_at = models.DateTimeField(null=True, blank=True)
+    # When the worker last asked n8n about this task (tasks/reconcile.py).
+    reconciled_at = models.DateTimeField(null=True, blank=True)
 
     objects = AsyncTaskQuerySet.as_manager()
 
@@ -204,3 +206,17 @@ class AsyncTaskEvent(models.Model):
 
     def __str__(self):
         return f"task {self.task_id} v{self.version}: {self.status} ({self.source})"
+
+
+class WorkerHeartbeat(models.Model):
+    """The last pass of each running `tasks_worker` (or in-process worker);
+    /healthz fails when the newest is older than TASKS_WORKER_HEARTBEAT_MAX_AGE."""
+
+    name = models.CharField(max_length=255, primary_key=True)  # host:pid
+    beat_at = models.DateTimeField()
+
+    class Meta:
+        db_table = "tasks_worker_heartbeats"
+
+    def __str__(self):
+        return f"{self.name} at {self.beat_at:%H:%M:%S}"

@@ -10,17 +10,37 @@ processes dispatch a task once. Stops between passes when asked (SIGTERM).
 """
 
 import logging
+import os
+import socket
 import threading
 
 from django.conf import settings
 from django.db import close_old_connections, connections
+from django.utils import timezone
 
-from . import dispatch, lifecycle
-from .models import AsyncTask
+from . import dispatch, lifecycle, reconcile
+from .models import AsyncTask, WorkerHeartbeat
 
 logger = logging.getLogger(__name__)
 
 BATCH_SIZE = 50
+
+
+WORKER_NAME = f"{socket.gethostname()}:{os.getpid()}"
+
+
+def beat(now=None) -> None:
+    """Record that this worker is alive (read by /healthz)."""
+    now = now or timezone.now()
+    WorkerHeartbeat.objects.update_or_create(name=WORKER_NAME, defaults={"beat_at": now})
+
+
+def heartbeat_age(now=None) -> float | None:
+    """Seconds since the newest heartbeat of any worker; None when none ever beat."""
+    newest = WorkerHeartbeat.objects.order_by("-beat_at").values_list("beat_at", flat=True).first()
+    if newest is None:
+        return None
+    return ((now or timezone.now()) - newest).total_seconds()
 
 
 class Worker:
@@ -41,10 +61,18 @@ class Worker:
         the other in this thread and count their outcomes. The loop instead
         hands them to the bounded pool and goes on at once.
         """
+        beat()
         counts = {"expired": lifecycle.expire_overdue(), "dispatched": 0, "retry": 0, "failed": 0}
         if not inline:
             counts["started"] = len(dispatch.dispatch_due(BATCH_SIZE))
+            counts["reconciling"] = reconcile.schedule()
             return counts
+        if reconcile.enabled():
+            for task_id in list(
+                reconcile.due().values_list("pk", flat=True)[: reconcile.BATCH_SIZE]
+            ):
+                counts.setdefault("reconciled", 0)
+                counts["reconciled"] += reconcile.reconcile_task(task_id) != "skipped"
         due = AsyncTask.objects.dispatchable().order_by("created_at", "id")
         for task_id in list(due.values_list("pk", flat=True)[:BATCH_SIZE]):
             if self.stopping.is_set():
@@ -60,7 +88,7 @@ class Worker:
             try:
                 close_old_connections()  # a long-lived loop, like a request cycle
                 counts = self.run_once(inline=False)
-                if counts["expired"] or counts["started"]:
+                if counts["expired"] or counts["started"] or counts["reconciling"]:
                     logger.info("tasks worker: %s", counts)
             except Exception:
                 logger.exception("tasks worker pass failed; trying again")

@@ -412,3 +412,28 @@ async def test_sync_on_a_conversation_deleted_meanwhile_closes_the_socket(
     assert (await socket.receive_json_from(timeout=FRAME_TIMEOUT))["type"] == "error"
     assert (await socket.receive_output(timeout=FRAME_TIMEOUT))["type"] == "websocket.close"
     await socket.disconnect()
+
+
+@pytest.mark.parametrize("path", ["/ws/chat/{id}/", "/ws/tasks/"])
+async def test_an_unreachable_channel_layer_closes_the_socket_with_4503(
+    conversation, alice_cookie, settings, path
+):
+    """A Redis outage: no failed handshake (HTTP 500) but a close code the page
+    takes as "reconnect later"."""
+    from channels.layers import channel_layers
+
+    settings.CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": ["redis://127.0.0.1:1/0"]},  # nothing listens
+        }
+    }
+    channel_layers.backends.clear()
+    try:
+        socket = communicator(path.format(id=conversation.pk), alice_cookie)
+        connected, _ = await socket.connect(timeout=FRAME_TIMEOUT)
+        assert connected
+        closed = await socket.receive_output(timeout=FRAME_TIMEOUT)
+        assert closed == {"type": "websocket.close", "code": 4503}
+    finally:
+        channel_layers.backends.clear()

@@ -8,7 +8,7 @@ pytestmark = pytest.mark.django_db
 def test_healthz_is_ok_when_both_answer(client):
     response = client.get("/healthz")
     assert response.status_code == 200
-    assert response.json() == {"database": "ok", "channel_layer": "ok"}
+    assert response.json() == {"database": "ok", "channel_layer": "ok", "worker": "unknown"}
 
 
 def test_healthz_is_503_naming_a_failing_channel_layer(client, settings):
@@ -43,3 +43,34 @@ def test_healthz_is_503_naming_a_failing_database(client, monkeypatch):
     assert response.status_code == 503
     assert response.json()["database"].startswith("error")
     assert response.json()["channel_layer"] == "ok"
+
+
+def test_healthz_reports_a_fresh_worker_heartbeat(client):
+    from tasks import worker
+
+    worker.beat()
+    response = client.get("/healthz")
+    assert response.status_code == 200
+    assert response.json()["worker"] == "ok"
+
+
+def test_healthz_is_503_when_the_worker_stopped_beating(client, settings):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from tasks import worker
+
+    settings.TASKS_WORKER_HEARTBEAT_MAX_AGE = 30
+    worker.beat(now=timezone.now() - timedelta(seconds=31))
+    response = client.get("/healthz")
+    assert response.status_code == 503
+    assert response.json()["worker"] == "stale"
+
+
+def test_a_worker_pass_beats(db):
+    from tasks import worker
+
+    assert worker.heartbeat_age() is None
+    worker.Worker().run_once()
+    assert worker.heartbeat_age() < 5

@@ -266,3 +266,28 @@ def test_the_api_client_names_404_for_stopping_an_unknown_execution(n8n):
     with pytest.raises(N8nApiError) as caught:
         n8n.api().stop_execution("987654321")
     assert caught.value.status == 404
+
+
+def test_a_reply_whose_callbacks_never_arrive_is_recovered_from_n8n(to_n8n, n8n, user):
+    """The app is unreachable for n8n's callbacks (they give up after their
+    retries); the worker's reconciliation reads the Result node through the API."""
+    from tasks import reconcile
+
+    to_n8n.PUBLIC_BASE_URL = f"http://127.0.0.1:{support.free_port()}"  # nobody listens
+    to_n8n.N8N_API_KEY = n8n.api_key
+    task = chat_task(user, "reply while the app is away", workflow_id="chat-reply-offline")
+    assert services.claim_and_dispatch(task.pk) == "dispatched"
+    task.refresh_from_db()
+    assert task.n8n_execution_id, "the workflow answers the dispatch with its execution id"
+
+    def ended():
+        execution = n8n.api().get_execution(task.n8n_execution_id)
+        return execution if execution.get("stoppedAt") else None
+
+    execution = wait_for(ended, 60, what="n8n to give up calling back")
+    assert execution["status"] == "error"  # the callback node failed for good
+    assert reconcile.reconcile_task(task.pk) == "completed"
+    task.refresh_from_db()
+    assert task.status == "completed"
+    reply = Message.objects.get(async_task=task, role=Role.ASSISTANT)
+    assert "reply while the app is away" in reply.content

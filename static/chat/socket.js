@@ -108,6 +108,9 @@ function connect() {
     // 4429: too many sockets open for this account (other tabs); retry later,
     // from the long end of the backoff.
     if (event.code === 4429) attempts = Math.max(attempts, 5);
+    // 4503: the server could not reach its channel layer (Redis); try again
+    // after a few seconds rather than at once.
+    if (event.code === 4503) attempts = Math.max(attempts, 3);
     showOffline(true);
     scheduleReconnect();
   });

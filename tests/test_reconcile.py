@@ -1,0 +1,178 @@
+"""Reconciliation: the worker asks n8n's API about tasks whose callbacks stopped."""
+
+import json
+import threading
+from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from django.utils import timezone
+
+from chat.models import Message, Role
+from tasks import reconcile
+from tasks.models import AsyncTask
+from tests.task_support import chat_task, post_callback
+
+pytestmark = pytest.mark.django_db
+
+KEY = "api-key-for-tests"
+
+
+class FakeN8nApi:
+    """n8n's public API for executions, on 127.0.0.1: GET /api/v1/executions/{id}."""
+
+    def __init__(self, executions):
+        self.executions = executions
+        self.requests = []
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):
+                fake.requests.append((self.path, self.headers.get("X-N8N-API-KEY")))
+                execution_id = self.path.split("?")[0].rsplit("/", 1)[-1]
+                found = fake.executions.get(execution_id)
+                if self.headers.get("X-N8N-API-KEY") != KEY:
+                    status, body = 401, {"message": "unauthorized"}
+                elif found is None:
+                    status, body = 404, {"message": "Not Found"}
+                else:
+                    status, body = 200, found
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def n8n_api(settings):
+    apis = []
+
+    def make(executions):
+        api = FakeN8nApi(executions)
+        settings.N8N_BASE_URL = api.base_url
+        settings.N8N_API_KEY = KEY
+        apis.append(api)
+        return api
+
+    yield make
+    for api in apis:
+        api.close()
+
+
+def execution(status, result=None, error=None):
+    """An execution as n8n's public API returns it with includeData=true."""
+    run_data = {"Webhook": [{"data": {"main": [[{"json": {}}]]}}]}
+    if result is not None:
+        run_data[reconcile.RESULT_NODE] = [{"data": {"main": [[{"json": result}]]}}]
+    data = {"resultData": {"runData": run_data}}
+    if error:
+        data["resultData"]["error"] = {"message": error}
+    return {"id": "77", "finished": status == "success", "status": status, "data": data}
+
+
+def quiet_task(user):
+    """A processing chat task with a known execution, silent for a minute."""
+    task = chat_task(user)
+    AsyncTask.objects.filter(pk=task.pk).update(
+        status="processing",
+        n8n_execution_id="77",
+        updated_at=timezone.now() - timedelta(seconds=60),
+    )
+    return task
+
+
+COMPLETED = {"status": "completed", "output": {"content": "found in n8n", "thinking": ""}}
+
+
+def test_a_lost_completed_callback_is_recovered_from_n8n(n8n_api, user):
+    # n8n's callback failed (the workflow ended in error on the callback node),
+    # but the Result node holds the reply.
+    api = n8n_api({"77": execution("error", result=COMPLETED, error="ECONNREFUSED")})
+    task = quiet_task(user)
+    assert reconcile.reconcile_task(task.pk) == "completed"
+    task.refresh_from_db()
+    assert task.status == "completed"
+    assert task.events.get(status="completed").source == "worker"
+    reply = Message.objects.get(async_task=task, role=Role.ASSISTANT)
+    assert reply.content == "found in n8n"
+    assert api.requests == [("/api/v1/executions/77?includeData=true", KEY)]
+
+
+def test_the_late_callback_after_reconciliation_adds_nothing(n8n_api, client, user):
+    n8n_api({"77": execution("success", result=COMPLETED)})
+    task = quiet_task(user)
+    reconcile.reconcile_task(task.pk)
+    response = post_callback(client, task.pk, COMPLETED)
+    assert response.status_code == 200  # a repeat of the terminal status
+    assert Message.objects.filter(async_task=task, role=Role.ASSISTANT).count() == 1
+
+
+def test_a_callback_first_makes_reconciliation_a_no_op(n8n_api, client, user):
+    n8n_api({"77": execution("success", result=COMPLETED)})
+    task = quiet_task(user)
+    post_callback(client, task.pk, COMPLETED)
+    assert reconcile.reconcile_task(task.pk) == "skipped"
+    assert Message.objects.filter(async_task=task, role=Role.ASSISTANT).count() == 1
+
+
+def test_a_failed_execution_fails_the_task_with_n8ns_error(n8n_api, user):
+    n8n_api({"77": execution("error", error="The model answered 500")})
+    task = quiet_task(user)
+    assert reconcile.reconcile_task(task.pk) == "failed"
+    task.refresh_from_db()
+    assert task.status == "failed"
+    assert task.error_details["message"] == "The model answered 500"
+    assert task.error_details["stage"] == "n8n"
+
+
+def test_a_running_execution_is_shown_as_still_running(n8n_api, user):
+    n8n_api({"77": execution("running")})
+    task = quiet_task(user)
+    assert reconcile.reconcile_task(task.pk) == "running"
+    task.refresh_from_db()
+    assert (task.status, task.status_message) == ("processing", "Still running in n8n.")
+
+
+def test_unreachable_or_unknown_executions_change_nothing(n8n_api, settings, user):
+    n8n_api({})
+    task = quiet_task(user)
+    before = AsyncTask.objects.get(pk=task.pk).version
+    assert reconcile.reconcile_task(task.pk) == "unknown"  # 404
+    settings.N8N_BASE_URL = "http://127.0.0.1:9"
+    assert reconcile.reconcile_task(task.pk) == "unreachable"
+    assert AsyncTask.objects.get(pk=task.pk).version == before
+
+
+def test_only_quiet_processing_tasks_with_an_execution_id_are_due(user, settings):
+    settings.TASK_RECONCILE_AFTER_SECONDS = 30
+    quiet = quiet_task(user)
+    recent = chat_task(user)
+    AsyncTask.objects.filter(pk=recent.pk).update(status="processing", n8n_execution_id="78")
+    no_id = chat_task(user)
+    AsyncTask.objects.filter(pk=no_id.pk).update(
+        status="processing", updated_at=timezone.now() - timedelta(seconds=60)
+    )
+    assert list(reconcile.due().values_list("pk", flat=True)) == [quiet.pk]
+    AsyncTask.objects.filter(pk=quiet.pk).update(reconciled_at=timezone.now())
+    assert not reconcile.due().exists()  # asked lately
+
+
+def test_without_an_api_key_nothing_is_asked(settings, user):
+    settings.N8N_BASE_URL = "http://127.0.0.1:9"
+    settings.N8N_API_KEY = ""
+    quiet_task(user)
+    assert reconcile.schedule() == 0
