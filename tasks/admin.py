@@ -22,6 +22,17 @@ def pretty_json(value):
     return format_html('<pre class="task-json">{}</pre>', text)
 
 
+TASK_FIELDS = (
+    "task_type",
+    "workflow_id",
+    "created_by",
+    "status",
+    "current_step",
+    "status_message",
+    "n8n_execution_id",
+)
+
+
 @admin.register(AsyncTask)
 class AsyncTaskAdmin(admin.ModelAdmin):
     list_display = (
@@ -44,13 +55,7 @@ class AsyncTaskAdmin(admin.ModelAdmin):
     # Nothing of a task is edited by hand: every change goes through the
     # actions, which go through the door (forward only, versioned, recorded).
     readonly_fields = (
-        "task_type",
-        "workflow_id",
-        "created_by",
-        "status",
-        "current_step",
-        "status_message",
-        "n8n_execution_id",
+        *TASK_FIELDS,
         "timeline",
         "attempt_history",
         "restarted_at",
@@ -72,17 +77,7 @@ class AsyncTaskAdmin(admin.ModelAdmin):
     fieldsets = (
         (
             "Task",
-            {
-                "fields": (
-                    "task_type",
-                    "workflow_id",
-                    "created_by",
-                    "status",
-                    "current_step",
-                    "status_message",
-                    "n8n_execution_id",
-                )
-            },
+            {"fields": TASK_FIELDS},
         ),
         ("Timeline", {"fields": ("timeline",)}),
         (

@@ -144,17 +144,21 @@ def note(task_id, **bookkeeping) -> int:
     return AsyncTask.objects.filter(pk=task_id).update(**bookkeeping)
 
 
-def record_creation(task, source=EventSource.USER) -> None:
-    """The first event of a task (called where it is created)."""
+def _new_event(task, source, **extra) -> None:
     AsyncTaskEvent.objects.create(
-        task=task,
+        task_id=task.pk,
         version=task.version,
         status=task.status,
         current_step=task.current_step,
         status_message=task.status_message,
-        created_at=task.created_at,
         source=source,
+        **extra,
     )
+
+
+def record_creation(task, source=EventSource.USER) -> None:
+    """The first event of a task (called where it is created)."""
+    _new_event(task, source, created_at=task.created_at)
 
 
 def _record_event(task, source) -> None:
@@ -170,14 +174,7 @@ def _record_event(task, source) -> None:
             return
     if not task.is_terminal and events.count() >= settings.TASK_EVENTS_MAX_PER_TASK:
         return  # capped: the final event is always written
-    AsyncTaskEvent.objects.create(
-        task_id=task.pk,
-        version=task.version,
-        status=task.status,
-        current_step=task.current_step,
-        status_message=task.status_message,
-        source=source,
-    )
+    _new_event(task, source)
 
 
 def _run_hook(task, name):
