@@ -67,6 +67,8 @@ def sync_frames(conversation, after_message_id, task_ids=()) -> list[dict]:
 
 
 class ChatConsumer(LiveConsumer):
+    metrics_endpoint = "chat"
+
     async def connect(self):
         self.user = self.scope.get("user")
         if self.user is None or not self.user.is_authenticated:

@@ -5,6 +5,7 @@ table; the defaults are the embedded ones (SQLite, in-memory channel layer,
 development workflow runner) so a laptop needs nothing else.
 """
 
+import os
 from datetime import timedelta
 from pathlib import Path
 
@@ -377,10 +378,32 @@ CHAT_REPLY_MAX_LENGTH = env.int("CHAT_REPLY_MAX_LENGTH", default=100_000)
 CHAT_HISTORY_LIMIT = env.int("CHAT_HISTORY_LIMIT", default=20)
 CHAT_PAGE_SIZE = env.int("CHAT_PAGE_SIZE", default=50)
 
+# --- Operations: metrics and logs --------------------------------------------------
+
+# /metrics answers only `Authorization: Bearer <METRICS_TOKEN>`; unset: 404.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+# prometheus-client's multiprocess mode: every process (Daphne processes, the
+# worker) writes its metrics to files here and /metrics sums them. Read by
+# prometheus-client itself from the environment; empty the directory before
+# the processes start (README, "Metrics").
+PROMETHEUS_MULTIPROC_DIR = env.str("PROMETHEUS_MULTIPROC_DIR", default="")
+if PROMETHEUS_MULTIPROC_DIR:
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = PROMETHEUS_MULTIPROC_DIR
+    Path(PROMETHEUS_MULTIPROC_DIR).mkdir(parents=True, exist_ok=True)
+
+# "plain" (a line for people, the extra fields as key=value) or "json" (one
+# JSON object per line, the extra fields as keys): chatproject/logformat.py.
+LOG_FORMAT = env.str("LOG_FORMAT", default="plain")
+if LOG_FORMAT not in ("plain", "json"):
+    raise ImproperlyConfigured(f"LOG_FORMAT must be plain or json, not {LOG_FORMAT!r}")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "formatters": {
+        "plain": {"()": "chatproject.logformat.PlainFormatter"},
+        "json": {"()": "chatproject.logformat.json_formatter"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {"django.channels.server": {"level": "WARNING"}},
 }

@@ -7,6 +7,7 @@ from . import views
 urlpatterns = [
     path("", RedirectView.as_view(url="/chat/", permanent=False)),
     path("healthz", views.healthz, name="healthz"),
+    path("metrics", views.metrics, name="metrics"),
     path("admin/", admin.site.urls),
     path("accounts/", include("chat.account_urls")),
     path("chat/", include("chat.urls")),

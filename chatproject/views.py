@@ -1,11 +1,13 @@
 import asyncio
+import hmac
 import logging
 import uuid
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
+from django.conf import settings
 from django.db import connection
-from django.http import JsonResponse
+from django.http import Http404, HttpResponse, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
@@ -72,3 +74,27 @@ def healthz(request):
             checks["worker"] = "error"
     healthy = all(value in ("ok", "unknown") for value in checks.values())
     return JsonResponse(checks, status=200 if healthy else 503)
+
+
+@never_cache
+@require_GET
+def metrics(request):
+    """Prometheus text format, for `Authorization: Bearer {METRICS_TOKEN}` only.
+
+    404 while METRICS_TOKEN is unset (the endpoint does not exist), 401 for a
+    missing or wrong token. A token, not the client address: behind a proxy
+    every request comes from the proxy."""
+    token = settings.METRICS_TOKEN
+    if not token:
+        raise Http404("no metrics here")
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(
+        given.strip().encode(), token.encode()
+    ):
+        response = JsonResponse({"error": "a valid metrics token is required"}, status=401)
+        response["WWW-Authenticate"] = 'Bearer realm="metrics"'
+        return response
+    from . import metrics as prometheus
+
+    body, content_type = prometheus.exposition()
+    return HttpResponse(body, content_type=content_type)

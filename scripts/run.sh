@@ -23,6 +23,12 @@ cleanup() {
   exit 0
 }
 trap cleanup INT TERM EXIT
+# Metrics of every process go to one directory (prometheus-client's
+# multiprocess mode); files of an earlier run would be summed in.
+if [ -n "${PROMETHEUS_MULTIPROC_DIR:-}" ]; then
+  rm -rf "${PROMETHEUS_MULTIPROC_DIR:?}"/*.db
+  mkdir -p "$PROMETHEUS_MULTIPROC_DIR"
+fi
 if [ -z "${REDIS_URL:-}" ]; then
   export TASKS_WORKER_IN_PROCESS=1
   where="in the server process"

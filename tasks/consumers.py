@@ -15,6 +15,8 @@ from asgiref.sync import sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.db import close_old_connections
 
+from chatproject import metrics
+
 from . import live
 from .models import AsyncTask
 from .throttle import FrameBudget, SocketSlot
@@ -86,10 +88,19 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
     group_name: str | None = None
     slot: SocketSlot | None = None
     frames_refused = False
+    # The `endpoint` label of the open-websockets gauge.
+    metrics_endpoint = "tasks"
+    counted_open = False
 
     async def join(self, group_name):
         self.group_name = group_name
         await self.channel_layer.group_add(group_name, self.channel_name)
+
+    async def accept(self, *args, **kwargs):
+        await super().accept(*args, **kwargs)
+        if not self.counted_open:
+            self.counted_open = True
+            metrics.record_websocket_opened(self.metrics_endpoint)
 
     async def claim_slot(self):
         """True when the user may open one more socket (WS_PER_USER_LIMIT).
@@ -122,6 +133,9 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         await self.accept()
 
     async def disconnect(self, code):
+        if self.counted_open:
+            self.counted_open = False
+            metrics.record_websocket_closed(self.metrics_endpoint)
         try:
             if self.slot is not None:
                 await self.slot.release()
