@@ -11,6 +11,7 @@ import enum
 import logging
 import random
 import threading
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import timedelta
 
@@ -19,6 +20,8 @@ from django.db import connections, transaction
 from django.db.models import F
 from django.urls import reverse
 from django.utils import timezone
+
+from chatproject import metrics
 
 from . import door, n8n, registry, tokens
 from .models import AsyncTask, EventSource, TaskStatus
@@ -184,7 +187,30 @@ def dispatch(task) -> Recorded:
     connection = connections[AsyncTask.objects.db]
     if connection.vendor == "postgresql" and not connection.in_atomic_block:
         connection.close()
-    return record_dispatch(task.pk, send(task))
+    started = time.monotonic()
+    result = send(task)
+    seconds = time.monotonic() - started
+    metrics.record_dispatch_attempt(str(result.outcome), seconds)
+    recorded = record_dispatch(task.pk, result)
+    logger.log(
+        logging.INFO if result.outcome == Outcome.ACCEPTED else logging.WARNING,
+        "dispatch of task %s: %s",
+        task.pk,
+        result.outcome,
+        extra={
+            "event": "task.dispatch",
+            "task_id": task.pk,
+            "workflow_id": task.workflow_id,
+            "attempt": task.attempts,
+            "outcome": str(result.outcome),
+            "recorded": str(recorded),
+            "http_status": result.http_status,
+            "execution_id": result.execution_id,
+            "duration_ms": round(seconds * 1000, 1),
+            "error": result.error,
+        },
+    )
+    return recorded
 
 
 def backoff_seconds(attempt) -> float:

@@ -18,12 +18,16 @@ Dispatch bookkeeping (claims, attempt counters, the attempt history) is not a
 change of the task as people see it: `note()` writes it without a version.
 """
 
+import logging
+
 from django.conf import settings
 from django.db import transaction
 from django.db.models import F, Value
 from django.db.models.functions import Coalesce
 from django.db.models.sql import UpdateQuery
 from django.utils import timezone
+
+from chatproject import metrics
 
 from . import live, registry
 from .models import (
@@ -34,6 +38,8 @@ from .models import (
     TaskStatus,
     statuses_before,
 )
+
+logger = logging.getLogger(__name__)
 
 # The fields a change may set besides `status` (others are bookkeeping).
 CHANGE_FIELDS = {
@@ -133,10 +139,32 @@ def change(
             elif status in (TaskStatus.FAILED, TaskStatus.TIMEOUT, TaskStatus.CANCELLED):
                 _run_hook(task, "on_failed")
             live.publish_task(task)
+            transaction.on_commit(lambda: _observe(task, source, status), robust=True)
     if task is None:
         # Raised outside the atomic block, so a caller's transaction stays usable.
         raise TaskConflict(AsyncTask.objects.get(pk=task_id))
     return task
+
+
+def _observe(task, source, status) -> None:
+    """After the commit: one log line per change, and the finished-tasks counter."""
+    logger.info(
+        "task %s %s",
+        task.pk,
+        task.status,
+        extra={
+            "event": "task.change",
+            "task_id": task.pk,
+            "task_type": task.task_type,
+            "version": task.version,
+            "status": task.status,
+            "current_step": task.current_step,
+            "source": str(source),
+            "execution_id": task.n8n_execution_id,
+        },
+    )
+    if status is not None and task.is_terminal:
+        metrics.record_task_finished(task.task_type, task.status)
 
 
 def note(task_id, **bookkeeping) -> int:

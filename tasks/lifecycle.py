@@ -1,15 +1,20 @@
 """A task's life outside dispatch and callbacks: created, timed out, failed or
 stopped by a person, dispatched again by an operator. All through the door."""
 
+import logging
 from datetime import timedelta
 
 from django.db import transaction
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from chatproject import metrics
+
 from . import dispatch, door, live, registry
 from .door import TaskConflict
 from .models import AsyncTask, EventSource, TaskStatus
+
+logger = logging.getLogger(__name__)
 
 # At most this many overdue tasks of one type are expired per pass.
 EXPIRE_BATCH = 500
@@ -29,8 +34,24 @@ def create_task(*, user, task_type, input_data, metadata=None, source=EventSourc
     )
     door.record_creation(task, source)
     live.publish_task(task)
+    transaction.on_commit(lambda: _created(task), robust=True)
     transaction.on_commit(lambda: dispatch.schedule_dispatch(task.pk), robust=True)
     return task
+
+
+def _created(task) -> None:
+    logger.info(
+        "task %s created",
+        task.pk,
+        extra={
+            "event": "task.created",
+            "task_id": task.pk,
+            "task_type": task.task_type,
+            "workflow_id": task.workflow_id,
+            "status": task.status,
+        },
+    )
+    metrics.record_task_created(task.task_type)
 
 
 def _end(task_id, status, message, details, source, **conditions) -> bool:

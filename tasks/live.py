@@ -17,14 +17,18 @@ to one event loop: we run it on the loop that serves the websockets.
 """
 
 import asyncio
+import contextvars
 import logging
 import os
 import threading
+import time
 import weakref
 
 from asgiref.sync import SyncToAsync
 from channels.layers import get_channel_layer
 from django.db import transaction
+
+from chatproject import metrics
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +40,13 @@ _own_loop_lock = threading.Lock()
 # Tasks scheduled on a running loop: held so they are not garbage-collected
 # before they finish (the loop keeps only a weak reference).
 _pending: set[asyncio.Task] = set()
+
+# When the callback request being handled arrived (time.monotonic()); set by
+# the webhook view, so the task.status frame its change publishes can report
+# the callback → frame latency once the frame is handed to the channel layer.
+callback_started: contextvars.ContextVar[float | None] = contextvars.ContextVar(
+    "callback_started", default=None
+)
 
 
 def remember_server_loop(loop: asyncio.AbstractEventLoop) -> None:
@@ -92,7 +103,7 @@ async def _send_all(sends):
         await layer.group_send(group, message)
 
 
-def send(sends) -> None:
+def send(sends, on_sent=None) -> None:
     """Send [(group, message), …]. Never raises.
 
     On a server's loop (a request thread, the dispatcher, the in-process
@@ -100,7 +111,8 @@ def send(sends) -> None:
     thread does not wait for the layer (nor hang on a loop that is shutting
     down), and one queue per loop keeps frames in the order they were sent.
     In a process of our own (tasks_worker) it waits a moment, so nothing is
-    lost when the process exits.
+    lost when the process exits. `on_sent()` (optional) runs once the layer
+    took every send.
     """
     sends = list(sends)
     if not sends:
@@ -111,11 +123,11 @@ def send(sends) -> None:
         except RuntimeError:
             running = None
         if running is not None:
-            _enqueue(running, sends)
+            _enqueue(running, sends, on_sent)
             return
         loop = _target_loop()
         if loop is not _own_loop:
-            loop.call_soon_threadsafe(_enqueue, loop, sends)
+            loop.call_soon_threadsafe(_enqueue, loop, sends, on_sent)
             return
         future = asyncio.run_coroutine_threadsafe(_send_all(sends), loop)
         try:
@@ -123,6 +135,8 @@ def send(sends) -> None:
         except TimeoutError:
             future.cancel()
             raise
+        if on_sent is not None:
+            on_sent()
     except Exception:  # noqa: BLE001 - the page resyncs from the database
         logger.warning("live publish failed for %s", [g for g, _ in sends], exc_info=True)
 
@@ -132,7 +146,7 @@ _queues: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Queue]" =
 )
 
 
-def _enqueue(loop, sends) -> None:
+def _enqueue(loop, sends, on_sent=None) -> None:
     """Runs in `loop`'s thread: hand the sends to that loop's sender task."""
     queue = _queues.get(loop)
     if queue is None:
@@ -140,14 +154,16 @@ def _enqueue(loop, sends) -> None:
         task = loop.create_task(_drain(queue))
         _pending.add(task)
         task.add_done_callback(_finished)
-    queue.put_nowait(sends)
+    queue.put_nowait((sends, on_sent))
 
 
 async def _drain(queue) -> None:
     while True:
-        sends = await queue.get()
+        sends, on_sent = await queue.get()
         try:
             await _send_all(sends)
+            if on_sent is not None:
+                on_sent()
         except Exception:  # noqa: BLE001 - the page resyncs from the database
             logger.warning("live publish failed for %s", [g for g, _ in sends], exc_info=True)
 
@@ -204,7 +220,8 @@ def publish_task(task) -> None:
 
     if isinstance(task, AsyncTask):
         sends = task_sends(task)
-        transaction.on_commit(lambda: send(sends), robust=True)
+        on_sent = _callback_latency(callback_started.get())
+        transaction.on_commit(lambda: send(sends, on_sent), robust=True)
         return
 
     def build():
@@ -212,3 +229,10 @@ def publish_task(task) -> None:
         return task_sends(row) if row else []
 
     send_on_commit(build)
+
+
+def _callback_latency(started):
+    """For a change made by a callback: record its callback → frame latency."""
+    if started is None:
+        return None
+    return lambda: metrics.record_callback_publish(time.monotonic() - started)

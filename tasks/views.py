@@ -1,3 +1,7 @@
+import functools
+import logging
+import time
+
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.http import HttpResponseRedirect, JsonResponse
@@ -6,8 +10,12 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from . import jsonsafe, services, tokens
+from chatproject import metrics
+
+from . import jsonsafe, live, services, tokens
 from .models import AsyncTask, EventSource
+
+logger = logging.getLogger(__name__)
 
 
 @login_required
@@ -57,7 +65,41 @@ def _bearer_token(request):
     return token if scheme.lower() == "bearer" and token.isascii() else ""
 
 
+def _observed(view):
+    """Every callback answer: counted by status code, and one log line."""
+
+    @functools.wraps(view)
+    def wrapper(request, pk):
+        started = time.monotonic()
+        marker = live.callback_started.set(started)
+        try:
+            response = view(request, pk)
+        finally:
+            live.callback_started.reset(marker)
+        metrics.record_callback(response.status_code)
+        asked = getattr(request, "callback_fields", {})
+        logger.log(
+            logging.INFO if response.status_code < 400 else logging.WARNING,
+            "callback for task %s: %s",
+            pk,
+            response.status_code,
+            extra={
+                "event": "task.callback",
+                "task_id": pk,
+                "http_status": response.status_code,
+                "outcome": "applied" if response.status_code == 200 else "refused",
+                "status": asked.get("status"),
+                "execution_id": asked.get("execution_id"),
+                "duration_ms": round((time.monotonic() - started) * 1000, 1),
+            },
+        )
+        return response
+
+    return wrapper
+
+
 @csrf_exempt
+@_observed
 def task_webhook(request, pk):
     """n8n reports progress and results here (docs/PROTOCOL.md, "Callback").
 
@@ -92,6 +134,12 @@ def task_webhook(request, pk):
         if not AsyncTask.objects.filter(pk=pk).exists():
             return _error(404, "no task has this id")
         return _error(400, str(rejected))
+    if isinstance(payload, dict):  # for the log line: what the workflow said
+        request.callback_fields = {
+            key: str(payload[key])[:100]
+            for key in ("status", "execution_id")
+            if isinstance(payload.get(key), str | int)
+        }
     try:
         task, _applied = services.apply_callback(pk, payload)
     except services.CallbackError as exc:

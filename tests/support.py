@@ -127,3 +127,51 @@ class Server:
 
     def __exit__(self, *exc):
         self.stop()
+
+
+class Worker:
+    """A real `manage.py tasks_worker` process on the test database."""
+
+    def __init__(self, env=None, poll=0.1, log_path=None):
+        self.extra_env = env or {}
+        self.poll = poll
+        self.process = None
+        self.log_path = log_path or (BASE_DIR / "artifacts" / f"worker-{os.getpid()}.log")
+
+    def start(self):
+        env = dict(os.environ)
+        env.update(
+            {
+                "DJANGO_SETTINGS_MODULE": "chatproject.settings",
+                "DATABASE_URL": served_database_url(),
+                "DEBUG": "1",
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
+        env.update(self.extra_env)
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_path, "ab")  # noqa: SIM115 - closed with the process
+        self.process = subprocess.Popen(
+            [sys.executable, "manage.py", "tasks_worker", "--poll", str(self.poll)],
+            cwd=BASE_DIR,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        return self
+
+    def stop(self):
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=5)
+        self.process = None
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()

@@ -7,6 +7,7 @@ one PROMETHEUS_MULTIPROC_DIR, the way a deployment runs them.
 
 import asyncio
 import json
+import time
 
 import pytest
 import requests
@@ -15,7 +16,9 @@ from django.test import Client
 from prometheus_client.parser import text_string_to_metric_families
 
 from chatproject import metrics
+from tasks.models import AsyncTask
 from tests import factories, support
+from tests.task_support import wait_for
 
 TOKEN = "metrics-token-for-tests"
 
@@ -199,3 +202,88 @@ def session_cookie(user):
     client = Client()
     client.force_login(user)
     return f"sessionid={client.cookies['sessionid'].value}"
+
+
+@pytest.fixture
+def stack(tmp_path, transactional_db):
+    """Server A (where users send; its dispatches call back to B), server B, and
+    a `tasks_worker` process (its dispatches call back to B too), all writing
+    their metrics into one directory. The development runner plays n8n."""
+    folder = tmp_path / "metrics"
+    env = {
+        "METRICS_TOKEN": TOKEN,
+        "PROMETHEUS_MULTIPROC_DIR": str(folder),
+        "TASKS_WORKER_IN_PROCESS": "0",
+        "DEV_RUNNER_STEP_SECONDS": "0.05",
+    }
+    b = support.Server(env=env)
+    a = support.Server(env={**env, "PUBLIC_BASE_URL": b.base_url})
+    with b, a:
+        worker = support.Worker(env={**env, "PUBLIC_BASE_URL": b.base_url})
+        with worker:
+            yield a, b, worker
+
+
+@pytest.mark.django_db(transaction=True)
+def test_counters_add_up_over_two_servers_and_the_worker(stack, user):
+    a, b, worker = stack
+    started = time.time()
+    # A user's message on A: created and dispatched there, called back on B.
+    session = requests.Session()
+    session.cookies.set("sessionid", session_cookie(user).split("=", 1)[1])
+    conversation = factories.conversation(user)
+    page = session.get(f"{a.base_url}/chat/{conversation.pk}/")
+    assert page.status_code == 200
+    response = session.post(
+        f"{a.base_url}/chat/{conversation.pk}/messages/",
+        data={"content": "count me", "csrfmiddlewaretoken": session.cookies["csrftoken"]},
+        headers={"Referer": f"{a.base_url}/chat/{conversation.pk}/"},
+        allow_redirects=False,
+    )
+    assert response.status_code in (302, 303), response.text[:300]
+    # A task nobody dispatched (its process died, say): the worker sends it.
+    orphan = factories.task(user, workflow_id="chat-reply", input_data={"message": "orphan"})
+
+    def finished():
+        statuses = set(AsyncTask.objects.filter(created_by=user).values_list("status", flat=True))
+        return statuses == {"completed"} and AsyncTask.objects.filter(created_by=user).count() == 2
+
+    wait_for(finished, 30, what="both tasks completed")
+    assert AsyncTask.objects.get(pk=orphan.pk).status == "completed"
+
+    def totals():
+        text = remote_scrape(b)
+        return {
+            "created": sample(text, "chatproject_tasks_created_total", task_type="chat"),
+            "finished": sample(
+                text, "chatproject_tasks_finished_total", task_type="chat", status="completed"
+            ),
+            "accepted": sample(
+                text, "chatproject_task_dispatch_attempts_total", outcome="accepted"
+            ),
+            "latency": sample(
+                text, "chatproject_task_dispatch_latency_seconds_count", outcome="accepted"
+            ),
+            "callbacks": sample(text, "chatproject_task_callbacks_total", code="200"),
+            "published": sample(text, "chatproject_task_callback_publish_latency_seconds_count"),
+            "passes": sample(text, "chatproject_tasks_worker_pass_seconds_count"),
+            "heartbeat": sample(text, "chatproject_tasks_worker_heartbeat_timestamp_seconds"),
+        }
+
+    def settled():
+        found = totals()
+        return found if found["callbacks"] >= 4 and found["published"] >= 4 else None
+
+    found = wait_for(settled, 10, what="the callbacks counted")
+    assert found["created"] == 1  # the orphan was made by the test, not through the app
+    assert found["finished"] == 2
+    assert found["accepted"] == 2  # one by A's dispatcher, one by the worker
+    assert found["latency"] == 2
+    assert found["callbacks"] == 4  # processing + completed, twice, all on B
+    assert found["published"] == 4
+    assert found["passes"] >= 1
+    assert found["heartbeat"] >= started
+    # Any process answers the same sums.
+    text_a = remote_scrape(a)
+    assert sample(text_a, "chatproject_task_dispatch_attempts_total", outcome="accepted") == 2
+    assert sample(text_a, "chatproject_task_callbacks_total", code="200") == 4
