@@ -18,6 +18,8 @@ and `/deactivate`, `GET/POST /credentials`, `GET /executions/{id}?includeData=tr
 
 from __future__ import annotations
 
+import time
+
 import requests
 
 # What the public API accepts in a workflow body and in its settings: both
@@ -223,7 +225,9 @@ API_KEY_SCOPES = (
 )
 
 
-def bootstrap_api_key(base_url, email, password, *, label="chatproject", timeout=(3.0, 30.0)):
+def bootstrap_api_key(
+    base_url, email, password, *, label="chatproject", timeout=(3.0, 30.0), ready_timeout=120.0
+):
     """Set up a fresh n8n's owner (or log in as it) and create an API key.
 
     For development (scripts/n8n-dev.sh) and the tests: this goes through the
@@ -248,11 +252,19 @@ def bootstrap_api_key(base_url, email, password, *, label="chatproject", timeout
         return response.json().get("data")
 
     owner = {"email": email, "firstName": "chatproject", "lastName": "owner", "password": password}
-    try:
-        call("POST", "/owner/setup", json=owner)
-    except N8nApiError as exc:
-        if exc.status != 400:  # 400: the owner exists already; log in as it
-            raise
+    # A starting n8n answers 503 "Database is not ready!" for a while, even
+    # after it logs that the editor is accessible (seen on a loaded machine).
+    deadline = time.monotonic() + ready_timeout
+    while True:
+        try:
+            call("POST", "/owner/setup", json=owner)
+            break
+        except N8nApiError as exc:
+            if exc.status == 400:  # the owner exists already; log in as it
+                break
+            if exc.status not in (None, 503) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
     call("POST", "/login", json={"emailOrLdapLoginId": email, "password": password})
     offered = set(call("GET", "/api-keys/scopes") or [])
     created = call(
