@@ -1,0 +1,415 @@
+"""A stand-in for n8n that behaves like the shipped chat workflow, with faults on demand.
+
+- `POST /webhook/{workflow}` answers at once with `{"executionId": "<n>"}` (as the
+  shipped workflows' first Respond to Webhook node does), then runs the
+  "workflow" in a thread: a `processing` callback, a short pause standing in for
+  the model, the reply written to the result node, a `completed` callback.
+- Callbacks retry like n8n's *Retry On Fail*, with the tries, pause and
+  on-error setting read from the shipped workflow file, so a callback that
+  cannot get through ends the execution as n8n would (status `error` unless the
+  node continues on error).
+- `GET /api/v1/executions/{id}?includeData=true` (header `X-N8N-API-KEY`)
+  answers in the shape of n8n 2.x's public API: `id`, `finished`, `mode`,
+  `status` (`running`, `success`, `error`), `startedAt`, `stoppedAt`,
+  `workflowId`, and `data.resultData.runData` keyed by node name, each run
+  holding `data.main[0][i].json`.
+- Faults: `mode` = `refuse` (the port is closed: connection refused), `503`,
+  `hang` (requests are read and never answered while the mode lasts); and
+  `app_unreachable` (callbacks fail before they leave, as when the app's
+  address cannot be reached from n8n, while the app itself keeps running).
+
+Every reply the stand-in produced is recorded, so the harness can check that
+each one became a stored assistant message.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import random
+import re
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import requests
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+WORKFLOW_FILE = BASE_DIR / "n8n" / "chat-reply-offline.json"
+# The node whose output holds the `completed` body just before the callback
+# node sends it: reconciliation reads the reply from its run data.
+RESULT_NODE = "Result"
+# A message holding this text makes the workflow fail on purpose (a model error).
+FAIL_MARK = "[fail on purpose]"
+HANG_LIMIT_SECONDS = 300
+CALLBACK_TIMEOUT = (3.0, 15.0)
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def retry_settings(node_name: str, path: Path = WORKFLOW_FILE) -> dict:
+    """Tries, pause and on-error behaviour of one callback node of the shipped workflow."""
+    settings = {"tries": 3, "wait": 3.0, "continue": False}
+    try:
+        nodes = json.loads(path.read_text())["nodes"]
+    except (OSError, ValueError, KeyError):
+        return settings
+    for node in nodes:
+        if node.get("name") == node_name:
+            if node.get("retryOnFail"):
+                settings["tries"] = max(1, min(int(node.get("maxTries", 3)), 5))
+                settings["wait"] = min(float(node.get("waitBetweenTries", 1000)) / 1000, 5.0)
+            else:
+                settings["tries"] = 1
+            settings["continue"] = node.get("onError") in (
+                "continueRegularOutput",
+                "continueErrorOutput",
+            ) or bool(node.get("continueOnFail"))
+    return settings
+
+
+class CallbackFailed(Exception):
+    pass
+
+
+class Execution:
+    def __init__(self, execution_id: str, body: dict):
+        self.id = execution_id
+        self.body = body
+        self.task_id = body.get("task_id")
+        self.status = "running"
+        self.started = now_iso()
+        self.stopped = None
+        self.run_data: dict[str, list] = {}
+        self.last_node = None
+        self.error = None
+        self.order = 0
+        self.lock = threading.Lock()
+
+    def node_ran(self, name: str, items=None, error: str | None = None, previous=None):
+        with self.lock:
+            self._node_ran(name, items, error, previous)
+
+    def _node_ran(self, name, items, error, previous):
+        run = {
+            "startTime": int(time.time() * 1000),
+            "executionIndex": self.order,
+            "executionTime": 1,
+            "executionStatus": "error" if error else "success",
+            "source": [{"previousNode": previous}] if previous else [],
+        }
+        if error:
+            run["error"] = {"message": error, "name": "NodeApiError", "node": {"name": name}}
+        else:
+            run["data"] = {
+                "main": [[{"json": item, "pairedItem": {"item": 0}} for item in items or [{}]]]
+            }
+        self.order += 1
+        self.run_data.setdefault(name, []).append(run)
+        self.last_node = name
+
+    def finish(self, status: str, error: str | None = None):
+        with self.lock:
+            self._finish(status, error)
+
+    def _finish(self, status, error):
+        self.status = status
+        self.stopped = now_iso()
+        if error:
+            self.error = {
+                "message": error,
+                "name": "NodeApiError",
+                "node": {"name": self.last_node},
+            }
+
+    def public(self, include_data: bool) -> dict:
+        answer = {
+            "id": self.id,
+            "finished": self.status == "success",
+            "mode": "webhook",
+            "retryOf": None,
+            "retrySuccessId": None,
+            "status": self.status,
+            "createdAt": self.started,
+            "startedAt": self.started,
+            "stoppedAt": self.stopped,
+            "deletedAt": None,
+            "workflowId": "chaosChatReply01",
+            "waitTill": None,
+            "storedAt": "db",
+        }
+        if include_data:
+            result = {"runData": self.run_data, "lastNodeExecuted": self.last_node}
+            if self.error:
+                result["error"] = self.error
+            answer["data"] = {
+                "version": 1,
+                "startData": {},
+                "resultData": result,
+                "executionData": {
+                    "contextData": {},
+                    "nodeExecutionStack": [],
+                    "metadata": {},
+                    "waitingExecution": {},
+                    "waitingExecutionSource": {},
+                },
+            }
+            answer["workflowData"] = {
+                "id": "chaosChatReply01",
+                "name": "chat-reply-offline (stand-in)",
+                "active": True,
+                "nodes": [],
+                "connections": {},
+                "settings": {},
+            }
+            answer["customData"] = {}
+        return answer
+
+
+class StandInN8n:
+    def __init__(self, port: int, api_key: str, model_seconds=(0.3, 1.5)):
+        self.port = port
+        self.api_key = api_key
+        self.model_seconds = model_seconds
+        self.mode = "ok"
+        self.app_unreachable = False
+        self.lock = threading.Lock()
+        self.ids = itertools.count(1)
+        self.executions: dict[str, Execution] = {}
+        # task id -> list of reply texts this stand-in produced for it
+        self.produced: dict[int, list[str]] = {}
+        self.counts = {
+            "dispatches": 0,
+            "dispatch_503": 0,
+            "dispatch_hung": 0,
+            "callbacks_sent": 0,
+            "callbacks_failed_tries": 0,
+            "callbacks_given_up": 0,
+            "api_reads": 0,
+            "failed_on_purpose": 0,
+        }
+        self.processing = retry_settings("Report processing")
+        self.completed = retry_settings("Report completed")
+        self.failed = retry_settings("Report failed")
+        self.pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="n8n-run")
+        self.http = requests.Session()
+        self.server = None
+        self.thread = None
+        self.stopping = False
+
+    # --- serving ----------------------------------------------------------------------
+
+    def start(self):
+        handler = type("Handler", (_Handler,), {"standin": self})
+        server = ThreadingHTTPServer(("127.0.0.1", self.port), handler)
+        server.daemon_threads = True
+        self.server = server
+        self.thread = threading.Thread(target=server.serve_forever, daemon=True, name="n8n-http")
+        self.thread.start()
+
+    def close_port(self):
+        if self.server:
+            self.server.shutdown()
+            self.server.server_close()
+            self.server = None
+
+    def set_mode(self, mode: str):
+        """`ok`, `refuse` (port closed), `503` or `hang`."""
+        if mode == "refuse":
+            self.mode = "refuse"
+            self.close_port()
+            return
+        if self.server is None:
+            self.start()
+        self.mode = mode
+
+    def stop(self):
+        self.stopping = True
+        self.mode = "ok"
+        self.close_port()
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+    def count(self, name: str, n: int = 1):
+        with self.lock:
+            self.counts[name] += n
+
+    # --- the workflow -----------------------------------------------------------------
+
+    def accept(self, body: dict) -> str:
+        execution = Execution(str(next(self.ids)), body)
+        with self.lock:
+            self.executions[execution.id] = execution
+            self.counts["dispatches"] += 1
+        execution.node_ran("Webhook", [{"headers": {}, "params": {}, "query": {}, "body": body}])
+        execution.node_ran("Accept", [{"executionId": execution.id}], previous="Webhook")
+        self.pool.submit(self.run, execution)
+        return execution.id
+
+    def run(self, execution: Execution):
+        body = execution.body
+        message = str((body.get("input") or {}).get("message", ""))
+        try:
+            time.sleep(random.uniform(0.05, 0.2))
+            self.callback(
+                execution,
+                "Report processing",
+                self.processing,
+                {
+                    "status": "processing",
+                    "current_step": "generating",
+                    "execution_id": execution.id,
+                },
+            )
+            time.sleep(random.uniform(*self.model_seconds))
+            if FAIL_MARK in message:
+                self.count("failed_on_purpose")
+                execution.node_ran("Write reply", error="The model refused on purpose")
+                self.callback(
+                    execution,
+                    "Report failed",
+                    self.failed,
+                    {
+                        "status": "failed",
+                        "execution_id": execution.id,
+                        "error": {"message": "The model refused on purpose"},
+                    },
+                )
+                execution.finish("success")
+                return
+            content = (
+                f"Reply to task {execution.task_id} (execution {execution.id}): {message[:60]}"
+            )
+            completed = {
+                "status": "completed",
+                "execution_id": execution.id,
+                "output": {"content": content, "thinking": ""},
+            }
+            execution.node_ran(RESULT_NODE, [completed], previous="Report processing")
+            with self.lock:
+                self.produced.setdefault(execution.task_id, []).append(content)
+            self.callback(execution, "Report completed", self.completed, completed)
+            execution.finish("success")
+        except CallbackFailed as exc:
+            execution.finish("error", str(exc))
+        except Exception as exc:  # noqa: BLE001 - a bug here must show, not hang the run
+            execution.finish("crashed", f"stand-in error: {exc!r}")
+
+    def callback(self, execution: Execution, node: str, retry: dict, payload: dict):
+        """One HTTP Request node with Retry On Fail; raises CallbackFailed when it gives up
+        and the node does not continue on error."""
+        url = execution.body.get("callback_url")
+        token = execution.body.get("callback_token")
+        reason = "not tried"
+        for attempt in range(retry["tries"]):
+            if self.stopping:
+                reason = "the harness stopped"
+                break
+            if attempt:
+                time.sleep(retry["wait"])
+            if self.app_unreachable:
+                reason = "connect ECONNREFUSED (the app is unreachable from n8n)"
+                self.count("callbacks_failed_tries")
+                continue
+            try:
+                response = self.http.post(
+                    url,
+                    json=payload,
+                    headers={"Authorization": f"Bearer {token}"},
+                    timeout=CALLBACK_TIMEOUT,
+                )
+            except requests.RequestException as exc:
+                reason = f"{type(exc).__name__}"
+                self.count("callbacks_failed_tries")
+                continue
+            self.count("callbacks_sent")
+            if response.ok:
+                execution.node_ran(node, [response.json()], previous=execution.last_node)
+                return
+            reason = f"The service was not able to process your request ({response.status_code})"
+            self.count("callbacks_failed_tries")
+            if response.status_code < 500 and response.status_code not in (408, 429):
+                # n8n retries these too, but the answer will not change: a 409 for a
+                # task that already ended, a 401 for a bad token.
+                break
+        self.count("callbacks_given_up")
+        execution.node_ran(node, error=reason, previous=execution.last_node)
+        if not retry["continue"]:
+            raise CallbackFailed(reason)
+
+
+EXECUTION_PATH = re.compile(r"^/api/v1/executions/(\d+)$")
+WEBHOOK_PATH = re.compile(r"^/webhook/[\w.-]+/?$")
+
+
+class _Handler(BaseHTTPRequestHandler):
+    standin: StandInN8n
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):  # quiet: the harness keeps its own counts
+        pass
+
+    def answer(self, status: int, body: dict):
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def faulty(self, counter: str | None = None) -> bool:
+        """Applies the current fault; True when the request got no regular answer."""
+        standin = self.standin
+        if standin.mode == "503":
+            if counter:
+                standin.count(counter)
+            self.answer(503, {"code": 503, "message": "Service Unavailable"})
+            return True
+        if standin.mode == "hang":
+            if counter:
+                standin.count("dispatch_hung")
+            deadline = time.monotonic() + HANG_LIMIT_SECONDS
+            while standin.mode == "hang" and time.monotonic() < deadline:
+                time.sleep(0.2)
+            self.close_connection = True
+            return True
+        return False
+
+    def do_POST(self):
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        if not WEBHOOK_PATH.match(self.path.split("?")[0]):
+            self.answer(404, {"message": "not found"})
+            return
+        if self.faulty("dispatch_503"):
+            return
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            self.answer(400, {"message": "not JSON"})
+            return
+        self.answer(200, {"executionId": self.standin.accept(body)})
+
+    def do_GET(self):
+        path, _, query = self.path.partition("?")
+        match = EXECUTION_PATH.match(path)
+        if not match:
+            self.answer(404, {"message": "not found"})
+            return
+        if self.faulty():
+            return
+        if self.headers.get("X-N8N-API-KEY") != self.standin.api_key:
+            self.answer(401, {"message": "'X-N8N-API-KEY' header required"})
+            return
+        self.standin.count("api_reads")
+        execution = self.standin.executions.get(match.group(1))
+        if execution is None:
+            self.answer(404, {"message": "Not Found"})
+            return
+        with execution.lock:  # a snapshot: the workflow thread may be adding a run
+            snapshot = json.loads(json.dumps(execution.public("includeData=true" in query)))
+        self.answer(200, snapshot)
