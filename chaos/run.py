@@ -72,7 +72,7 @@ def config() -> Config:
                 (10, "kill daphne-b", 3),
                 (16, "kill worker", 12),
                 (36, "stop redis", 8),
-                (50, "restart postgres", 4),
+                (50, "restart postgres", 6),
                 (58, "n8n refuses", 6),
                 (64, "n8n answers 503", 4),
                 (72, "n8n hangs", 4),
@@ -91,7 +91,7 @@ def config() -> Config:
             (30, "kill daphne-b", 5),
             (45, "kill worker", 30),
             (90, "stop redis", 20),
-            (125, "restart postgres", 3),
+            (125, "restart postgres", 8),
             (145, "n8n refuses", 30),
             (190, "n8n answers 503", 20),
             (225, "n8n hangs", 20),
@@ -599,7 +599,7 @@ def window_health(t: float, window, cfg: Config):
         if part is None:
             # a Daphne kill: the other process held every socket; nothing to judge
             return None if window["kind"].startswith("kill daphne") else "up"
-        lag = cfg.heartbeat_max_age + 3 if part == "worker" else 3
+        lag = cfg.heartbeat_max_age + 3 if part == "worker" else 2
         if window["start"] + lag <= t < window.get("restart", end):
             return f"down: {part}"
         return None
