@@ -732,8 +732,9 @@ def render(layout, record, cfg, started_at, wall, v) -> str:
     add("production command) behind a TCP round-robin, `manage.py tasks_worker`, and a")
     add("stand-in n8n that answers each dispatch with its execution id, calls back")
     add("`processing` and `completed` with n8n's *Retry On Fail* as set in")
-    add(f"`n8n/chat-reply-offline.json` (processing: {layout.standin.processing}, completed:")
-    add(f"{layout.standin.completed}), and serves `GET /api/v1/executions/{{id}}` in the shape")
+    add(f"`n8n/chat-reply-offline.json` (processing: {retry_words(layout.standin.processing)};")
+    add(f"completed: {retry_words(layout.standin.completed)}), and serves")
+    add("`GET /api/v1/executions/{id}` in the shape")
     add("of n8n's public API, the reply in the run data of the node `Result`. Users send")
     add("messages (about 5 % of them ask the workflow to fail on purpose) and wait for each")
     add("reply; each keeps its conversation's websocket open. `/healthz` is polled on each")
@@ -871,6 +872,11 @@ def render(layout, record, cfg, started_at, wall, v) -> str:
             add(f"- `{row}`")
     add("")
     return "\n".join(lines)
+
+
+def retry_words(retry: dict) -> str:
+    tail = "then goes on" if retry["continue"] else "then the execution fails"
+    return f"{retry['tries']} tries {retry['wait']:g} s apart, {tail}"
 
 
 def git_head() -> str:
