@@ -111,6 +111,7 @@ def log(text: str):
 @dataclass
 class Record:
     t0: float = field(default_factory=time.monotonic)
+    t0_wall: float = field(default_factory=time.time)
     lock: threading.Lock = field(default_factory=threading.Lock)
     sends: list = field(default_factory=list)  # (t, user, code, task_id)
     responses: list = field(default_factory=list)  # (t, what, code) code: int or "conn"
@@ -521,6 +522,31 @@ def db_rows(layout: Layout):
         ]
 
 
+def task_events(layout: Layout, task_ids: list[int]) -> dict[int, list]:
+    import psycopg
+
+    dsn = f"host=127.0.0.1 port={layout.pg.port} user=postgres dbname=chat"
+    trails: dict[int, list] = {}
+    with psycopg.connect(dsn, connect_timeout=10) as conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT task_id, extract(epoch from created_at), source, status, current_step "
+            "FROM async_task_events WHERE task_id = ANY(%s) ORDER BY id",
+            [task_ids],
+        )
+        for task_id, at, source, status, step in cur.fetchall():
+            trails.setdefault(task_id, []).append((float(at), f"{source}: {status} {step}"))
+    return trails
+
+
+def story(task_id: int, events: dict, standin: StandInN8n, t0_wall: float) -> str:
+    """The task's events in the app and its executions in the stand-in, merged in time."""
+    lines = [(at, f"app {what.strip()}") for at, what in events.get(task_id, [])]
+    for execution in list(standin.executions.values()):
+        if execution.task_id == task_id:
+            lines += [(at, f"n8n #{execution.id} {what}") for at, what in execution.trail]
+    return "; ".join(f"{at - t0_wall:.1f} {what}" for at, what in sorted(lines))
+
+
 def open_tasks(layout: Layout) -> int | None:
     try:
         return sum(1 for row in db_rows(layout) if row["status"] not in TERMINAL)
@@ -649,6 +675,12 @@ def verdict(layout: Layout, record: Record, cfg: Config, started_at: str, wall: 
         for row in rows
         if row["status"] in ("failed", "timeout") and "on purpose" not in cause(row)
     ]
+    told = [row[0] for row in unwanted[:10]] + [row[0] for row in lost[:10]]
+    try:
+        events = task_events(layout, told)
+    except Exception:  # noqa: BLE001 - the stories are a help, not a check
+        events = {}
+    stories = {task_id: story(task_id, events, layout.standin, record.t0_wall) for task_id in told}
     causes_500 = server_errors()
     sockets_by_window = Counter(
         (window_of(t, record.windows), outcome) for (t, outcome) in record.socket_events
@@ -864,6 +896,13 @@ def render(layout, record, cfg, started_at, wall, v) -> str:
         add("")
         for row in v["unwanted"][:10]:
             add(f"- `{row}`")
+    if v["stories"]:
+        add("")
+        add("What happened to those tasks (seconds from the start of the load; `app` rows")
+        add("are the task's events, `n8n` rows the stand-in's execution):")
+        add("")
+        for task_id, text in sorted(v["stories"].items()):
+            add(f"- task {task_id}: {text}")
     if v["ended_badly"]:
         add("")
         add("Acknowledged sends that did not end well, first ten:")

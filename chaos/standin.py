@@ -90,12 +90,14 @@ class Execution:
         self.error = None
         self.order = 0
         self.lock = threading.Lock()
+        self.trail: list[tuple[float, str]] = []  # (wall time, what happened), for the report
 
     def node_ran(self, name: str, items=None, error: str | None = None, previous=None):
         with self.lock:
             self._node_ran(name, items, error, previous)
 
     def _node_ran(self, name, items, error, previous):
+        self.trail.append((time.time(), f"{name}: {error}" if error else name))
         run = {
             "startTime": int(time.time() * 1000),
             "executionIndex": self.order,
@@ -118,6 +120,7 @@ class Execution:
             self._finish(status, error)
 
     def _finish(self, status, error):
+        self.trail.append((time.time(), f"execution {status}"))
         self.status = status
         self.stopped = now_iso()
         if error:
