@@ -107,6 +107,7 @@ def server(**env):
         "SESSION_COOKIE_SECURE": "0",
         "CSRF_COOKIE_SECURE": "0",
         "DEV_RUNNER_STEP_SECONDS": "0",
+        "DEV_RUNNER_WORD_SECONDS": "0",
         # The bench plays many users through one account: abuse limits off.
         "WS_PER_USER_LIMIT": "0",
         "WS_FRAME_RATE": "0",

@@ -47,9 +47,9 @@ def output_refused(output) -> str:
     return ""
 
 
-def on_completed(task):
-    """Exactly one assistant message per completed chat task, and none for a
-    task that a later one superseded."""
+def _add_reply(task, content, thinking="", metadata=None):
+    """Exactly one assistant message per chat task, and none for a task that a
+    later one superseded or whose conversation is gone."""
     from .models import Conversation, Message, Role
 
     if Message.objects.filter(async_task=task, role=Role.ASSISTANT).exists():
@@ -61,16 +61,37 @@ def on_completed(task):
     # conversation was deleted while n8n worked.
     if not Conversation.objects.filter(pk=conversation_id).update(updated_at=timezone.now()):
         return
-    content, thinking = reply_from_output(task.output_data)
     message = Message(
         conversation_id=conversation_id,
         role=Role.ASSISTANT,
         content=content,
         thinking=thinking,
         async_task=task,
+        metadata=metadata or {},
     )
     message.save(touch_conversation=False)
     publish_message(message)
+
+
+def on_completed(task):
+    content, thinking = reply_from_output(task.output_data)
+    _add_reply(task, content, thinking)
+
+
+def on_failed(task):
+    """A reply stopped by its user keeps what was streamed so far."""
+    from tasks.models import TaskStatus
+
+    if task.status == TaskStatus.CANCELLED and (task.partial_text or "").strip():
+        _add_reply(task, task.partial_text, metadata={"stopped": True})
+
+
+def _partial_max_chars():
+    return settings.CHAT_REPLY_MAX_LENGTH
+
+
+def _delta_fields(task):
+    return {"conversation_id": (task.input_data or {}).get("conversation_id")}
 
 
 def valid_output(output) -> bool:
@@ -94,6 +115,9 @@ def register():
             name=CHAT,
             workflow=_workflow,
             on_completed=on_completed,
+            on_failed=on_failed,
+            partial_max_chars=_partial_max_chars,
+            delta_fields=_delta_fields,
             groups=_groups,
             valid_output=valid_output,
             status_html=status_html,

@@ -369,6 +369,18 @@ TASKS_WORKER_POLL_SECONDS = env.float("TASKS_WORKER_POLL_SECONDS", default=1.0)
 TASKS_WORKER_IN_PROCESS = env.bool("TASKS_WORKER_IN_PROCESS", default=False)
 # Seconds the development runner pauses between its callbacks.
 DEV_RUNNER_STEP_SECONDS = env.float("DEV_RUNNER_STEP_SECONDS", default=0.6)
+# Seconds it pauses between the words it streams (`delta` callbacks).
+DEV_RUNNER_WORD_SECONDS = env.float("DEV_RUNNER_WORD_SECONDS", default=0.06)
+
+# --- Streaming replies -------------------------------------------------------------
+# One `delta` of a callback: at most this many characters (longer: 400).
+TASK_DELTA_MAX_CHARS = env.int("TASK_DELTA_MAX_CHARS", default=32_000)
+# A task's partial reply keeps at most this many characters (a task type may
+# set its own bound; chat uses CHAT_REPLY_MAX_LENGTH); text past it is dropped.
+TASK_PARTIAL_TEXT_MAX_CHARS = env.int("TASK_PARTIAL_TEXT_MAX_CHARS", default=100_000)
+# At most one `message.delta` frame per task per this many seconds (the first
+# piece goes out at once; what comes meanwhile is sent together).
+TASK_DELTA_FRAME_SECONDS = env.float("TASK_DELTA_FRAME_SECONDS", default=0.05)
 
 # --- Chat -----------------------------------------------------------------------
 

@@ -7,6 +7,9 @@ a terminal status repeated for a task already in it changes nothing, so n8n's
 retries of a delivered callback are harmless.
 """
 
+from django.conf import settings
+from django.db import transaction
+
 from . import door, registry
 from .door import TaskConflict
 from .models import AsyncTask, EventSource, TaskStatus
@@ -74,6 +77,11 @@ def validate_callback(payload, task_type) -> dict:
     execution_id = _execution_id(payload)
     if execution_id is not None:
         clean["execution_id"] = execution_id
+    delta = _optional_text(payload, "delta", settings.TASK_DELTA_MAX_CHARS)
+    if delta:
+        if status != TaskStatus.PROCESSING:
+            raise CallbackError("delta is only allowed with status processing")
+        clean["delta"] = delta
     error = payload.get("error")
     if error is not None and not isinstance(error, dict | str):
         raise CallbackError("error must be an object or a string")
@@ -139,8 +147,30 @@ def apply_callback(task_id, payload, source=EventSource.CALLBACK) -> tuple[Async
     clean = validate_callback(payload, task_type)
     change = _change(clean, task_type)
     try:
+        if "delta" in clean:
+            return _apply_delta(task_id, clean, change, source), True
         return door.change(task_id, source=source, **change), True
     except TaskConflict as conflict:
         if conflict.task.is_terminal and conflict.task.status == clean["status"]:
             return conflict.task, False  # a repeat: the first one won
         raise
+
+
+def _apply_delta(task_id, clean, change, source) -> AsyncTask:
+    """A `processing` callback with streamed text: append it to the partial reply.
+
+    A callback that carries nothing but the text, for a task already
+    processing, changes no status, version or event (a reply streams in
+    hundreds of pieces); otherwise the change comes first, in the same
+    transaction.
+    """
+    only_text = set(clean) == {"status", "delta"}
+    with transaction.atomic():
+        if only_text:
+            appended = door.append_partial(task_id, clean["delta"])
+            if appended.status == TaskStatus.PROCESSING:
+                return AsyncTask(pk=task_id, status=appended.status)
+        task = door.change(task_id, source=source, **change)
+        if not only_text:
+            door.append_partial(task_id, clean["delta"])
+    return task

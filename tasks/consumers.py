@@ -73,12 +73,19 @@ def parse_task_ids(content) -> list[int]:
 def task_frames(tasks, task_ids=(), limit=MAX_SYNC_TASKS) -> list[dict]:
     """`task.status` frames, in id order, for the unfinished tasks of `tasks`
     and for those among them whose id is in `task_ids` (whatever their status);
-    at most the newest `limit`."""
+    at most the newest `limit`. An unfinished task with streamed text is
+    followed by a `message.delta` frame holding all of it (offset 0)."""
     wanted = tasks.unfinished()
     if task_ids:
         wanted = tasks.filter(pk__in=task_ids) | wanted
     newest = list(wanted.order_by("-pk")[:limit])
-    return [live.task_frame(task) for task in reversed(newest)]
+    frames = []
+    for task in reversed(newest):
+        frames.append(live.task_frame(task))
+        if task.partial_text and not task.is_terminal:
+            # All the text so far, so a reload or another process goes on from it.
+            frames.append(live.delta_frame(task, 0, task.partial_text))
+    return frames
 
 
 class LiveConsumer(AsyncJsonWebsocketConsumer):

@@ -4,13 +4,15 @@ It takes the exact dispatch body n8n would get, answers like n8n's webhook
 (2xx with an execution id), and then, from a background thread and over real
 HTTP to the task's callback_url with its token, does what a workflow does:
 `processing` with a step and a message, a short pause
-(DEV_RUNNER_STEP_SECONDS), then `completed`. So `make run` shows the whole
+(DEV_RUNNER_STEP_SECONDS), the reply word by word as `delta`s
+(DEV_RUNNER_WORD_SECONDS apart), then `completed` with the whole text. So `make run` shows the whole
 path working with nothing else installed. Task types other than chat get an
 output object echoing their input.
 """
 
 import itertools
 import logging
+import re
 import threading
 import time
 
@@ -74,7 +76,18 @@ def post_callback(url, token, payload) -> int | None:
     return None
 
 
-def run(body, execution_id, pause):
+def pieces(text) -> list[str]:
+    """The reply cut into words, each with the space after it (they join back
+    into exactly the text)."""
+    return re.findall(r"\s*\S+\s*|\s+", text)
+
+
+def run(body, execution_id, pause, word_pause=None):
+    """What a streaming chat workflow does: say it started, stream the reply
+    word by word (`processing` callbacks with `delta`), then send it whole
+    (`completed`). A 409 answer means the task was stopped: the run ends."""
+    if word_pause is None:
+        word_pause = settings.DEV_RUNNER_WORD_SECONDS
     url, token = body["callback_url"], body["callback_token"]
     post_callback(
         url,
@@ -87,6 +100,12 @@ def run(body, execution_id, pause):
         },
     )
     time.sleep(pause)
+    output = reply_for(body, execution_id)
+    if isinstance(output.get("content"), str):
+        for piece in pieces(output["content"]):
+            if post_callback(url, token, {"status": "processing", "delta": piece}) == 409:
+                return  # stopped: what was written stays
+            time.sleep(word_pause)
     post_callback(
         url,
         token,
@@ -94,6 +113,6 @@ def run(body, execution_id, pause):
             "status": "completed",
             "current_step": "done",
             "execution_id": execution_id,
-            "output": reply_for(body, execution_id),
+            "output": output,
         },
     )

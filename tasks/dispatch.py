@@ -87,6 +87,15 @@ def submit(function, task_id) -> Future | None:
         return None
 
 
+def run_in_pool(function, task_id) -> Future | None:
+    """Run other short n8n work of a task (e.g. Stop's API call) on the same
+    bounded pool, off the request path; None when the pool is full."""
+    future = submit(function, task_id)
+    if future is None:
+        logger.warning("dispatch pool full: %s of task %s skipped", function.__name__, task_id)
+    return future
+
+
 def schedule_dispatch(task_id) -> Future | None:
     """Hand a committed pending task to the pool, off the request path.
 

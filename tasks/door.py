@@ -16,14 +16,18 @@ and "dispatch again" all call `change()`. It
 
 Dispatch bookkeeping (claims, attempt counters, the attempt history) is not a
 change of the task as people see it: `note()` writes it without a version.
+Streamed reply text is not either: `append_partial()` adds to the task's
+partial reply without a version or an event (a reply streams in hundreds of
+pieces) and publishes coalesced `message.delta` frames.
 """
 
 import logging
+from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import transaction
 from django.db.models import F, Value
-from django.db.models.functions import Coalesce
+from django.db.models.functions import Coalesce, Concat, Length
 from django.db.models.sql import UpdateQuery
 from django.utils import timezone
 
@@ -78,6 +82,10 @@ def _values(status, fields, now, reopen=False) -> dict:
     if status is None:
         return values
     values["status"] = status
+    if reopen or status == TaskStatus.COMPLETED:
+        # The durable reply is in output_data now (or comes anew): the
+        # streamed copy has done its work. A stopped task keeps its text.
+        values.setdefault("partial_text", "")
     if reopen:
         return values
     values.setdefault("claimed_until", None)
@@ -165,6 +173,53 @@ def _observe(task, source, status) -> None:
     )
     if status is not None and task.is_terminal:
         metrics.record_task_finished(task.task_type, task.status)
+
+
+@dataclass(frozen=True)
+class Appended:
+    """What `append_partial` wrote: `text` (maybe shortened, or "" past the
+    task's bound) at code point `offset`, for a task in `status`."""
+
+    offset: int
+    text: str
+    status: str
+
+
+def append_partial(task_id, text) -> Appended:
+    """Append streamed text to an unfinished task's partial reply.
+
+    The task's partial text is bounded (its type's `partial_max_chars`): what
+    goes past the bound is dropped, and the final `completed` callback decides
+    about the whole reply anyway. The row is locked while the length is read,
+    so two appends never compute the same offset. Raises TaskConflict when the
+    task is finished (a stopped reply grows no more), AsyncTask.DoesNotExist
+    when there is no such task.
+    """
+    with transaction.atomic(savepoint=False):
+        task = (
+            AsyncTask.objects.select_for_update()
+            .defer("partial_text", "output_data", "metadata", "error_details")
+            .annotate(partial_length=Length("partial_text"))
+            .filter(pk=task_id)
+            .first()
+        )
+        if task is None:
+            raise AsyncTask.DoesNotExist(f"no task {task_id}")
+        if task.is_terminal:
+            conflict = task
+        else:
+            conflict = None
+            offset = task.partial_length or 0
+            room = max(registry.partial_max_chars_for(task.task_type) - offset, 0)
+            piece = text[:room]
+            if piece:
+                AsyncTask.objects.filter(pk=task_id).update(
+                    partial_text=Concat(F("partial_text"), Value(piece))
+                )
+                live.publish_delta(task, offset, piece)
+    if conflict is not None:
+        raise TaskConflict(AsyncTask.objects.get(pk=task_id))
+    return Appended(offset, piece, task.status)
 
 
 def note(task_id, **bookkeeping) -> int:

@@ -4,15 +4,17 @@ stopped by a person, dispatched again by an operator. All through the door."""
 import logging
 from datetime import timedelta
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from chatproject import metrics
 
-from . import dispatch, door, live, registry
+from . import dispatch, door, live, registry, streams
 from .door import TaskConflict
 from .models import AsyncTask, EventSource, TaskStatus
+from .n8n_api import N8nApi, N8nApiError
 
 logger = logging.getLogger(__name__)
 
@@ -108,14 +110,53 @@ def cancel(task_id, *, by, source=EventSource.USER) -> AsyncTask:
 
     Raises TaskConflict when the task is already finished."""
     message = f"Stopped by {by}."
-    door.change(
-        task_id,
-        source=source,
-        status=TaskStatus.CANCELLED,
-        status_message=message,
-        error_details={"stage": "cancelled", "message": message},
-    )
+    with transaction.atomic():
+        door.change(
+            task_id,
+            source=source,
+            status=TaskStatus.CANCELLED,
+            status_message=message,
+            error_details={"stage": "cancelled", "message": message},
+        )
+        # Off the request path: close this process's stream of it, and ask n8n
+        # to stop the execution.
+        transaction.on_commit(lambda: streams.close(task_id), robust=True)
+        transaction.on_commit(lambda: dispatch.run_in_pool(stop_execution, task_id), robust=True)
     return AsyncTask.objects.get(pk=task_id)
+
+
+def stop_execution(task_id) -> dict | None:
+    """Ask n8n to stop a cancelled task's execution, and record the answer in
+    metadata["n8n_stop"]. Needs N8N_API_KEY and a known execution id.
+
+    Never raises and never undoes the cancel: an n8n without the public stop
+    endpoint (2.8.x answers 404), an execution that already ended (409) or an
+    unreachable n8n are recorded as they are.
+    """
+    task = AsyncTask.objects.filter(pk=task_id).first()
+    if task is None or not task.n8n_execution_id:
+        return None
+    if not (settings.N8N_API_KEY and settings.N8N_BASE_URL):
+        return None
+    api = N8nApi.from_settings(timeout=(3.0, 10.0))
+    answer = {"at": timezone.now().isoformat(), "execution_id": task.n8n_execution_id}
+    try:
+        body = api.stop_execution(task.n8n_execution_id)
+    except N8nApiError as exc:
+        answer.update(outcome="failed", http_status=exc.status, reason=exc.reason)
+        if exc.status == 404:
+            answer["outcome"] = "not found (this n8n may have no public stop endpoint)"
+    else:
+        answer.update(outcome="stopped", http_status=200)
+        if isinstance(body, dict) and isinstance(body.get("status"), str):
+            answer["n8n_status"] = body["status"][:64]
+    with transaction.atomic():
+        row = AsyncTask.objects.select_for_update().filter(pk=task_id).first()
+        if row is not None:
+            metadata = dict(row.metadata or {})
+            metadata["n8n_stop"] = answer
+            door.note(task_id, metadata=metadata)
+    return answer
 
 
 def superseded(task) -> bool:

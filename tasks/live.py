@@ -203,9 +203,7 @@ def task_sends(task):
 
     task_type = registry.get(task.task_type)
     frame = task_frame(task, task_type)
-    groups = [user_group(task.created_by_id)]
-    if task_type and task_type.groups:
-        groups += list(task_type.groups(task))
+    groups = task_groups(task, task_type)
     return [(group, {"type": "live.frame", "frame": frame}) for group in groups]
 
 
@@ -236,3 +234,136 @@ def _callback_latency(started):
     if started is None:
         return None
     return lambda: metrics.record_callback_publish(time.monotonic() - started)
+
+
+# --- streamed reply text: coalesced `message.delta` frames -------------------------
+
+
+def delta_frame(task, offset, text, task_type=None) -> dict:
+    """The `message.delta` frame: `text` continues the task's partial reply at
+    code point `offset`."""
+    from . import registry
+
+    task_type = task_type or registry.get(task.task_type)
+    frame = {"type": "message.delta", "task_id": task.pk, "conversation_id": None}
+    if task_type and task_type.delta_fields:
+        frame.update(task_type.delta_fields(task))
+    frame.update(offset=offset, text=text)
+    return frame
+
+
+def task_groups(task, task_type=None) -> list[str]:
+    from . import registry
+
+    task_type = task_type or registry.get(task.task_type)
+    groups = [user_group(task.created_by_id)]
+    if task_type and task_type.groups:
+        groups += list(task_type.groups(task))
+    return groups
+
+
+def publish_delta(task, offset, text) -> None:
+    """After the commit, send a piece of a task's partial reply, coalesced."""
+    frame = delta_frame(task, offset, text)
+    groups = task_groups(task)
+    transaction.on_commit(lambda: send_delta(groups, frame), robust=True)
+
+
+def send_delta(groups, frame) -> None:
+    """Hand one piece to the coalescer of the loop that sends frames. Never raises."""
+    try:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        if loop is not None:
+            _coalescer(loop).add(groups, frame)
+            return
+        loop = _target_loop()
+        loop.call_soon_threadsafe(lambda: _coalescer(loop).add(groups, frame))
+    except Exception:  # noqa: BLE001 - the page resyncs from the database
+        logger.warning("live delta failed for task %s", frame.get("task_id"), exc_info=True)
+
+
+class DeltaCoalescer:
+    """At most one `message.delta` frame per task per TASK_DELTA_FRAME_SECONDS.
+
+    Runs in its loop's thread only. The first piece of a quiet task goes out
+    at once; pieces that follow within the interval are joined (when they
+    continue each other) and sent when it ends. A fast model thus costs a few
+    frames a second per socket, not one per token.
+    """
+
+    # Forget a task this long after its last frame (it finished or went quiet).
+    FORGET_SECONDS = 30.0
+
+    def __init__(self, loop):
+        from django.conf import settings
+
+        self.loop = loop
+        self.interval = settings.TASK_DELTA_FRAME_SECONDS
+        # task id -> {"sent": loop time of the last frame, "frame": pending or None,
+        #             "groups": [...], "timer": handle or None}
+        self.streams: dict = {}
+        self.swept = loop.time()
+
+    def add(self, groups, frame) -> None:
+        now = self.loop.time()
+        self._sweep(now)
+        key = frame["task_id"]
+        entry = self.streams.setdefault(
+            key, {"sent": float("-inf"), "frame": None, "groups": groups, "timer": None}
+        )
+        entry["groups"] = groups
+        pending = entry["frame"]
+        if pending is None and now - entry["sent"] >= self.interval:
+            self._send(entry, frame, now)
+            return
+        if pending is not None:
+            if pending["offset"] + len(pending["text"]) == frame["offset"]:
+                pending["text"] += frame["text"]
+                return
+            self._send(entry, pending, now)  # not a continuation: keep both, in order
+        entry["frame"] = dict(frame)
+        if entry["timer"] is None:
+            delay = max(entry["sent"] + self.interval - now, 0.0)
+            entry["timer"] = self.loop.call_later(delay, self._flush, key)
+
+    def _flush(self, key) -> None:
+        entry = self.streams.get(key)
+        if entry is None:
+            return
+        entry["timer"] = None
+        if entry["frame"] is not None:
+            self._send(entry, entry["frame"], self.loop.time())
+
+    def _send(self, entry, frame, now) -> None:
+        entry["frame"] = None
+        entry["sent"] = now
+        _enqueue(
+            self.loop,
+            [(group, {"type": "live.frame", "frame": frame}) for group in entry["groups"]],
+        )
+
+    def _sweep(self, now) -> None:
+        if now - self.swept < 1.0:
+            return
+        self.swept = now
+        for key in [
+            key
+            for key, entry in self.streams.items()
+            if entry["frame"] is None and now - entry["sent"] > self.FORGET_SECONDS
+        ]:
+            del self.streams[key]
+
+
+_coalescers: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, DeltaCoalescer]" = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _coalescer(loop) -> DeltaCoalescer:
+    coalescer = _coalescers.get(loop)
+    if coalescer is None:
+        coalescer = _coalescers[loop] = DeltaCoalescer(loop)
+    return coalescer

@@ -115,6 +115,10 @@ class AsyncTask(models.Model):
     restarted_at = models.DateTimeField(null=True, blank=True)
     # When the worker last asked n8n about this task (tasks/reconcile.py).
     reconciled_at = models.DateTimeField(null=True, blank=True)
+    # The reply text streamed so far (n8n's streaming body, `delta` callbacks),
+    # for pages that reload or connect to another server process mid-reply;
+    # written by tasks.door.append_partial, cleared when the task completes.
+    partial_text = models.TextField(blank=True, default="", db_default="")
 
     objects = AsyncTaskQuerySet.as_manager()
 

@@ -17,6 +17,10 @@ def _default_timeout():
     return settings.TASK_TIMEOUT_SECONDS
 
 
+def _default_partial_max():
+    return settings.TASK_PARTIAL_TEXT_MAX_CHARS
+
+
 @dataclass(frozen=True)
 class TaskType:
     name: str
@@ -42,9 +46,18 @@ class TaskType:
     # superseded(task) -> bool: has a later task taken over this one's work
     # (a Retry)? Such a task is not dispatched again.
     superseded: Callable | None = None
+    # How many characters of streamed partial text a task keeps (the rest is dropped).
+    partial_max_chars: int | Callable[[], int] = _default_partial_max
+    # delta_fields(task) -> dict: what `message.delta` frames carry besides the
+    # task id, offset and text (chat: the conversation id).
+    delta_fields: Callable | None = None
 
     def get_workflow(self):
         return self.workflow() if callable(self.workflow) else self.workflow
+
+    def get_partial_max_chars(self):
+        value = self.partial_max_chars
+        return value() if callable(value) else value
 
     def get_timeout(self):
         return self.timeout_seconds() if callable(self.timeout_seconds) else self.timeout_seconds
@@ -74,3 +87,8 @@ def timeout_for(name: str) -> int:
     """A task type's timeout in seconds (TASK_TIMEOUT_SECONDS for an unknown type)."""
     kind = get(name)
     return kind.get_timeout() if kind else settings.TASK_TIMEOUT_SECONDS
+
+
+def partial_max_chars_for(name: str) -> int:
+    kind = get(name)
+    return kind.get_partial_max_chars() if kind else settings.TASK_PARTIAL_TEXT_MAX_CHARS

@@ -29,6 +29,7 @@ def server_env(step_seconds, **extra):
         "TASKS_WORKER_IN_PROCESS": "1",
         "N8N_BASE_URL": "",  # the development workflow runner answers
         "DEV_RUNNER_STEP_SECONDS": str(step_seconds),
+        "DEV_RUNNER_WORD_SECONDS": "0",  # streaming tests set their own pace
         "TASK_TIMEOUT_SECONDS": "120",
     }
     env.update({key: str(value) for key, value in extra.items()})

@@ -83,20 +83,21 @@ class FakeN8n:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):
                 length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length)
+                raw = self.rfile.read(length)
+                body = json.loads(raw) if raw else None  # n8n API calls may have no body
                 with fake.lock:
                     fake.requests.append(
                         {
                             "path": self.path,
                             "headers": dict(self.headers),
-                            "body": json.loads(body),
-                            "raw": body,
+                            "body": body,
+                            "raw": raw,
                         }
                     )
                     index = min(len(fake.requests), len(fake.answers)) - 1
                     status, payload, delay = fake.answers[index]
                 if fake.on_request is not None:
-                    fake.on_request(json.loads(body))
+                    fake.on_request(body)
                 if delay:
                     time.sleep(delay)
                 data = payload if isinstance(payload, str) else json.dumps(payload)

@@ -106,3 +106,35 @@ def test_end_to_end_a_task_created_here_is_dispatched_after_commit_and_completed
     assert task.status == "completed"
     assert task.attempts == 1
     assert Message.objects.filter(async_task=task, role=Role.ASSISTANT).count() == 1
+
+
+def runner_body(base_url, message="stream me"):
+    return {
+        "task_id": 1,
+        "input": {"message": message, "history": []},
+        "callback_url": base_url + "/tasks/1/webhook/",
+        "callback_token": "tok",
+    }
+
+
+def test_it_streams_the_reply_word_by_word_then_sends_it_whole():
+    with FakeN8n([(200, {}, 0)]) as server:
+        body = runner_body(server.base_url)
+        devrunner.run(body, "dev-1", 0, word_pause=0)
+    payloads = [request["body"] for request in server.requests]
+    deltas = [p["delta"] for p in payloads if "delta" in p]
+    content = devrunner.reply_for(body, "dev-1")["content"]
+    assert len(deltas) > 10
+    assert "".join(deltas) == content
+    assert all(p["status"] == "processing" for p in payloads if "delta" in p)
+    assert payloads[-1]["status"] == "completed"
+    assert payloads[-1]["output"]["content"] == content
+
+
+def test_a_409_stops_the_stream_and_sends_no_completed():
+    # processing, two words, then the task is stopped (409).
+    answers = [(200, {}, 0), (200, {}, 0), (200, {}, 0), (409, {"status": "cancelled"}, 0)]
+    with FakeN8n(answers) as server:
+        devrunner.run(runner_body(server.base_url), "dev-2", 0, word_pause=0)
+    statuses = [request["body"]["status"] for request in server.requests]
+    assert statuses == ["processing"] * 4

@@ -24,6 +24,7 @@ def two_servers(redis_url, transactional_db):
         "CHAT_RATE_LIMIT": "1/m",
         "CONVERSATION_RATE_LIMIT": "3/h",
         "DEV_RUNNER_STEP_SECONDS": "0",
+        "DEV_RUNNER_WORD_SECONDS": "0",
     }
     with support.Server(env=env) as a, support.Server(env=env) as b:
         yield a, b

@@ -1,0 +1,50 @@
+"""Streaming across two real Daphne processes sharing the database and Redis:
+a reply streamed through process B is seen live, and resumed by `sync`, on A."""
+
+import json
+
+import pytest
+
+from tests import test_multiprocess
+from tests.test_multiprocess import callback, connect, next_frame
+
+# The two-process fixtures of tests/test_multiprocess.py.
+two_servers = test_multiprocess.two_servers
+chat = test_multiprocess.chat
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+async def next_of_type(socket, kind):
+    while True:
+        frame = await next_frame(socket)
+        if frame["type"] == kind:
+            return frame
+
+
+async def test_a_delta_through_b_reaches_a_socket_on_a(two_servers, chat):
+    a, b = two_servers
+    task_id = chat["task"].pk
+    async with connect(a, f"/ws/chat/{chat['conversation'].pk}/", chat["cookie"]) as socket:
+        await socket.send(json.dumps({"type": "ping"}))
+        assert await next_frame(socket) == {"type": "pong"}
+        await callback(b, task_id, status="processing", delta="Streamed via B")
+        frame = await next_of_type(socket, "message.delta")
+    assert (frame["task_id"], frame["offset"], frame["text"]) == (task_id, 0, "Streamed via B")
+
+
+async def test_sync_on_a_mid_stream_resumes_what_b_received(two_servers, chat):
+    a, b = two_servers
+    task_id = chat["task"].pk
+    for piece in ("Half ", "way ", "there"):
+        await callback(b, task_id, status="processing", delta=piece)
+    path = f"/ws/chat/{chat['conversation'].pk}/"
+    async with connect(a, path, chat["cookie"]) as socket:
+        after = chat["message"].pk
+        await socket.send(json.dumps({"type": "sync", "after_message_id": after}))
+        frame = await next_of_type(socket, "message.delta")
+        assert (frame["offset"], frame["text"]) == (0, "Half way there")
+        # …and goes on live from where it stands.
+        await callback(b, task_id, status="processing", delta="!")
+        more = await next_of_type(socket, "message.delta")
+    assert (more["offset"], more["text"]) == (14, "!")
