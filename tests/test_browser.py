@@ -117,19 +117,20 @@ def test_a_reply_arrives_live_with_its_steps_in_every_tab(server, context):
     wait_js(
         page, "document.querySelector('.task-status__label')?.textContent.startsWith('Processing')"
     )
-    assert page.locator("#composer-input").is_disabled()
-    assert page.locator("#composer-send").is_disabled()
-    assert "Waiting" in page.inner_text("#composer-notice")
+    # The box stays editable (draft the next message); the button stops the reply.
+    assert page.locator("#composer-input").is_enabled()
+    assert page.inner_text("#composer-send") == "Stop"
+    assert "replying" in page.inner_text("#composer-notice")
     # The other tab follows, including the waiting composer.
     other_tab.locator("#messages li.message--user").first.wait_for()
-    wait_js(other_tab, "document.getElementById('composer-input').disabled")
+    wait_js(other_tab, "document.getElementById('composer').dataset.busy === '1'")
     screenshot(page, "chat-reply-in-flight-1280")
 
     # The reply lands: status line gone, composer back, no reload happened.
     assistant_messages(page).first.wait_for()
     assert "development workflow runner" in assistant_messages(page).first.inner_text()
     page.locator(".task-status").wait_for(state="detached")
-    wait_js(page, "!document.getElementById('composer-input').disabled")
+    wait_js(page, "!document.getElementById('composer').dataset.busy")
     assert page.locator("#composer-send").is_enabled()
     assert page.evaluate("window.__notReloaded === true")
     assert assistant_messages(page).count() == 1
@@ -148,7 +149,7 @@ def test_a_reply_arrives_live_with_its_steps_in_every_tab(server, context):
     )
 
     assistant_messages(other_tab).first.wait_for()
-    wait_js(other_tab, "!document.getElementById('composer-input').disabled")
+    wait_js(other_tab, "!document.getElementById('composer').dataset.busy")
     assert assistant_messages(other_tab).count() == 1
     assert other_tab.locator("#messages li.message--user").count() == 1
     assert page.locator("#connection-status").is_hidden()
@@ -175,7 +176,7 @@ def test_shift_enter_adds_a_line_and_the_page_survives_a_reload(server, context)
     page.goto(url)
     wait_live(page)
     assistant_messages(page).first.wait_for()
-    wait_js(page, "!document.getElementById('composer-input').disabled")
+    wait_js(page, "!document.getElementById('composer').dataset.busy")
     assert assistant_messages(page).count() == 1
     assert page.locator("#messages li.message--user").count() == 1
     body = page.locator("#messages li.message--user .message__body").inner_text()
@@ -201,7 +202,7 @@ def test_a_reply_finished_while_the_server_was_down_appears_after_reconnect(
         page_server.stop()
         page.locator("#connection-status").wait_for(state="visible")
         assert page.inner_text("#connection-status") == "Reconnecting…"
-        assert page.locator("#composer-input").is_disabled()
+        assert page.inner_text("#composer-send") == "Stop"
         screenshot(page, "chat-reconnecting-1280")
 
         from tasks import tokens
@@ -219,7 +220,7 @@ def test_a_reply_finished_while_the_server_was_down_appears_after_reconnect(
         assistant_messages(page).first.wait_for()
         page.locator("#connection-status").wait_for(state="hidden")
         page.locator(".task-status").wait_for(state="detached")
-        wait_js(page, "!document.getElementById('composer-input').disabled")
+        wait_js(page, "!document.getElementById('composer').dataset.busy")
         assert "this reply waited" in assistant_messages(page).first.inner_text()
         assert assistant_messages(page).count() == 1
         assert page.locator("#messages li.message--user").count() == 1
@@ -249,14 +250,14 @@ def test_a_failed_reply_shows_the_error_and_retry_brings_the_reply(transactional
         failed.wait_for()
         assert page.inner_text(f"#task-{task_id} .task-status__label") == "Failed"
         assert "could not reply" in page.inner_text(f"#task-{task_id} .task-status__error")
-        wait_js(page, "!document.getElementById('composer-input').disabled")
+        wait_js(page, "!document.getElementById('composer').dataset.busy")
         screenshot(page, "chat-failed-1280")
 
         page.click(f"#task-{task_id} form.task-retry button")
         page.locator(f"#task-{task_id}").wait_for(state="detached")
-        wait_js(page, "document.getElementById('composer-input').disabled")
+        wait_js(page, "document.getElementById('composer').dataset.busy === '1'")
         assistant_messages(page).first.wait_for()
-        wait_js(page, "!document.getElementById('composer-input').disabled")
+        wait_js(page, "!document.getElementById('composer').dataset.busy")
         assert assistant_messages(page).count() == 1
         assert page.locator("#messages li.message--user").count() == 1
         assert page.locator(".task-status").count() == 0

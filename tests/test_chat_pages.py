@@ -176,7 +176,8 @@ def test_pending_status_under_the_user_message(user_client, user):
     task = message.async_task
     assert (
         f'<div class="task-status task-status--pending" id="task-{task.pk}" '
-        f'data-task-id="{task.pk}" data-status="pending" data-version="{task.version}">'
+        f'data-task-id="{task.pk}" data-status="pending" data-version="{task.version}" '
+        f'data-cancel-url="/tasks/{task.pk}/cancel/">'
     ) in li
     assert '<span class="task-status__label">Pending</span>' in li
     assert "task-retry" not in li

@@ -3,7 +3,8 @@
 // object (state.js):
 //   socket.js    websocket, sync on every (re)connect, backoff, heartbeat
 //   messages.js  message fragments, task status lines, scrolling, earlier messages
-//   composer.js  sending, growing box, counter, drafts, keys
+//   composer.js  sending, Stop (and Esc), growing box, counter, drafts, keys
+//   stream.js    replies that grow while they are written (message.delta)
 //   sidebar.js   the open conversation's entry and title
 // page.js (every page) shows times in the reader's zone and the copy buttons.
 
@@ -12,6 +13,7 @@ import { fillCsrf, post } from "./dom.js";
 import { initComposer, setNotice, updateComposer } from "./composer.js";
 import {
   applySent,
+  applyTask,
   installLoadEarlier,
   reconcile,
   scrollToNewest,
@@ -65,7 +67,7 @@ function start() {
 
   root.querySelectorAll(".task-status[data-task-id]").forEach(reconcile);
   fillCsrf(root);
-  initComposer({ onSent });
+  initComposer({ onSent, onStop: (task) => applyTask(task) });
   installRetry(root);
   installLoadEarlier();
   // Open at the newest message, unless the address names a message or an older page.

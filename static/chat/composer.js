@@ -1,14 +1,15 @@
 // The composer: sends with fetch (the plain form works without JavaScript),
 // grows with its text, counts characters near the limit, keeps a draft per
-// conversation, and waits while a reply is unfinished.
+// conversation. While a reply is unfinished the box stays editable (draft the
+// next message) and the Send button becomes Stop; Esc stops too.
 //
 // Keys: on a keyboard Enter sends and Shift+Enter adds a line; on a touch
 // screen (pointer: coarse) Return adds a line and the button sends.
 
-import { state, busy } from "./state.js";
-import { post } from "./dom.js";
+import { state, busy, UNFINISHED } from "./state.js";
+import { csrfToken, post } from "./dom.js";
 
-const WAITING_TEXT = "Waiting for the assistant's reply…";
+const WAITING_TEXT = "The assistant is replying… Stop (or Esc) ends the reply.";
 const COUNTER_FROM = 0.9; // show the counter past this share of the limit
 const DRAFT_PREFIX = "chat-draft:";
 
@@ -29,9 +30,10 @@ function setNotice(text, isError) {
 export function updateComposer() {
   if (!form || !input || !sendButton || form.dataset.mode !== "fetch") return;
   const waiting = busy();
-  const locked = waiting || state.sending;
-  input.disabled = locked;
-  sendButton.disabled = locked;
+  input.disabled = state.sending;
+  sendButton.disabled = state.sending || state.stopping || (waiting && !cancelUrl());
+  sendButton.textContent = waiting ? "Stop" : "Send";
+  sendButton.classList.toggle("composer__send--stop", waiting);
   if (waiting) {
     form.dataset.busy = "1";
     if (!notice.classList.contains("composer__notice--error")) setNotice(WAITING_TEXT);
@@ -42,6 +44,46 @@ export function updateComposer() {
       state.refocus = false;
       input.focus();
     }
+  }
+}
+
+// --- Stop -----------------------------------------------------------------------------
+
+// The unfinished reply's cancel URL, from its status line (the server's URL).
+function cancelUrl() {
+  for (const [id, task] of state.tasks) {
+    if (!UNFINISHED.includes(task.status)) continue;
+    const element = document.getElementById(`task-${id}`);
+    if (element && element.dataset.cancelUrl) return element.dataset.cancelUrl;
+  }
+  const any = document.querySelector(".task-status[data-cancel-url]");
+  return any ? any.dataset.cancelUrl : "";
+}
+
+let onStopped = () => {};
+
+async function stopReply() {
+  const url = cancelUrl();
+  if (!url || state.stopping) return;
+  state.stopping = true;
+  updateComposer();
+  try {
+    const response = await fetch(url, {
+      method: "POST",
+      headers: { Accept: "application/json", "X-CSRFToken": csrfToken() },
+      credentials: "same-origin",
+    });
+    const body = await response.json().catch(() => ({}));
+    // 409: it had finished meanwhile; its frames say how.
+    if (response.ok && body.task) onStopped(body.task);
+    else if (!response.ok && response.status !== 409) {
+      setNotice(body.error || `Not stopped (${response.status}).`, true);
+    }
+  } catch (error) {
+    setNotice("Not stopped: the server cannot be reached.", true);
+  } finally {
+    state.stopping = false;
+    updateComposer();
   }
 }
 
@@ -117,7 +159,11 @@ function touchScreen() {
 
 async function sendWithFetch(event, onSent) {
   event.preventDefault();
-  if (state.sending || busy()) return;
+  if (state.sending) return;
+  if (busy()) {
+    stopReply(); // the button reads Stop while a reply is unfinished
+    return;
+  }
   if (!input.value.trim()) {
     setNotice("Write a message before sending.", true);
     return;
@@ -144,7 +190,7 @@ async function sendWithFetch(event, onSent) {
   } finally {
     state.sending = false;
     updateComposer();
-    if (!busy()) input.focus();
+    input.focus();
   }
 }
 
@@ -158,7 +204,8 @@ function sendPlain(event) {
   clearDraft(); // the server puts the text back in the box if it refuses it
 }
 
-export function initComposer({ onSent } = {}) {
+export function initComposer({ onSent, onStop } = {}) {
+  if (onStop) onStopped = onStop;
   form = document.getElementById("composer");
   input = document.getElementById("composer-input");
   sendButton = document.getElementById("composer-send");
@@ -181,7 +228,16 @@ export function initComposer({ onSent } = {}) {
     if (event.ctrlKey || event.metaKey || event.isComposing) return;
     if (touchScreen()) return; // Return adds a line; the button sends
     event.preventDefault();
+    // While a reply is unfinished Enter keeps the draft: only Stop or Esc stop.
+    if (form.dataset.mode === "fetch" && busy()) return;
     if (!sendButton.disabled) form.requestSubmit(sendButton);
+  });
+
+  document.addEventListener("keydown", (event) => {
+    if (event.key !== "Escape" || event.isComposing || form.dataset.mode !== "fetch") return;
+    if (!busy()) return;
+    event.preventDefault();
+    stopReply();
   });
 
   input.addEventListener("input", () => {

@@ -10,25 +10,14 @@ import { state, UNFINISHED } from "./state.js";
 import { fragment, fillCsrf, announce } from "./dom.js";
 import { updateComposer } from "./composer.js";
 import { followNewestMessage } from "./sidebar.js";
+import { endStream, taskChanged } from "./stream.js";
+import { nearBottom, scroller, scrollToNewest } from "./scroll.js";
 
-const NEAR_BOTTOM_PX = 120;
 const ANNOUNCE_MAX_CHARS = 300;
 
 // --- scrolling ----------------------------------------------------------------------
 
-function scroller() {
-  return document.scrollingElement || document.documentElement;
-}
-
-export function nearBottom() {
-  const box = scroller();
-  return box.scrollHeight - box.scrollTop - box.clientHeight < NEAR_BOTTOM_PX;
-}
-
-export function scrollToNewest() {
-  const box = scroller();
-  box.scrollTop = box.scrollHeight;
-}
+export { nearBottom, scrollToNewest };
 
 // A new reply: to the bottom when it fits, otherwise so that its start is in
 // view (a long reply is read from its heading, not from its last line).
@@ -91,6 +80,7 @@ export function applyTask(task, html) {
   const known = state.tasks.get(id);
   if (known && task.version <= known.version) return; // stale: overtaken by a newer frame
   state.tasks.set(id, html ? Object.assign({}, task, { html }) : task);
+  taskChanged(task);
   const element = document.getElementById(`task-${id}`);
   if (element) {
     const atBottom = nearBottom();
@@ -126,6 +116,9 @@ export function insertMessage(html, message, force) {
   fillCsrf(incoming);
   const existing = document.getElementById(`message-${id}`);
   const atBottom = nearBottom();
+  // The reply's own message replaces the text streamed so far.
+  const streamed =
+    message.role === "assistant" && message.async_task_id && endStream(message.async_task_id);
   let added = false;
   if (existing) {
     // Already shown. A retry links the message to a new task: take the new status line.
@@ -158,7 +151,7 @@ export function insertMessage(html, message, force) {
   }
   state.lastMessageId = Math.max(state.lastMessageId, message.id);
   if (force) scrollToNewest();
-  else if (added && atBottom && message.role === "assistant") scrollToReply(incoming);
+  else if (added && atBottom && message.role === "assistant" && !streamed) scrollToReply(incoming);
   else if (atBottom) scrollToNewest();
   if (added && message.role === "assistant") announceReply(incoming);
   updateComposer();

@@ -8,6 +8,7 @@
 import { state, UNFINISHED } from "./state.js";
 import { insertMessage, applyTask, newestShownId } from "./messages.js";
 import { updateComposer } from "./composer.js";
+import { applyDelta, onStreamGap } from "./stream.js";
 
 const BACKOFF_FIRST_MS = 500;
 const BACKOFF_MAX_MS = 15000;
@@ -47,6 +48,8 @@ function onFrame(event) {
     insertMessage(frame.html, frame.message, false);
   } else if (frame.type === "task.status") {
     applyTask(frame.task, frame.html);
+  } else if (frame.type === "message.delta") {
+    applyDelta(frame);
   } else if (frame.type === "sync.reset") {
     window.location.reload(); // further behind than one page: start from the server's page
   } else if (frame.type === "pong") {
@@ -128,6 +131,10 @@ function scheduleReconnect() {
 
 export function startSocket() {
   notice = document.getElementById("connection-status");
+  // A streamed piece that does not continue what the page has: ask again.
+  onStreamGap(() => {
+    if (!state.syncing) sync();
+  });
   window.addEventListener("online", () => {
     attempts = 0;
     if (!state.socket) connect();

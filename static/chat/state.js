@@ -12,9 +12,12 @@ export const state = {
   // Newest state known per task id (a string): {id, status, version, ...}.
   tasks: new Map(),
   lastMessageId: 0,
+  // Replies being streamed, per task id (a string): {points: [code points]}.
+  streams: new Map(),
   socket: null,
   syncing: false,
   sending: false,
+  stopping: false,
   gone: false, // the conversation was deleted: stop reconnecting
   // The server said "busy" when it rendered the page; trusted until a sync says otherwise.
   serverBusy: false,

@@ -1,0 +1,125 @@
+"""Streaming replies and Stop in a real browser (Chromium + Playwright) against
+a real Daphne server whose development runner streams its reply word by word
+(processing callbacks with `delta`) over real HTTP."""
+
+import time
+
+import pytest
+
+from tests import support
+from tests.browser_support import (  # noqa: F401 - fixtures by name
+    browser_fixture,
+    csp_violations,
+    new_context,
+    screenshot,
+    server_env,
+    wait_js,
+)
+from tests.test_browser import sign_up_and_start_conversation, wait_live
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+# Slow enough that the reply takes several seconds to write.
+WORD_SECONDS = 0.12
+LONG_MESSAGE = " ".join(f"word{n}" for n in range(40))
+STREAMED = "document.querySelector('#messages .message--streaming .message__body')"
+
+
+@pytest.fixture
+def server(transactional_db):
+    env = server_env(0.2, DEV_RUNNER_WORD_SECONDS=WORD_SECONDS)
+    with support.Server(env=env) as running:
+        yield running
+
+
+@pytest.fixture
+def page(browser, server):
+    context = new_context(browser)
+    page = context.new_page()
+    sign_up_and_start_conversation(page, server.base_url)
+    yield page
+    assert csp_violations(page) == []
+    context.close()
+
+
+def streamed_length(page) -> int:
+    return page.evaluate(f"({STREAMED}?.textContent || '').length")
+
+
+def send(page, text=LONG_MESSAGE):
+    page.fill("#composer-input", text)
+    page.press("#composer-input", "Enter")
+    page.locator("#messages li.message--user").first.wait_for()
+
+
+def wait_streamed(page, at_least):
+    wait_js(page, f"({STREAMED}?.textContent || '').length >= {at_least}")
+    return page.evaluate(f"{STREAMED}.textContent")
+
+
+def test_the_reply_grows_on_the_page_then_becomes_the_message(page):
+    send(page)
+    lengths = set()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        lengths.add(streamed_length(page))
+        if page.locator("#messages li.message--assistant[data-message-id]").count():
+            break
+        time.sleep(0.05)
+    grown = sorted(length for length in lengths if length)
+    assert len(grown) >= 5, f"saw only these lengths: {grown}"
+    reply = page.locator("#messages li.message--assistant[data-message-id]")
+    assert reply.count() == 1
+    assert page.locator("#messages .message--streaming").count() == 0
+    # The final message is the server-rendered Markdown (bold from **…**).
+    assert reply.locator(".message__body strong").count() >= 1
+    assert "word39" in reply.inner_text()
+    assert page.inner_text("#composer-send") == "Send"
+
+
+def test_while_it_streams_the_composer_keeps_a_draft_and_stop_keeps_the_text(page):
+    send(page)
+    wait_streamed(page, 40)
+    assert page.inner_text("#composer-send") == "Stop"
+    page.fill("#composer-input", "my next question")  # still editable
+    page.press("#composer-input", "Enter")  # Enter does not stop, nor send
+    shown = wait_streamed(page, 41)
+    screenshot(page, "chat-streaming-1280")
+    page.click("#composer-send")
+    stopped = page.locator("#messages li.message--assistant[data-message-id]")
+    stopped.wait_for()
+    assert stopped.locator(".message__stopped").inner_text() == "stopped"
+    kept = stopped.locator(".message__source").evaluate("t => t.innerHTML")
+    assert kept.startswith(shown[:40])
+    assert len(kept) < 600  # well short of the whole reply
+    assert page.locator("#messages .message--streaming").count() == 0
+    assert page.input_value("#composer-input") == "my next question"
+    wait_js(page, "!document.getElementById('composer').dataset.busy")
+    assert page.inner_text("#composer-send") == "Send"
+    screenshot(page, "chat-stopped-1280")
+
+
+def test_esc_stops_the_reply_and_keeps_the_text(page):
+    send(page)
+    shown = wait_streamed(page, 30)
+    page.keyboard.press("Escape")
+    stopped = page.locator("#messages li.message--assistant[data-message-id]")
+    stopped.wait_for()
+    assert stopped.locator(".message__stopped").count() == 1
+    assert stopped.locator(".message__source").evaluate("t => t.innerHTML").startswith(shown)
+    page.wait_for_timeout(WORD_SECONDS * 5 * 1000)  # nothing more arrives
+    assert page.locator("#messages li.message--assistant").count() == 1
+
+
+def test_a_reload_mid_stream_shows_the_text_so_far(page):
+    send(page)
+    before = wait_streamed(page, 60)
+    page.reload()
+    wait_live(page)
+    after = wait_streamed(page, len(before))
+    assert after.startswith(before)
+    assert page.locator("#messages li.message--assistant[data-message-id]").count() == 0
+    reply = page.locator("#messages li.message--assistant[data-message-id]")
+    reply.wait_for(timeout=40000)
+    assert reply.count() == 1
+    assert page.locator("#messages .message--streaming").count() == 0
