@@ -381,6 +381,15 @@ TASK_PARTIAL_TEXT_MAX_CHARS = env.int("TASK_PARTIAL_TEXT_MAX_CHARS", default=100
 # At most one `message.delta` frame per task per this many seconds (the first
 # piece goes out at once; what comes meanwhile is sent together).
 TASK_DELTA_FRAME_SECONDS = env.float("TASK_DELTA_FRAME_SECONDS", default=0.05)
+# Dispatch over the asyncio client that reads n8n's streamed answers (off:
+# the blocking client, streamed answers are not read).
+TASK_STREAM_READER = env.bool("TASK_STREAM_READER", default=True)
+# Streamed text is written at most this far behind (the first piece at once).
+TASK_STREAM_FLUSH_SECONDS = env.float("TASK_STREAM_FLUSH_SECONDS", default=0.1)
+# Threads (so database connections) that write streamed text, per process.
+TASK_STREAM_WRITERS = env.int("TASK_STREAM_WRITERS", default=4)
+# Open connections to n8n per process (streams included); beyond, a dispatch waits.
+TASK_STREAMS_MAX = env.int("TASK_STREAMS_MAX", default=1000)
 
 # --- Chat -----------------------------------------------------------------------
 

@@ -186,7 +186,14 @@ def send(task) -> DispatchResult:
 
         status_code, data = devrunner.accept(body, headers)
         return n8n.classify(status_code, str(data), data)
-    return n8n.post(task.workflow_id, body, headers)
+    if not settings.TASK_STREAM_READER:
+        return n8n.post(task.workflow_id, body, headers)
+    from . import streams
+
+    # A streamed answer is read until the task's deadline at the latest.
+    deadline = task.timeout_counts_from + timedelta(seconds=registry.timeout_for(task.task_type))
+    remaining = max((deadline - timezone.now()).total_seconds(), 1.0)
+    return streams.post(n8n.webhook_url(task.workflow_id), body, headers, task.pk, remaining)
 
 
 def dispatch(task) -> Recorded:

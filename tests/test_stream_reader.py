@@ -1,0 +1,169 @@
+"""Reading n8n's streamed answer (Webhook node in Streaming mode) as it arrives,
+against a local server that writes n8n's chunk format with pauses."""
+
+import threading
+
+import pytest
+
+from chat.models import Message, Role
+from tasks import dispatch, lifecycle, streams
+from tasks.models import AsyncTask
+from tests.stream_support import StreamingN8n, chunk, item
+from tests.task_support import FakeN8n, chat_task, post_callback, wait_for
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(autouse=True)
+def _close_streams():
+    yield
+    streams.close_all()  # no reader outlives its test (and its database)
+
+
+@pytest.fixture
+def n8n_at(settings):
+    def point(server):
+        settings.N8N_BASE_URL = server.base_url
+        settings.TASK_STREAM_READER = True
+        return server
+
+    return point
+
+
+def partial(task):
+    return AsyncTask.objects.get(pk=task.pk).partial_text
+
+
+def wait_closed(timeout=10):
+    wait_for(lambda: streams.open_count() == 0, timeout=timeout, what="the stream to close")
+
+
+def test_the_streamed_items_become_the_partial_reply_as_they_arrive(n8n_at, user):
+    script = [chunk("begin"), item("Hel"), ("sleep", 1.0), item("lo, "), item("wörld 🌍")]
+    script += [("sleep", 1.0), chunk("end"), ("end",)]
+    with n8n_at(StreamingN8n(script)):
+        task = chat_task(user)
+        assert dispatch.claim_and_dispatch(task.pk) == dispatch.Recorded.DISPATCHED
+        # The dispatch is recorded when the headers are in, not when the body ends.
+        assert AsyncTask.objects.get(pk=task.pk).status == "processing"
+        assert partial(task) in ("", "Hel")
+        wait_for(lambda: partial(task) == "Hel", timeout=5, what="the first piece")
+        wait_for(lambda: partial(task) == "Hello, wörld 🌍", timeout=5, what="the rest")
+        wait_closed()
+
+
+def test_a_stream_may_pause_longer_than_the_read_time_out(n8n_at, user, settings):
+    settings.TASK_DISPATCH_READ_TIMEOUT = 0.3
+    script = [item("before "), ("sleep", 1.2), item("after"), ("end",)]
+    with n8n_at(StreamingN8n(script)):
+        task = chat_task(user)
+        dispatch.claim_and_dispatch(task.pk)
+        wait_closed()
+    assert partial(task) == "before after"
+
+
+def test_a_broken_stream_keeps_what_arrived_and_the_completed_callback_still_wins(
+    n8n_at, user, client
+):
+    with n8n_at(StreamingN8n([item("Half a "), item("reply"), ("sleep", 0.2), ("break",)])):
+        task = chat_task(user)
+        dispatch.claim_and_dispatch(task.pk)
+        wait_closed()
+    assert partial(task) == "Half a reply"
+    assert AsyncTask.objects.get(pk=task.pk).status == "processing"
+    response = post_callback(client, task.pk, {"status": "completed", "output": "Whole reply."})
+    assert response.status_code == 200
+    assert Message.objects.get(async_task=task, role=Role.ASSISTANT).content == "Whole reply."
+
+
+def test_an_error_chunk_ends_reading_even_if_the_response_stays_open(n8n_at, user):
+    script = [item("Before the error"), ("sleep", 0.1), chunk("error", content=None), ("hang",)]
+    with n8n_at(StreamingN8n(script)) as server:
+        task = chat_task(user)
+        dispatch.claim_and_dispatch(task.pk)
+        wait_closed()
+        wait_for(lambda: server.closed_by_client == 1, timeout=5, what="the client to hang up")
+    assert partial(task) == "Before the error"
+
+
+def test_a_stream_that_never_ends_is_closed_at_the_tasks_deadline(n8n_at, user, settings):
+    settings.TASK_TIMEOUT_SECONDS = 2
+    with n8n_at(StreamingN8n([item("Still "), chunk("keepalive"), ("hang",)])) as server:
+        task = chat_task(user)
+        dispatch.claim_and_dispatch(task.pk)
+        wait_for(lambda: partial(task) == "Still ", timeout=5, what="the first piece")
+        assert streams.open_count() == 1
+        wait_closed(timeout=6)
+        wait_for(lambda: server.closed_by_client == 1, timeout=5, what="the client to hang up")
+
+
+def test_stop_closes_the_stream_and_keeps_the_text(n8n_at, user):
+    with n8n_at(StreamingN8n([item("Stop me "), item("here"), ("hang",)])) as server:
+        task = chat_task(user)
+        dispatch.claim_and_dispatch(task.pk)
+        wait_for(lambda: partial(task) == "Stop me here", timeout=5, what="the text")
+        lifecycle.cancel(task.pk, by="alice")
+        wait_closed(timeout=3)
+        wait_for(lambda: server.closed_by_client == 1, timeout=5, what="the client to hang up")
+    reply = Message.objects.get(async_task=task, role=Role.ASSISTANT)
+    assert (reply.content, reply.metadata) == ("Stop me here", {"stopped": True})
+
+
+def test_a_stream_of_a_task_stopped_elsewhere_is_closed_by_the_check(n8n_at, user, monkeypatch):
+    monkeypatch.setattr(streams, "close", lambda task_id: False)  # "another process"
+    with n8n_at(StreamingN8n([item("x"), ("hang",)])):
+        task = chat_task(user)
+        dispatch.claim_and_dispatch(task.pk)
+        wait_for(lambda: partial(task) == "x", timeout=5, what="the text")
+        lifecycle.cancel(task.pk, by="alice")
+        wait_closed(timeout=streams.CHECK_SECONDS + 4)
+
+
+def test_pieces_are_written_in_batches(n8n_at, user, settings, monkeypatch):
+    settings.TASK_STREAM_FLUSH_SECONDS = 0.3
+    writes = []
+    original = streams._append
+    monkeypatch.setattr(
+        streams, "_append", lambda task_id, text: writes.append(text) or original(task_id, text)
+    )
+    script = [item("a")] + [step for n in range(20) for step in (("sleep", 0.02), item("b"))]
+    with n8n_at(StreamingN8n([*script, ("end",)])):
+        task = chat_task(user)
+        dispatch.claim_and_dispatch(task.pk)
+        wait_closed()
+    assert partial(task) == "a" + "b" * 20
+    # The first piece is written at once (with what came while it was queued).
+    assert writes[0].startswith("a") and len(writes[0]) < 10
+    assert len(writes) <= 8  # 21 pieces, a write at most every 0.3 s
+
+
+def test_a_plain_answer_works_as_before(n8n_at, user):
+    with n8n_at(FakeN8n([(200, {"executionId": "e-7"}, 0)])):
+        task = chat_task(user)
+        assert dispatch.claim_and_dispatch(task.pk) == dispatch.Recorded.DISPATCHED
+    task.refresh_from_db()
+    assert (task.status, task.n8n_execution_id, task.partial_text) == ("processing", "e-7", "")
+    assert streams.open_count() == 0
+
+
+def test_two_hundred_streams_take_no_thread_each(n8n_at, user, settings):
+    settings.TASK_STREAM_FLUSH_SECONDS = 0.2
+    with n8n_at(StreamingN8n([item("hi"), ("hang",)])) as server:
+        tasks = [chat_task(user, f"m{n}") for n in range(200)]
+        dispatch.claim_and_dispatch(tasks[0].pk)  # starts the loop and its pools
+        wait_for(lambda: streams.open_count() == 1, timeout=5, what="the first stream")
+        threads_before = threading.active_count()
+        for task in tasks[1:]:
+            assert dispatch.claim_and_dispatch(task.pk) == dispatch.Recorded.DISPATCHED
+        wait_for(lambda: streams.open_count() == 200, timeout=20, what="200 open streams")
+        assert threading.active_count() - threads_before <= 5
+        assert server.open == 200
+        for task in tasks:
+            streams.close(task.pk)
+        wait_closed(timeout=10)
+    texts = set(
+        AsyncTask.objects.filter(pk__in=[t.pk for t in tasks]).values_list(
+            "partial_text", flat=True
+        )
+    )
+    assert texts == {"hi"}
