@@ -371,6 +371,8 @@ TASKS_WORKER_IN_PROCESS = env.bool("TASKS_WORKER_IN_PROCESS", default=False)
 DEV_RUNNER_STEP_SECONDS = env.float("DEV_RUNNER_STEP_SECONDS", default=0.6)
 # Seconds it pauses between the words it streams (`delta` callbacks).
 DEV_RUNNER_WORD_SECONDS = env.float("DEV_RUNNER_WORD_SECONDS", default=0.06)
+# Off: it sends no `delta`s, only `processing` and `completed` (tests that count callbacks).
+DEV_RUNNER_STREAM = env.bool("DEV_RUNNER_STREAM", default=True)
 
 # --- Streaming replies -------------------------------------------------------------
 # One `delta` of a callback: at most this many characters (longer: 400).

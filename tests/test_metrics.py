@@ -215,6 +215,7 @@ def stack(tmp_path, transactional_db):
         "PROMETHEUS_MULTIPROC_DIR": str(folder),
         "TASKS_WORKER_IN_PROCESS": "0",
         "DEV_RUNNER_STEP_SECONDS": "0.05",
+        "DEV_RUNNER_STREAM": "0",  # two callbacks per reply, as counted below
     }
     b = support.Server(env=env)
     a = support.Server(env={**env, "PUBLIC_BASE_URL": b.base_url})
