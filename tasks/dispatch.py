@@ -10,9 +10,8 @@ first callback can land before the answer is read, and then the callback wins.
 import enum
 import logging
 import random
-import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from datetime import timedelta
 
 from django.conf import settings
@@ -26,6 +25,7 @@ from chatproject import metrics
 from . import door, n8n, registry, tokens
 from .models import AsyncTask, EventSource, TaskStatus
 from .n8n import DispatchResult, Outcome
+from .pool import submit
 
 logger = logging.getLogger(__name__)
 
@@ -44,56 +44,6 @@ class Recorded(enum.StrEnum):
     RETRY = "retry"
     FAILED = "failed"
     IGNORED = "ignored"  # the task had moved on (a callback got there first)
-
-
-# --- the bounded pool ------------------------------------------------------------
-
-_pool: ThreadPoolExecutor | None = None
-_slots: threading.BoundedSemaphore | None = None
-_pool_lock = threading.Lock()
-
-
-def _dispatch_pool():
-    global _pool, _slots
-    with _pool_lock:
-        if _pool is None:
-            _pool = ThreadPoolExecutor(
-                max_workers=settings.TASK_DISPATCH_THREADS, thread_name_prefix="task-dispatch"
-            )
-            _slots = threading.BoundedSemaphore(settings.TASK_DISPATCH_QUEUE_MAX)
-        return _pool, _slots
-
-
-def submit(function, task_id) -> Future | None:
-    """Run function(task_id) on the pool; None when the pool is full."""
-    pool, slots = _dispatch_pool()
-    if not slots.acquire(blocking=False):
-        return None
-
-    def run():
-        try:
-            return function(task_id)
-        except Exception:
-            logger.exception("dispatch of task %s failed; the worker will retry it", task_id)
-            return None
-        finally:
-            slots.release()
-            connections.close_all()  # this thread's connections (back to the pool on PG)
-
-    try:
-        return pool.submit(run)
-    except RuntimeError:  # the interpreter is shutting down
-        slots.release()
-        return None
-
-
-def run_in_pool(function, task_id) -> Future | None:
-    """Run other short n8n work of a task (e.g. Stop's API call) on the same
-    bounded pool, off the request path; None when the pool is full."""
-    future = submit(function, task_id)
-    if future is None:
-        logger.warning("dispatch pool full: %s of task %s skipped", function.__name__, task_id)
-    return future
 
 
 def schedule_dispatch(task_id) -> Future | None:

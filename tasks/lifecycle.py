@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from chatproject import metrics
 
-from . import dispatch, door, live, registry, streams
+from . import dispatch, door, live, pool, registry, streams
 from .door import TaskConflict
 from .models import AsyncTask, EventSource, TaskStatus
 from .n8n_api import N8nApi, N8nApiError
@@ -121,7 +121,7 @@ def cancel(task_id, *, by, source=EventSource.USER) -> AsyncTask:
         # Off the request path: close this process's stream of it, and ask n8n
         # to stop the execution.
         transaction.on_commit(lambda: streams.close(task_id), robust=True)
-        transaction.on_commit(lambda: dispatch.run_in_pool(stop_execution, task_id), robust=True)
+        transaction.on_commit(lambda: pool.run_in_pool(stop_execution, task_id), robust=True)
     return AsyncTask.objects.get(pk=task_id)
 
 

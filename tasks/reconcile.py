@@ -25,7 +25,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.utils import timezone
 
-from . import callbacks, dispatch, door
+from . import callbacks, door, pool
 from .door import TaskConflict
 from .models import AsyncTask, EventSource, TaskStatus
 from .n8n_api import N8nApi, N8nApiError
@@ -63,7 +63,7 @@ def schedule(now=None) -> int:
     started = 0
     for task_id in list(due(now).values_list("pk", flat=True)[:BATCH_SIZE]):
         door.note(task_id, reconciled_at=now)
-        if dispatch.submit(reconcile_task, task_id) is None:
+        if pool.submit(reconcile_task, task_id) is None:
             break
         started += 1
     return started

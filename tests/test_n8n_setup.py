@@ -12,7 +12,7 @@ import uuid
 import pytest
 import requests
 
-from tasks.n8n_setup import SetupError, ShippedWorkflow
+from tasks.n8n_workflows import SetupError, ShippedWorkflow
 from tests import support
 from tests.n8n_support import SECRET, WORKFLOW_FILES
 

@@ -4,7 +4,8 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from tasks.n8n_api import N8nApi
-from tasks.n8n_setup import Setup, SetupError, default_workflow_files
+from tasks.n8n_setup import Setup, SetupError
+from tasks.n8n_workflows import default_workflow_files
 
 
 class Command(BaseCommand):
