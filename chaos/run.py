@@ -410,11 +410,14 @@ class Sockets(threading.Thread):
 
 
 class HealthPoller(threading.Thread):
-    """GET /healthz on each Daphne process every second (as a load balancer would)."""
+    """GET /healthz on one Daphne process every second (as a load balancer would); one
+    poller per process, so a probe that hangs on one does not starve the other."""
 
-    def __init__(self, layout: Layout, record: Record, until: float):
-        super().__init__(daemon=True, name="healthz")
+    def __init__(self, layout: Layout, name: str, record: Record, until: float):
+        super().__init__(daemon=True, name=f"healthz-{name}")
         self.layout = layout
+        self.process_name = name
+        self.port = layout.daphne_ports[name]
         self.record = record
         self.until = until
 
@@ -422,17 +425,16 @@ class HealthPoller(threading.Thread):
         http = requests.Session()
         while self.record.now() < self.until:
             started = time.monotonic()
-            for name, port in self.layout.daphne_ports.items():
-                t = self.record.now()
-                try:
-                    response = http.get(f"http://127.0.0.1:{port}/healthz", timeout=(1, 4))
-                    code, body = response.status_code, response.text[:300]
-                except requests.Timeout:
-                    code, body = "no answer", ""
-                except requests.RequestException:
-                    code, body = "conn", ""
-                sockets = self.layout.proxy.open.get(port, 0)
-                self.record.add("health", (t, name, code, body, sockets))
+            t = self.record.now()
+            try:
+                response = http.get(f"http://127.0.0.1:{self.port}/healthz", timeout=(1, 4))
+                code, body = response.status_code, response.text[:300]
+            except requests.Timeout:
+                code, body = "no answer", ""
+            except requests.RequestException:
+                code, body = "conn", ""
+            sockets = self.layout.proxy.open.get(self.port, 0)
+            self.record.add("health", (t, self.process_name, code, body, sockets))
             time.sleep(max(0.0, 1.0 - (time.monotonic() - started)))
 
 
@@ -951,8 +953,8 @@ def main() -> int:
         ]
         sockets = Sockets(accounts, layout.proxy_port, record, until)
         settle_limit = until + cfg.task_timeout + 30
-        poller = HealthPoller(layout, record, settle_limit)
-        for thread in (*users, sockets, poller):
+        pollers = [HealthPoller(layout, name, record, settle_limit) for name in layout.daphne_ports]
+        for thread in (*users, sockets, *pollers):
             thread.start()
         log(f"load: {cfg.users} users for {cfg.load_seconds:g} s")
         for offset, kind, seconds in cfg.faults:
