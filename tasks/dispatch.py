@@ -197,13 +197,26 @@ def with_attempt(metadata, attempt) -> dict:
     return metadata
 
 
-def _may_retry(task, next_attempt) -> bool:
-    """Retry until the task's deadline (or TASK_DISPATCH_MAX_ATTEMPTS when set)."""
+# Of a task's timeout, this share (at most RETRY_RESERVE_MAX seconds) is kept
+# for the workflow's own work: no retry is sent later than that before the
+# deadline, so a reply does not arrive after its task timed out.
+RETRY_RESERVE_SHARE = 0.25
+RETRY_RESERVE_MAX = 30.0
+
+
+def next_attempt_at(task, now):
+    """When to try again: after the backoff, but at the latest while the
+    workflow still has time to answer; None when that time has passed (or
+    TASK_DISPATCH_MAX_ATTEMPTS is set and reached)."""
     cap = settings.TASK_DISPATCH_MAX_ATTEMPTS
     if cap and task.attempts >= cap:
-        return False
-    deadline = task.timeout_counts_from + timedelta(seconds=registry.timeout_for(task.task_type))
-    return next_attempt < deadline
+        return None
+    timeout = registry.timeout_for(task.task_type)
+    reserve = min(timeout * RETRY_RESERVE_SHARE, RETRY_RESERVE_MAX)
+    latest = task.timeout_counts_from + timedelta(seconds=timeout - reserve)
+    if now >= latest:
+        return None
+    return min(now + timedelta(seconds=backoff_seconds(task.attempts)), latest)
 
 
 def record_dispatch(task_id, result: DispatchResult) -> Recorded:
@@ -236,8 +249,8 @@ def record_dispatch(task_id, result: DispatchResult) -> Recorded:
                 **change,
             )
             return Recorded.DISPATCHED
-        next_attempt = now + timedelta(seconds=backoff_seconds(task.attempts))
-        if result.outcome != Outcome.REFUSED and _may_retry(task, next_attempt):
+        next_attempt = next_attempt_at(task, now)
+        if result.outcome != Outcome.REFUSED and next_attempt is not None:
             door.change(
                 task.pk, status_message=RETRYING_WORDS, next_attempt_at=next_attempt, **change
             )

@@ -271,9 +271,30 @@ def test_without_an_attempt_cap_dispatch_retries_until_the_deadline(dispatch_set
                 next_attempt_at=timezone.now(),
                 created_at=F("created_at") - timedelta(seconds=10),
             )
-    # Backoff 5-10 s per try within a 120 s deadline: many tries, then one failure.
+    # Backoff 5-10 s per try until 30 s before the 120 s deadline (kept for the
+    # workflow's own work): many tries, the last one at that limit, then one failure.
     assert outcomes[-1] == "failed"
-    assert outcomes.count("retry") >= 10
+    assert outcomes.count("retry") >= 8
     task.refresh_from_db()
     assert task.status_message == "n8n could not be reached."
     assert task.error_details["attempts"] == len(outcomes)
+
+
+def test_the_last_retry_is_kept_early_enough_for_the_workflow(dispatch_settings, user):
+    dispatch_settings.TASK_DISPATCH_MAX_ATTEMPTS = 0
+    dispatch_settings.TASK_DISPATCH_BACKOFF_SECONDS = 60
+    dispatch_settings.TASK_DISPATCH_BACKOFF_MAX_SECONDS = 60
+    dispatch_settings.TASK_TIMEOUT_SECONDS = 120
+    task = chat_task(user)
+    # 80 s old: a 30-60 s backoff would pass the last useful moment (90 s):
+    # the retry is moved to it instead of being given up.
+    AsyncTask.objects.filter(pk=task.pk).update(created_at=timezone.now() - timedelta(seconds=80))
+    with fake(dispatch_settings, (503, {}, 0)):
+        assert services.claim_and_dispatch(task.pk) == "retry"
+        task.refresh_from_db()
+        assert task.next_attempt_at <= task.created_at + timedelta(seconds=90)
+        # Past that moment, no further try: a visible failure, not a late reply.
+        AsyncTask.objects.filter(pk=task.pk).update(
+            created_at=timezone.now() - timedelta(seconds=91), next_attempt_at=timezone.now()
+        )
+        assert services.claim_and_dispatch(task.pk) == "failed"
