@@ -157,7 +157,11 @@ def _page_of_messages(conversation, before_id):
     One query whatever the conversation's length; the tasks come with it.
     """
     size = settings.CHAT_PAGE_SIZE
-    queryset = Message.objects.filter(conversation=conversation).select_related("async_task")
+    queryset = (
+        Message.objects.filter(conversation=conversation)
+        .select_related("async_task")
+        .prefetch_related("async_task__events")  # the replies' "Details", one query
+    )
     anchor = None
     if before_id:
         anchor = (

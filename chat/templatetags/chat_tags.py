@@ -23,3 +23,29 @@ def task_status(context, task, message=None):
 def preview(text):
     """A message's stored preview (plain text of its rendered Markdown) on one line."""
     return " ".join((text or "").split())
+
+
+@register.filter
+def task_steps(task):
+    """A reply's steps for its "Details" disclosure: each recorded change of its
+    task (tasks' async_task_events) with its time and how long it lasted."""
+    if task is None:
+        return []
+    events = sorted(task.events.all(), key=lambda event: (event.version, event.pk))
+    steps = []
+    for index, event in enumerate(events):
+        following = events[index + 1] if index + 1 < len(events) else None
+        seconds = (following.created_at - event.created_at).total_seconds() if following else None
+        if event.status == "processing" and event.current_step:
+            label = event.current_step.replace("_", " ")
+        else:
+            label = event.get_status_display()
+        steps.append(
+            {
+                "label": label,
+                "status": event.status,
+                "at": event.created_at,
+                "duration": f"{seconds:.1f} s" if seconds is not None else "",
+            }
+        )
+    return steps
