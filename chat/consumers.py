@@ -22,6 +22,7 @@ from django.db.models import Q
 from tasks.consumers import FrameError, LiveConsumer, off_thread, parse_task_ids, task_frames
 from tasks.models import AsyncTask
 
+from .branches import annotate as annotate_versions
 from .models import Conversation, Message
 from .services import message_frame
 from .tasktypes import conversation_group
@@ -61,6 +62,7 @@ def sync_frames(conversation, after_message_id, task_ids=()) -> list[dict]:
     )
     if len(messages) > size:
         return [SYNC_RESET]
+    annotate_versions(messages)
     frames = [message_frame(message) for message in messages]
     frames += task_frames(conversation_tasks(conversation), task_ids)
     return frames

@@ -32,6 +32,24 @@ def _batch(conversation_id, after):
     return list(rows.order_by("created_at", "id")[:BATCH])
 
 
+def _by_ids(ids):
+    from .models import Message
+
+    found = Message.objects.filter(pk__in=ids).select_related("async_task").in_bulk()
+    return [found[pk] for pk in ids if pk in found]
+
+
+async def _branch(conversation_id, leaf_id):
+    """The messages of one branch, oldest first, in batches (the ids of a
+    branch are small; the rows are read BATCH at a time)."""
+    from .branches import branch_ids
+
+    ids = await sync_to_async(branch_ids)(conversation_id, leaf_id)
+    for start in range(0, len(ids), BATCH):
+        for message in await sync_to_async(_by_ids)(ids[start : start + BATCH]):
+            yield message
+
+
 async def _messages(conversation_id):
     after = None
     while True:
@@ -47,8 +65,8 @@ def message_record(message) -> dict:
     task = message.async_task if message.async_task_id else None
     return {
         "id": message.pk,
-        # Null until conversations branch; then the message this one follows.
-        "parent_id": getattr(message, "parent_id", None),
+        # The message this one follows (null for a first message): the tree.
+        "parent_id": message.parent_id,
         "role": message.role,
         "content": message.content,
         "thinking": message.thinking or "",
@@ -77,11 +95,12 @@ async def as_json(conversation):
     yield "]}\n"
 
 
-async def as_markdown(conversation):
+async def as_markdown(conversation, leaf_id=None):
+    """The branch the page shows (ending at `leaf_id`, or the default one)."""
     title = " ".join((conversation.title or "").split()) or "New conversation"
     yield f"# {title}\n\n"
     yield f"Exported {_time(timezone.now())} · conversation {conversation.pk}\n"
-    async for message in _messages(conversation.pk):
+    async for message in _branch(conversation.pk, leaf_id):
         author = "Assistant" if message.role == "assistant" else "You"
         yield f"\n---\n\n## {author} · {_time(message.created_at)}\n\n"
         if message.thinking:

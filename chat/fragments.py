@@ -11,11 +11,16 @@ is always rendered afresh.
 import threading
 from collections import OrderedDict
 
+from django.middleware.csrf import get_token
 from django.template.loader import render_to_string
 
 from tasks.models import TaskStatus
 
 TEMPLATE = "chat/_message.html"
+# Cached fragments hold this in place of the CSRF token of their forms (the
+# Regenerate button); each page puts its own token in. Frames leave it empty
+# and the page's script fills it in.
+CSRF_MARKER = "__csrf_token_of_the_page__"
 CACHE_ENTRIES = 4096
 
 _cache: OrderedDict = OrderedDict()
@@ -34,22 +39,31 @@ def _cache_key(message):
         message.content_html,
         message.thinking_html,
         message.created_at,
+        message.parent_id,
+        getattr(message, "versions", None),
     )
 
 
 def message_html(message, request=None) -> str:
     message.render_if_needed()
+    if not hasattr(message, "versions"):
+        from .branches import annotate
+
+        annotate([message])
+    token = get_token(request) if request is not None else ""
     key = _cache_key(message)
+    context = {"message": message, "csrf_marker": CSRF_MARKER}
     if key is None:
-        return render_to_string(TEMPLATE, {"message": message}, request=request)
+        html = render_to_string(TEMPLATE, context, request=request)
+        return html.replace(CSRF_MARKER, token)
     with _lock:
         html = _cache.get(key)
         if html is not None:
             _cache.move_to_end(key)
-            return html
-    html = render_to_string(TEMPLATE, {"message": message})
+            return html.replace(CSRF_MARKER, token)
+    html = render_to_string(TEMPLATE, context)
     with _lock:
         _cache[key] = html
         while len(_cache) > CACHE_ENTRIES:
             _cache.popitem(last=False)
-    return html
+    return html.replace(CSRF_MARKER, token)

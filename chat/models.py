@@ -59,6 +59,10 @@ class Conversation(models.Model):
     updated_at = models.DateTimeField(auto_now=True, db_default=Now())
     is_archived = models.BooleanField(default=False, db_default=False)
     metadata = models.JSONField(default=dict, db_default=_json_default(), blank=True)
+    # The leaf of the branch the page shows by default, set by the last send,
+    # edit, regenerate or reply. A plain id, not a foreign key: a stale or
+    # foreign value is ignored and the newest message is taken instead.
+    current_leaf_id = models.BigIntegerField(null=True, blank=True, editable=False)
 
     objects = ConversationQuerySet.as_manager()
 
@@ -96,6 +100,17 @@ class Message(models.Model):
     thinking = models.TextField(blank=True, default="", db_default="")
     created_at = models.DateTimeField(default=timezone.now, db_default=Now(), editable=False)
     metadata = models.JSONField(default=dict, db_default=_json_default(), blank=True)
+    # The message this one follows (null for a first message): a conversation
+    # is a tree and the page shows one branch of it. SET_NULL, not CASCADE:
+    # deleting one message (the admin) never takes the replies under it along;
+    # they start a branch of their own. A whole conversation still goes at once.
+    parent = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="children",
+    )
     async_task = models.ForeignKey(
         AsyncTask,
         null=True,
@@ -118,6 +133,8 @@ class Message(models.Model):
         ordering = ["created_at", "id"]
         indexes = [
             models.Index(fields=["conversation", "created_at"], name="chat_msg_conv_created"),
+            # Siblings (same parent, or the roots of one conversation).
+            models.Index(fields=["conversation", "parent"], name="chat_msg_conv_parent"),
         ]
         constraints = [
             models.CheckConstraint(
@@ -174,6 +191,12 @@ class Message(models.Model):
         its text, whenever the text is saved.
         """
         adding = self._state.adding
+        if adding and self.parent_id is None and not getattr(self, "starts_branch", False):
+            # Written without a parent by code that knows nothing of branches
+            # (the admin, scripts, tests): it follows the branch the page shows.
+            from .branches import default_leaf_id
+
+            self.parent_id = default_leaf_id(self.conversation_id)
         update_fields = kwargs.get("update_fields")
         if update_fields is None:
             self.render()

@@ -66,25 +66,13 @@ def has_unfinished_task(conversation) -> bool:
 
 
 def history_before(message) -> list[dict]:
-    """Earlier messages of the conversation, oldest first, at most CHAT_HISTORY_LIMIT."""
+    """The branch before the message (its ancestors), oldest first, at most
+    CHAT_HISTORY_LIMIT: what n8n sees, whatever other branches hold."""
     from django.conf import settings
-    from django.db.models import Q
 
-    from .models import Message
+    from .branches import history
 
-    limit = settings.CHAT_HISTORY_LIMIT
-    if limit <= 0:
-        return []
-    earlier = (
-        Message.objects.filter(conversation_id=message.conversation_id)
-        .filter(
-            Q(created_at__lt=message.created_at)
-            | Q(created_at=message.created_at, pk__lt=message.pk)
-        )
-        .order_by("-created_at", "-pk")
-        .values("role", "content")[:limit]
-    )
-    return [{"role": row["role"], "content": row["content"]} for row in reversed(earlier)]
+    return history(message, settings.CHAT_HISTORY_LIMIT)
 
 
 def chat_input(message) -> dict:
@@ -106,33 +94,124 @@ def _lock_conversation(user, conversation):
     return Conversation.objects.for_user(user).select_for_update().get(pk=conversation.pk)
 
 
-def send_message(user, conversation, text):
-    """Store a user message and its pending chat task in one transaction.
+NOT_IN_CONVERSATION = "That message is not part of this conversation."
 
-    Refused (SendRefused, nothing stored) when the text is empty or too long, or
-    while the conversation waits for a reply. The task is dispatched after the
-    commit by the tasks app; the message is published to the page's sockets.
-    """
-    from django.db import transaction
 
+def _parent_for(conversation, parent_id):
+    """The message a send follows: `parent_id` (the leaf the page shows), or
+    the conversation's default leaf; None in an empty conversation."""
+    from .branches import default_leaf_id
+    from .models import Message
+
+    if parent_id is None:
+        return default_leaf_id(conversation.pk)
+    if not Message.objects.filter(conversation_id=conversation.pk, pk=parent_id).exists():
+        raise SendRefused(NOT_IN_CONVERSATION, code="bad_parent", status=400)
+    return parent_id
+
+
+def _ask(user, conversation, message):
+    """Give `message` a new pending chat task and make its branch the one shown."""
     from tasks.services import create_task
 
+    task = create_task(user=user, task_type=TASK_TYPE_CHAT, input_data=chat_input(message))
+    message.async_task = task
+    message.save(update_fields=["async_task"])
+    conversation.current_leaf_id = message.pk
+    conversation.save(update_fields=["current_leaf_id", "updated_at"])
+    publish_message(message)
+    return task
+
+
+def _new_user_message(conversation, content, parent_id):
     from .models import Message, Role
+
+    message = Message(conversation=conversation, role=Role.USER, content=content)
+    message.parent_id = parent_id
+    message.starts_branch = parent_id is None
+    message.save(touch_conversation=False)
+    return message
+
+
+def send_message(user, conversation, text, parent_id=None):
+    """Store a user message and its pending chat task in one transaction.
+
+    The message follows `parent_id` (the leaf of the branch the page shows)
+    or, without it, the conversation's default leaf. Refused (SendRefused,
+    nothing stored) when the text is empty or too long, the parent is not a
+    message of the conversation, or while the conversation waits for a reply.
+    The task is dispatched after the commit by the tasks app; the message is
+    published to the page's sockets.
+    """
+    from django.db import transaction
 
     content = clean_content(text)
     with transaction.atomic():
         locked = _lock_conversation(user, conversation)
         if has_unfinished_task(locked):
             raise SendRefused(BUSY_MESSAGE, code="busy", status=409)
-        message = Message.objects.create(conversation=locked, role=Role.USER, content=content)
-        task = create_task(user=user, task_type=TASK_TYPE_CHAT, input_data=chat_input(message))
-        message.async_task = task
-        message.save(update_fields=["async_task"])
+        message = _new_user_message(locked, content, _parent_for(locked, parent_id))
         if not locked.title:
             locked.title = derive_title(content)
+        _ask(user, locked, message)
+        if locked.title != conversation.title:
             locked.save(update_fields=["title", "updated_at"])
-        publish_message(message)
     conversation.title = locked.title
+    conversation.current_leaf_id = locked.current_leaf_id
+    return message
+
+
+NOT_REGENERATABLE = "Only a reply to one of your messages can be regenerated."
+
+
+def regenerate(user, conversation, reply):
+    """Ask again for the reply `reply` answers: a new chat task for that user
+    message. The new reply becomes a sibling of `reply`, which is kept (its
+    task is superseded: the message now names the new one). Returns the user
+    message answered again."""
+    from django.db import transaction
+
+    from .models import Message, Role
+
+    with transaction.atomic():
+        locked = _lock_conversation(user, conversation)
+        question = (
+            Message.objects.filter(
+                conversation=locked,
+                role=Role.USER,
+                children__pk=reply.pk,
+                children__role=Role.ASSISTANT,
+            )
+            .select_related("async_task")
+            .first()
+        )
+        if question is None:
+            raise SendRefused(NOT_REGENERATABLE, code="not_regeneratable", status=409)
+        if has_unfinished_task(locked):
+            raise SendRefused(BUSY_MESSAGE, code="busy", status=409)
+        _ask(user, locked, question)
+    return question
+
+
+def edit(user, conversation, original, text):
+    """A new version of the user message `original`: a sibling of it (same
+    parent) with its own chat task. The original and everything under it stay."""
+    from django.db import transaction
+
+    from .models import Message, Role
+
+    content = clean_content(text)
+    with transaction.atomic():
+        locked = _lock_conversation(user, conversation)
+        original = Message.objects.filter(
+            conversation=locked, pk=original.pk, role=Role.USER
+        ).first()
+        if original is None:
+            raise SendRefused(NOT_IN_CONVERSATION, code="bad_parent", status=400)
+        if has_unfinished_task(locked):
+            raise SendRefused(BUSY_MESSAGE, code="busy", status=409)
+        message = _new_user_message(locked, content, original.parent_id)
+        _ask(user, locked, message)
     return message
 
 
@@ -148,7 +227,6 @@ def retry(user, message):
     from django.db import transaction
 
     from tasks.models import TaskStatus
-    from tasks.services import create_task
 
     from .models import Message, Role
 
@@ -169,12 +247,8 @@ def retry(user, message):
             raise SendRefused(RETRYABLE_MESSAGE, code="not_retryable", status=409)
         if has_unfinished_task(locked):
             raise SendRefused(BUSY_MESSAGE, code="busy", status=409)
-        task = create_task(user=user, task_type=TASK_TYPE_CHAT, input_data=chat_input(message))
-        message.async_task = task
-        message.save(update_fields=["async_task"])
-        locked.touch()
         # Pages replace the message's fragment (its status moved back to pending).
-        publish_message(message)
+        _ask(user, locked, message)
     return message
 
 

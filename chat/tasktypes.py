@@ -61,6 +61,12 @@ def _add_reply(task, content, thinking="", metadata=None):
     # conversation was deleted while n8n worked.
     if not Conversation.objects.filter(pk=conversation_id).update(updated_at=timezone.now()):
         return
+    question_id = (task.input_data or {}).get("message_id")
+    parent_id = (
+        Message.objects.filter(pk=question_id, conversation_id=conversation_id)
+        .values_list("pk", flat=True)
+        .first()
+    )
     message = Message(
         conversation_id=conversation_id,
         role=Role.ASSISTANT,
@@ -68,8 +74,17 @@ def _add_reply(task, content, thinking="", metadata=None):
         thinking=thinking,
         async_task=task,
         metadata=metadata or {},
+        parent_id=parent_id,
     )
+    # The reply answers its user message, on that message's branch, whatever
+    # was written since (a reply to a message whose row is gone starts its own).
+    message.starts_branch = True
     message.save(touch_conversation=False)
+    if parent_id is not None:
+        # A page left on the question (the usual case) now shows the reply.
+        Conversation.objects.filter(pk=conversation_id, current_leaf_id=parent_id).update(
+            current_leaf_id=message.pk
+        )
     publish_message(message)
 
 

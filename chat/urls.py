@@ -15,6 +15,12 @@ urlpatterns = [
         views.message_retry,
         name="retry",
     ),
+    path(
+        "<int:pk>/messages/<int:message_id>/regenerate/",
+        views.message_regenerate,
+        name="regenerate",
+    ),
+    path("<int:pk>/messages/<int:message_id>/edit/", views.message_edit, name="edit"),
     path("<int:pk>/rename/", views.conversation_rename, name="rename"),
     path("<int:pk>/archive/", views.conversation_archive, name="archive"),
     path("<int:pk>/delete/", views.conversation_delete, name="delete"),

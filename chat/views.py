@@ -151,57 +151,73 @@ def _render_new(request, form, error="", status=200):
     return render(request, "chat/new.html", context, status=status)
 
 
-def _page_of_messages(conversation, before_id):
-    """The latest CHAT_PAGE_SIZE messages (or those before `before_id`), oldest first.
+def _page_of_messages(conversation, before_id, leaf_id):
+    """The latest CHAT_PAGE_SIZE messages of the branch the page shows (or
+    those above `before_id` on it), oldest first, with their `‹ i / n ›`.
 
-    One query whatever the conversation's length; the tasks come with it.
+    Two queries whatever the tree's size (chat/branches.py); the tasks come
+    with the messages. A `leaf_id` that is not a message of the conversation
+    is a 404; a `before_id` that is not is ignored.
     """
+    from django.db.models import OuterRef, Subquery
+
+    from . import branches
+
     size = settings.CHAT_PAGE_SIZE
-    queryset = (
-        Message.objects.filter(conversation=conversation)
-        .select_related("async_task")
-        .prefetch_related("async_task__events")  # the replies' "Details", one query
-    )
     anchor = None
     if before_id:
-        anchor = (
-            Message.objects.filter(conversation=conversation, pk=before_id)
-            .values("pk", "created_at")
-            .first()
-        )
-    if anchor:
-        queryset = queryset.filter(
-            Q(created_at__lt=anchor["created_at"])
-            | Q(created_at=anchor["created_at"], pk__lt=anchor["pk"])
-        )
-    rows = list(queryset.order_by("-created_at", "-id")[: size + 1])
+        anchor = Message.objects.filter(conversation=conversation, pk=before_id).first()
+    newest = Message.objects.filter(conversation=OuterRef("conversation_id")).order_by(
+        "-created_at", "-id"
+    )
+    queryset = (
+        Message.objects.select_related("async_task")
+        .prefetch_related("async_task__events")  # the replies' "Details", one query
+        .annotate(newest_id=Subquery(newest.values("pk")[:1]))
+    )
+    queryset = branches.branch_queryset(
+        queryset,
+        conversation.pk,
+        leaf_id=None if anchor else leaf_id,
+        above_id=anchor.pk if anchor else None,
+        rows=size + 1,
+    )
+    rows = list(queryset.order_by("-created_at", "-id"))
+    if leaf_id and not anchor and not rows:
+        raise Http404("no such message")
     page = rows[:size]
     page.reverse()
     Message.render_missing(page)
-    return page, len(rows) > size, anchor is not None
+    branches.annotate(page)
+    newest_id = rows[0].newest_id if rows else None
+    return page, len(rows) > size, anchor is not None, newest_id
 
 
 def _render_conversation(request, conversation, form=None, rename_form=None, error="", status=200):
     before_id = _positive_int(request.GET.get("before"))
-    chat_messages, has_earlier, paged = _page_of_messages(conversation, before_id)
-    if paged:
-        # The live script syncs from this id: the newest message of the
-        # conversation, not of this older page.
-        last_message_id = (
+    leaf_id = _leaf_param(request)
+    chat_messages, has_earlier, paged, newest_id = _page_of_messages(
+        conversation, before_id, leaf_id
+    )
+    if paged and newest_id is None:
+        newest_id = (
             Message.objects.filter(conversation=conversation)
             .order_by("-created_at", "-id")
             .values_list("pk", flat=True)
             .first()
         )
-    else:
-        last_message_id = chat_messages[-1].pk if chat_messages else 0
     context = {
         "conversation": conversation,
         "chat_messages": chat_messages,
         "has_earlier": has_earlier,
         "earliest_id": chat_messages[0].pk if chat_messages else None,
         "paged": paged,
-        "last_message_id": last_message_id or 0,
+        # The live script syncs from this id: the newest message of the
+        # conversation, whichever branch or older page is shown.
+        "last_message_id": newest_id or 0,
+        # The branch a send from this page continues.
+        "leaf_id": chat_messages[-1].pk if chat_messages and not paged else "",
+        "chosen_leaf": leaf_id or "",
         "busy": services.has_unfinished_task(conversation),
         "form": form or MessageForm(),
         "rename_form": rename_form or RenameForm(initial={"title": conversation.title}),
@@ -210,6 +226,17 @@ def _render_conversation(request, conversation, form=None, rename_form=None, err
         "sidebar": _sidebar(request),
     }
     return render(request, "chat/conversation.html", context, status=status)
+
+
+def _leaf_param(request):
+    """`?leaf=` as a message id; anything but a positive integer is a 404."""
+    value = request.GET.get("leaf")
+    if value in (None, ""):
+        return None
+    leaf_id = _positive_int(value)
+    if leaf_id is None:
+        raise Http404("no such message")
+    return leaf_id
 
 
 @login_required
@@ -235,6 +262,17 @@ def _sent(request, conversation, message, status=201):
     return _see_other(f"{conversation.get_absolute_url()}#message-{message.pk}")
 
 
+def _parent_param(request):
+    """The `parent_id` a send carries (the leaf the page shows), or None."""
+    value = request.POST.get("parent_id", "")
+    if value == "":
+        return None
+    parent_id = _positive_int(value)
+    if parent_id is None:
+        raise services.SendRefused(services.NOT_IN_CONVERSATION, code="bad_parent", status=400)
+    return parent_id
+
+
 @login_required
 @require_POST
 @limit_sends
@@ -245,7 +283,10 @@ def message_create(request, pk):
         error = form.errors["content"][0]
         return _refused(request, conversation, error, 400, form=form)
     try:
-        message = services.send_message(request.user, conversation, form.cleaned_data["content"])
+        parent_id = _parent_param(request)
+        message = services.send_message(
+            request.user, conversation, form.cleaned_data["content"], parent_id=parent_id
+        )
     except services.SendRefused as refused:
         return _refused(request, conversation, refused.message, refused.status, form=form)
     return _sent(request, conversation, message)
@@ -264,6 +305,62 @@ def message_retry(request, pk, message_id):
     except services.SendRefused as refused:
         return _refused(request, conversation, refused.message, refused.status)
     return _sent(request, conversation, message)
+
+
+@login_required
+@require_POST
+@limit_sends
+def message_regenerate(request, pk, message_id):
+    """A new reply to the user message an assistant message answers."""
+    conversation = _owned(request, pk)
+    reply = get_object_or_404(
+        Message.objects.filter(conversation=conversation, role=Role.ASSISTANT), pk=message_id
+    )
+    try:
+        question = services.regenerate(request.user, conversation, reply)
+    except services.SendRefused as refused:
+        return _refused(request, conversation, refused.message, refused.status)
+    return _sent(request, conversation, question)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+@limit_sends
+def message_edit(request, pk, message_id):
+    """POST `content`: a new version of a user message (its sibling) and its
+    reply. GET: a small page with the form (the page's no-JS fallback)."""
+    conversation = _owned(request, pk)
+    original = get_object_or_404(
+        Message.objects.filter(conversation=conversation, role=Role.USER), pk=message_id
+    )
+    if request.method == "GET":
+        form = MessageForm(initial={"content": original.content})
+        return _render_edit(request, conversation, original, form)
+    form = MessageForm(request.POST)
+    if not form.is_valid():
+        error = form.errors["content"][0]
+        if _wants_json(request):
+            return JsonResponse({"error": error}, status=400)
+        return _render_edit(request, conversation, original, form, error, status=400)
+    try:
+        message = services.edit(request.user, conversation, original, form.cleaned_data["content"])
+    except services.SendRefused as refused:
+        if _wants_json(request):
+            return JsonResponse({"error": refused.message}, status=refused.status)
+        return _render_edit(request, conversation, original, form, refused.message, refused.status)
+    return _sent(request, conversation, message)
+
+
+def _render_edit(request, conversation, original, form, error="", status=200):
+    context = {
+        "conversation": conversation,
+        "original": original,
+        "form": form,
+        "error": error,
+        "max_length": settings.CHAT_MESSAGE_MAX_LENGTH,
+        "sidebar": _sidebar(request),
+    }
+    return render(request, "chat/edit.html", context, status=status)
 
 
 @login_required
@@ -307,7 +404,13 @@ def conversation_export(request, pk):
             content_type="text/plain; charset=utf-8",
         )
     content_type, extension = export.FORMATS[fmt]
-    body = export.as_json(conversation) if fmt == "json" else export.as_markdown(conversation)
+    if fmt == "json":
+        body = export.as_json(conversation)
+    else:
+        leaf_id = _leaf_param(request)
+        if leaf_id and not conversation.messages.filter(pk=leaf_id).exists():
+            raise Http404("no such message")
+        body = export.as_markdown(conversation, leaf_id)
     response = StreamingHttpResponse(body, content_type=content_type)
     filename = f"conversation-{conversation.pk}.{extension}"
     response["Content-Disposition"] = f'attachment; filename="{filename}"'

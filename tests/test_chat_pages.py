@@ -273,6 +273,10 @@ def make_history(user, conversation, count):
     for row in rows:
         row.render()  # as Message.save does
     Message.objects.bulk_create(rows)
+    # One branch: each message follows the one before it.
+    for parent, row in zip(rows, rows[1:], strict=False):
+        row.parent_id = parent.pk
+    Message.objects.bulk_update(rows[1:], ["parent"], batch_size=500)
     return list(Message.objects.filter(conversation=conversation).order_by("created_at", "id"))
 
 
