@@ -87,9 +87,7 @@ def history(message, limit) -> list[dict]:
     """The branch before `message`, oldest first, at most `limit` messages."""
     if limit <= 0 or message.parent_id is None:
         return []
-    final = (
-        "SELECT h.role, h.content, b.depth FROM branch b JOIN chat_messages h ON h.id = b.id"
-    )
+    final = "SELECT h.role, h.content, b.depth FROM branch b JOIN chat_messages h ON h.id = b.id"
     sql, params = _walk_up(message.conversation_id, "%s", [message.parent_id], limit, final=final)
     with connection.cursor() as cursor:
         cursor.execute(sql, params)

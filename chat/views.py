@@ -9,7 +9,6 @@ from django.contrib import messages as flash
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
 from django.db import transaction
-from django.db.models import Q
 from django.http import Http404, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -29,6 +28,7 @@ limit_sends = rate_limited(SEND_LIMIT_GROUP, "CHAT_RATE_LIMIT")
 # Beyond this a page number is nonsense (and its offset would overflow the
 # database's integers): 404, like a page past the last one.
 MAX_LIST_PAGE = 100_000
+MAX_ID = 2**63 - 1
 
 
 def _see_other(url):
@@ -50,7 +50,8 @@ def _positive_int(value, default=None):
         number = int(value)
     except (TypeError, ValueError):
         return default
-    return number if number > 0 else default
+    # Past a bigint no row has that id (and SQLite cannot even be asked).
+    return number if 0 < number <= MAX_ID else default
 
 
 def _sidebar(request, archived=False):
