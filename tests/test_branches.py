@@ -634,3 +634,22 @@ def test_regenerate_and_send_racing_one_wins_the_other_is_refused(
         answer = Message.objects.filter(role=Role.ASSISTANT).order_by("-pk").first()
         if answer.parent.role != Role.USER:  # pragma: no cover - defensive
             break
+
+
+# --- shipped workflows -------------------------------------------------------------------------
+
+
+def shipped_workflows():
+    from pathlib import Path
+
+    from django.conf import settings
+
+    return sorted((Path(settings.BASE_DIR) / "n8n").glob("*.json"))
+
+
+@pytest.mark.parametrize("path", shipped_workflows(), ids=lambda path: path.name)
+def test_shipped_workflows_take_the_branch_from_history_not_from_a_memory_node(path):
+    workflow = json.loads(path.read_text())
+    types = [node["type"] for node in workflow["nodes"]]
+    assert not [kind for kind in types if "memory" in kind.lower()]
+    assert "input.history" in json.dumps(workflow)

@@ -20,6 +20,7 @@ import {
 } from "./messages.js";
 import { showTitle } from "./sidebar.js";
 import { startSocket } from "./socket.js";
+import { installBranches } from "./branches.js";
 
 function onSent(body) {
   if (body.conversation) showTitle(body.conversation.title);
@@ -69,6 +70,13 @@ function start() {
   fillCsrf(root);
   initComposer({ onSent, onStop: (task) => applyTask(task) });
   installRetry(root);
+  installBranches({
+    notify: (text) => setNotice(text, true),
+    swapped: (list) => {
+      list.querySelectorAll(".task-status[data-task-id]").forEach(reconcile);
+      updateComposer();
+    },
+  });
   installLoadEarlier();
   // Open at the newest message, unless the address names a message or an older page.
   if (!location.hash && !/[?&]before=/.test(location.search)) scrollToNewest();

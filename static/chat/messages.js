@@ -12,6 +12,7 @@ import { updateComposer } from "./composer.js";
 import { followNewestMessage } from "./sidebar.js";
 import { endStream, taskChanged } from "./stream.js";
 import { nearBottom, scroller, scrollToNewest } from "./scroll.js";
+import { placeOf, countSibling, followLeaf } from "./branches.js";
 
 const ANNOUNCE_MAX_CHARS = 300;
 
@@ -132,6 +133,11 @@ export function insertMessage(html, message, force) {
         reconcile(newStatus);
       }
     }
+  } else if (placeOf(incoming) !== "append") {
+    // On another branch: the shown thread stays; a sibling's switch counts it.
+    if (placeOf(incoming) === "sibling") countSibling(incoming, message);
+    state.lastMessageId = Math.max(state.lastMessageId, message.id);
+    return;
   } else {
     let before = null;
     for (const item of state.list.querySelectorAll("li[data-message-id]")) {
@@ -148,6 +154,7 @@ export function insertMessage(html, message, force) {
       followNewestMessage(message, incoming);
       added = true;
     }
+    followLeaf();
   }
   state.lastMessageId = Math.max(state.lastMessageId, message.id);
   if (force) scrollToNewest();
