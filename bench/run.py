@@ -167,21 +167,49 @@ def analyze():
         cursor.execute("ANALYZE")
 
 
-def make_conversation(user, messages=0):
+def make_conversation(user, messages=0, branchy=False):
+    """One branch of `messages` messages, each following the one before. With
+    `branchy`, a tree of that many messages: every fifth reply regenerated
+    (a sibling), and every 500 messages an edited question whose old version
+    keeps an abandoned branch of 20 messages under it."""
     from chat.models import Conversation, Message, Role
 
-    conversation = Conversation.objects.create(user=user, title=f"bench {messages}")
-    batch = []
-    for i in range(messages):
-        role = Role.USER if i % 2 == 0 else Role.ASSISTANT
+    conversation = Conversation.objects.create(
+        user=user, title=f"bench {messages}{' branchy' if branchy else ''}"
+    )
+
+    def row(i, role):
         text = f"Message {i}: " + "some words of a realistic length " * 3
         message = Message(conversation=conversation, role=role, content=text)
-        message.render()  # what Message.save stores with every message
-        batch.append(message)
-        if len(batch) == 2000:
-            Message.objects.bulk_create(batch)
-            batch = []
-    Message.objects.bulk_create(batch)
+        message.render()
+        return message
+
+    rows, parents = [], []  # parents: index in rows of each row's parent, or None
+    last = None
+    while len(rows) < messages:
+        i = len(rows)
+        role = Role.USER if (last is None or rows[last].role == Role.ASSISTANT) else Role.ASSISTANT
+        if branchy and role == Role.USER and i and i % 500 < 2:
+            # An edited question: the old version and an abandoned branch under it.
+            parent = last
+            for depth in range(20):
+                rows.append(row(len(rows), Role.USER if depth % 2 == 0 else Role.ASSISTANT))
+                parents.append(parent)
+                parent = len(rows) - 1
+        if branchy and role == Role.ASSISTANT and i % 10 in (1, 2):
+            rows.append(row(len(rows), Role.ASSISTANT))  # the reply before a regenerate
+            parents.append(last)
+        rows.append(row(len(rows), role))
+        parents.append(last)
+        last = len(rows) - 1
+    rows, parents = rows[:messages], parents[:messages]
+    for start in range(0, len(rows), 2000):
+        Message.objects.bulk_create(rows[start : start + 2000])
+    for message, parent in zip(rows, parents, strict=True):
+        message.parent_id = rows[parent].pk if parent is not None else None
+    Message.objects.bulk_update(rows, ["parent"], batch_size=1000)
+    conversation.current_leaf_id = rows[last].pk if rows else None
+    conversation.save(update_fields=["current_leaf_id"])
     return conversation
 
 
@@ -562,9 +590,10 @@ def main():
         webhook = wrk(proc_b.base_url, WRK_SECONDS, script)
         trivial_wrk = wrk(proc_b.base_url + "/", WRK_SECONDS)
         # 3. Page render vs history length.
-        log("3. page render for 10, 1,000 and 10,000 messages …")
+        log("3. page render for 10, 1,000, 10,000 messages and a branchy 10,000 …")
         render = {}
         conversations = {size: make_conversation(user, size) for size in (10, 1000, 10000)}
+        conversations["10000_branchy"] = make_conversation(user, 10000, branchy=True)
         analyze()
         samples = page_render(proc_a.base_url, cookie, conversations)
         for size, big in conversations.items():
@@ -604,7 +633,8 @@ def main():
         "ratio": ratio(webhook["rps"], trivial_wrk["rps"]),
     }
     results["render"] = {str(k): v for k, v in render.items()} | {
-        "ratio_10000_10": ratio(render[10000]["p50"], render[10]["p50"])
+        "ratio_10000_10": ratio(render[10000]["p50"], render[10]["p50"]),
+        "ratio_branchy_10": ratio(render["10000_branchy"]["p50"], render[10]["p50"]),
     }
 
     # 4. Send latency while n8n takes 2 s to answer.
@@ -663,6 +693,10 @@ def goals(r):
         "render_ratio_le_1_5_equal_queries": (
             render["ratio_10000_10"] <= 1.5
             and render["10"]["queries"] == render["10000"]["queries"]
+        ),
+        "branchy_render_ratio_le_1_5_equal_queries": (
+            render["ratio_branchy_10"] <= 1.5
+            and render["10"]["queries"] == render["10000_branchy"]["queries"]
         ),
         "send_p50_le_30ms": r["send_with_slow_n8n_ms"]["post"]["p50"] <= 30,
         "sockets_le_60mb": r["many_sockets"]["extra_rss_mib"] <= 60,
@@ -724,6 +758,13 @@ def render_table(r):
             f" / {rd['10000']['p50']} ({rd['10000']['queries']}) ms; ratio {rd['ratio_10000_10']}",
             "ratio ≤ 1.5, equal queries",
             mark(g["render_ratio_le_1_5_equal_queries"]),
+        ),
+        (
+            "Page render p50 (queries) of a branchy 10,000-message tree vs 10 messages",
+            f"{rd['10000_branchy']['p50']} ({rd['10000_branchy']['queries']}) ms;"
+            f" ratio {rd['ratio_branchy_10']}",
+            "ratio ≤ 1.5, equal queries",
+            mark(g["branchy_render_ratio_le_1_5_equal_queries"]),
         ),
         (
             f"Render budget: worst adversarial Markdown of {rb['size']:,} characters (p50)",

@@ -71,7 +71,8 @@ def test_regenerate_switch_and_reload_keep_the_chosen_branch(writer, server, bro
     wait_js(
         page,
         "document.querySelectorAll('#messages li.message--assistant').length === 1 &&"
-        f" document.querySelector('#messages li.message--assistant').dataset.messageId !== '{first_reply_id}'",
+        " document.querySelector('#messages li.message--assistant').dataset.messageId"
+        f" !== '{first_reply_id}'",
     )
     wait_idle(page)
     switch = replies(page).last.locator(".versions")
