@@ -108,7 +108,7 @@ class MessageAdmin(admin.ModelAdmin):
     search_fields = ("content", "conversation__title", "conversation__user__username")
     list_select_related = ("conversation", "async_task")
     date_hierarchy = "created_at"
-    raw_id_fields = ("conversation", "async_task")
+    raw_id_fields = ("conversation", "parent", "async_task")
     readonly_fields = ("created_at", "conversation_link", "task_link", "metadata_pretty")
 
     @admin.display(description="content")

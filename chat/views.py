@@ -50,8 +50,14 @@ def _positive_int(value, default=None):
         number = int(value)
     except (TypeError, ValueError):
         return default
-    # Past a bigint no row has that id (and SQLite cannot even be asked).
-    return number if 0 < number <= MAX_ID else default
+    return number if number > 0 else default
+
+
+def _message_id(value):
+    """A positive id a bigint can hold (SQLite cannot even be asked about
+    more), or None."""
+    number = _positive_int(value)
+    return number if number is not None and number <= MAX_ID else None
 
 
 def _sidebar(request, archived=False):
@@ -195,7 +201,7 @@ def _page_of_messages(conversation, before_id, leaf_id):
 
 
 def _render_conversation(request, conversation, form=None, rename_form=None, error="", status=200):
-    before_id = _positive_int(request.GET.get("before"))
+    before_id = _message_id(request.GET.get("before"))
     leaf_id = _leaf_param(request)
     chat_messages, has_earlier, paged, newest_id = _page_of_messages(
         conversation, before_id, leaf_id
@@ -234,7 +240,7 @@ def _leaf_param(request):
     value = request.GET.get("leaf")
     if value in (None, ""):
         return None
-    leaf_id = _positive_int(value)
+    leaf_id = _message_id(value)
     if leaf_id is None:
         raise Http404("no such message")
     return leaf_id
@@ -268,7 +274,7 @@ def _parent_param(request):
     value = request.POST.get("parent_id", "")
     if value == "":
         return None
-    parent_id = _positive_int(value)
+    parent_id = _message_id(value)
     if parent_id is None:
         raise services.SendRefused(services.NOT_IN_CONVERSATION, code="bad_parent", status=400)
     return parent_id

@@ -67,7 +67,7 @@ def test_regenerate_switch_and_reload_keep_the_chosen_branch(writer, server, bro
     send(page, "first question")
     first_reply_id = replies(page).last.get_attribute("data-message-id")
 
-    replies(page).last.locator("form.message-regenerate button").click()
+    replies(page).last.locator("button.message__regenerate").click()
     wait_js(
         page,
         "document.querySelectorAll('#messages li.message--assistant').length === 1 &&"

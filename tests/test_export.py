@@ -52,7 +52,7 @@ def test_json_export_round_trips_every_message(user_client, conversation):
     assert len(data["messages"]) == len(stored) == 3
     for record, message in zip(data["messages"], stored, strict=True):
         assert record["id"] == message.pk
-        assert record["parent_id"] is None
+        assert record["parent_id"] == message.parent_id
         assert record["role"] == message.role
         assert record["content"] == message.content
         assert record["thinking"] == message.thinking

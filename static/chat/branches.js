@@ -14,6 +14,7 @@
 
 import { state } from "./state.js";
 import { fillCsrf, post, announce } from "./dom.js";
+import { openEditor } from "./editor.js";
 
 // --- the shown branch ----------------------------------------------------------------------
 
@@ -88,19 +89,29 @@ function placeholder(className, text) {
   return span;
 }
 
-// A send continues the branch the page shows: the composer names its leaf.
-export function followLeaf() {
+// A send continues the branch the page shows: the composer names its leaf
+// (the server leaves the field out of an older page, ?before=, and of an
+// empty conversation, whose sends follow the current leaf).
+export function followLeaf(value) {
   const composer = document.getElementById("composer");
-  const items = shownItems();
-  if (!composer || !items.length) return;
+  if (!composer) return;
   let field = composer.querySelector("input[name=parent_id]");
+  if (value === undefined) {
+    const items = shownItems();
+    if (field && items.length) field.value = items[items.length - 1].dataset.messageId;
+    return;
+  }
+  if (!value) {
+    if (field) field.remove();
+    return;
+  }
   if (!field) {
     field = document.createElement("input");
     field.type = "hidden";
     field.name = "parent_id";
     composer.prepend(field);
   }
-  field.value = items[items.length - 1].dataset.messageId;
+  field.value = value;
 }
 
 // --- swapping the thread ---------------------------------------------------------------------
@@ -129,7 +140,8 @@ async function swapThread(href, { keepScroll }) {
   const newest = root ? parseInt(root.dataset.lastMessageId || "0", 10) || 0 : 0;
   state.lastMessageId = Math.max(state.lastMessageId, newest);
   fillCsrf(fresh);
-  followLeaf();
+  const leaf = page.querySelector("#composer input[name=parent_id]");
+  followLeaf(leaf ? leaf.value : "");
   onSwapped(fresh);
   if (keepScroll) box.scrollTop = top;
   else box.scrollTop = box.scrollHeight;
@@ -142,11 +154,11 @@ function defaultPage() {
 
 // --- regenerate ------------------------------------------------------------------------------
 
-async function regenerate(form, notify) {
-  const button = form.querySelector("button");
-  if (button) button.disabled = true;
+// Every Regenerate button submits the page's one action form with its own formaction.
+async function regenerate(form, button, notify) {
+  button.disabled = true;
   try {
-    const result = await post(form, new FormData(form));
+    const result = await post({ action: button.formAction }, new FormData(form));
     if (!result.ok) {
       notify(result.body.error || `Regenerate refused (${result.status}).`);
       return;
@@ -156,91 +168,8 @@ async function regenerate(form, notify) {
   } catch (error) {
     notify("Regenerate failed: the server cannot be reached.");
   } finally {
-    if (button && button.isConnected) button.disabled = false;
+    if (button.isConnected) button.disabled = false;
   }
-}
-
-// --- edit in place ------------------------------------------------------------------------------
-
-function closeEditor(item) {
-  const editor = item.querySelector(".message-editor");
-  if (editor) editor.remove();
-  const body = item.querySelector(".message__body");
-  if (body) body.hidden = false;
-  const link = item.querySelector(".message__edit");
-  if (link) link.focus();
-}
-
-function openEditor(link, notify) {
-  const item = link.closest("li[data-message-id]");
-  if (!item || item.querySelector(".message-editor")) return;
-  const source = item.querySelector("template.message__source");
-  const body = item.querySelector(".message__body");
-  const form = document.createElement("form");
-  form.className = "message-editor";
-  form.method = "post";
-  form.action = link.href;
-  const input = document.createElement("textarea");
-  input.name = "content";
-  input.className = "composer__input message-editor__input";
-  input.rows = 3;
-  input.setAttribute("aria-label", "Edit your message");
-  input.value = source ? source.content.textContent : body ? body.textContent : "";
-  const save = document.createElement("button");
-  save.type = "submit";
-  save.className = "button button--primary button--small";
-  save.textContent = "Save";
-  const cancel = document.createElement("button");
-  cancel.type = "button";
-  cancel.className = "button button--ghost button--small";
-  cancel.textContent = "Cancel";
-  const error = document.createElement("p");
-  error.className = "message-editor__error";
-  error.setAttribute("role", "alert");
-  form.append(input, save, cancel, error);
-  fillCsrf(wrap(form));
-  if (body) {
-    body.hidden = true;
-    body.after(form);
-  } else {
-    item.append(form);
-  }
-  input.focus();
-  input.setSelectionRange(input.value.length, input.value.length);
-  cancel.addEventListener("click", () => closeEditor(item));
-  input.addEventListener("keydown", (event) => {
-    if (event.key === "Escape") {
-      event.preventDefault();
-      closeEditor(item);
-    } else if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
-      event.preventDefault();
-      form.requestSubmit();
-    }
-  });
-  form.addEventListener("submit", async (event) => {
-    event.preventDefault();
-    save.disabled = true;
-    try {
-      const result = await post(form, new FormData(form));
-      if (!result.ok) {
-        error.textContent = result.body.error || `Edit refused (${result.status}).`;
-        return;
-      }
-      await swapThread(defaultPage(), { keepScroll: false });
-      announce("Your edited message was sent.");
-    } catch (failure) {
-      notify("Edit failed: the server cannot be reached.");
-    } finally {
-      if (save.isConnected) save.disabled = false;
-    }
-  });
-}
-
-// fillCsrf works on a scope: give a detached form one.
-function wrap(form) {
-  const scope = document.createElement("div");
-  scope.append(form);
-  return scope;
 }
 
 // --- wiring ---------------------------------------------------------------------------------------
@@ -248,17 +177,23 @@ function wrap(form) {
 export function installBranches({ notify, swapped }) {
   onSwapped = swapped || onSwapped;
   state.root.addEventListener("submit", (event) => {
-    const form = event.target.closest("form.message-regenerate");
-    if (!form) return;
+    const button = event.submitter;
+    if (event.target.id !== "message-action" || !button || !button.formAction) return;
     event.preventDefault();
-    regenerate(form, notify);
+    regenerate(event.target, button, notify);
   });
   state.root.addEventListener("click", (event) => {
     if (event.ctrlKey || event.metaKey || event.shiftKey || event.button !== 0) return;
     const edit = event.target.closest("a.message__edit");
     if (edit) {
       event.preventDefault();
-      openEditor(edit, notify);
+      openEditor(edit, {
+        notify,
+        saved: async () => {
+          await swapThread(defaultPage(), { keepScroll: false });
+          announce("Your edited message was sent.");
+        },
+      });
       return;
     }
     const link = event.target.closest(".versions a[data-leaf]");
@@ -268,5 +203,4 @@ export function installBranches({ notify, swapped }) {
       window.location.href = link.href; // the plain link still works
     });
   });
-  followLeaf();
 }
