@@ -149,7 +149,7 @@ def test_branches_work_without_javascript(writer, server, browser):
             break
         page.wait_for_timeout(200)
         page.reload()
-    page.locator("#messages li.message--assistant form.message-regenerate button").click()
+    page.locator("#messages li.message--assistant button.message__regenerate").click()
     page.wait_for_url(re.compile(r".*/chat/\d+/#message-\d+$"))
     for _ in range(100):
         if page.locator(".versions__count").count():
