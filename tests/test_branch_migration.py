@@ -7,7 +7,7 @@ from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
 
-BEFORE = [("chat", "0004_search_indexes"), ("tasks", "0003_events_cancelled")]
+BEFORE = [("chat", "0004_search_indexes")]
 AFTER = [("chat", "0005_message_parent")]
 
 
