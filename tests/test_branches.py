@@ -42,8 +42,15 @@ def exchange(user, conversation, text, reply, parent_id=None):
 
 
 def shown_ids(html):
-    listed = html[html.index('<ol id="messages"') : html.index("</ol>")]
+    listed = html[html.index('<ol id="messages"') : html.index('id="composer"')]
     return [int(pk) for pk in re.findall(r'<li class="message[^"]*" id="message-(\d+)"', listed)]
+
+
+def message_html(html, message):
+    """One message's fragment (up to the next message or the composer)."""
+    start = html.index(f'id="message-{message.pk}"')
+    ends = [html.find(mark, start + 1) for mark in ('<li class="message', 'id="composer"')]
+    return html[start : min(end for end in ends if end != -1)]
 
 
 def page(client, conversation, query=""):
@@ -154,19 +161,16 @@ def test_switch_shows_i_of_n_with_links_to_the_newest_leaf_under_each_sibling(
     user_client, conversation, tree
 ):
     html = page(user_client, conversation)
-    q2e = html[html.index(f'id="message-{tree["q2e"].pk}"') :]
-    q2e = q2e[: q2e.index("</li>")]
+    q2e = message_html(html, tree["q2e"])
     assert '<span class="versions__count">2 / 2</span>' in q2e
     # The previous version of the edited question leads to the newest leaf
     # under it: the regenerated answer, not the first one.
     assert f'href="/chat/{conversation.pk}/?leaf={tree["a2b"].pk}"' in q2e
     old = page(user_client, conversation, f"?leaf={tree['a2'].pk}")
-    a2 = old[old.index(f'id="message-{tree["a2"].pk}"') :]
-    a2 = a2[: a2.index("</li>")]
+    a2 = message_html(old, tree["a2"])
     assert '<span class="versions__count">1 / 2</span>' in a2
     assert f'href="/chat/{conversation.pk}/?leaf={tree["a2b"].pk}"' in a2
-    first = old[old.index(f'id="message-{tree["q1"].pk}"') :]
-    assert "versions__count" not in first[: first.index("</li>")]
+    assert "versions__count" not in message_html(old, tree["q1"])
 
 
 def test_a_message_without_siblings_has_no_switch(user_client, user, conversation):
