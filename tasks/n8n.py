@@ -94,6 +94,19 @@ def without_credentials(url) -> str:
     return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
 
 
+def signed_request(body, headers) -> tuple[bytes, dict]:
+    """The bytes to send and the headers to send them with: serialised once,
+    signed over those very bytes (Standard Webhooks headers when
+    N8N_WEBHOOK_SIGNING_SECRET is set; the message id is the Idempotency-Key,
+    so every attempt of a task shares it)."""
+    data = signing.encode(body)
+    return data, {
+        "Content-Type": "application/json",
+        **headers,
+        **signing.signature_headers(data, msg_id=headers.get("Idempotency-Key")),
+    }
+
+
 def post(workflow_id, body, headers) -> DispatchResult:
     """POST a dispatch body to the workflow's webhook and classify the answer.
 
@@ -104,12 +117,7 @@ def post(workflow_id, body, headers) -> DispatchResult:
     url = webhook_url(workflow_id)
     shown = without_credentials(url)
     timeout = (settings.TASK_DISPATCH_CONNECT_TIMEOUT, settings.TASK_DISPATCH_READ_TIMEOUT)
-    data = signing.encode(body)
-    headers = {
-        "Content-Type": "application/json",
-        **headers,
-        **signing.signature_headers(data, msg_id=headers.get("Idempotency-Key")),
-    }
+    data, headers = signed_request(body, headers)
     try:
         response = requests.post(
             url, data=data, headers=headers, timeout=timeout, allow_redirects=False

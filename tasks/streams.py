@@ -146,7 +146,8 @@ async def _post(url, body, headers, task_id, deadline_seconds) -> DispatchResult
     connect, read = settings.TASK_DISPATCH_CONNECT_TIMEOUT, settings.TASK_DISPATCH_READ_TIMEOUT
     # Until the answer's headers: the same connect and read time-outs as ever.
     timeout = httpx.Timeout(connect=connect, read=read, write=read, pool=connect)
-    request = client.build_request("POST", url, json=body, headers=headers, timeout=timeout)
+    data, headers = n8n.signed_request(body, headers)  # the same bytes and signature
+    request = client.build_request("POST", url, content=data, headers=headers, timeout=timeout)
     try:
         response = await asyncio.wait_for(client.send(request, stream=True), connect + read + 1)
     except (httpx.ConnectTimeout, httpx.PoolTimeout) as exc:

@@ -93,7 +93,8 @@ def wait_live(page):
 
 
 def assistant_messages(page):
-    return page.locator("#messages li.message--assistant")
+    # Stored replies only (a reply being streamed is a provisional item).
+    return page.locator("#messages li.message--assistant[data-message-id]")
 
 
 def test_a_reply_arrives_live_with_its_steps_in_every_tab(server, context):

@@ -258,7 +258,7 @@ def test_new_conversation_stores_nothing_until_the_first_message(reader, server,
     page.wait_for_url(lambda url: url.rstrip("/").split("/")[-1].isdigit())
     wait_live(page)
     assert page.inner_text("#conversation-title") == "Start here, please"
-    page.locator("#messages li.message--assistant").first.wait_for()
+    page.locator("#messages li.message--assistant[data-message-id]").first.wait_for()
     page.goto(f"{server.base_url}/chat/")
     assert page.locator(".conversation-link").count() == entries + 1
     assert csp_violations(page) == []
