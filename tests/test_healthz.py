@@ -74,3 +74,16 @@ def test_a_worker_pass_beats(db):
     assert worker.heartbeat_age() is None
     worker.Worker().run_once()
     assert worker.heartbeat_age() < 5
+
+
+def test_healthz_answers_503_at_once_when_postgresql_is_unreachable(client, postgres_only):
+    from django.db import connection
+
+    settings_dict = dict(connection.settings_dict)
+    try:
+        connection.settings_dict["PORT"] = "1"  # nothing listens
+        response = client.get("/healthz")
+    finally:
+        connection.settings_dict.update(settings_dict)
+    assert response.status_code == 503
+    assert response.json()["database"] == "error"
