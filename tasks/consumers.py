@@ -17,7 +17,7 @@ from django.db import close_old_connections
 
 from chatproject import metrics
 
-from . import live
+from . import deltas, live
 from .models import AsyncTask
 from .throttle import FrameBudget, SocketSlot
 
@@ -84,7 +84,7 @@ def task_frames(tasks, task_ids=(), limit=MAX_SYNC_TASKS) -> list[dict]:
         frames.append(live.task_frame(task))
         if task.partial_text and not task.is_terminal:
             # All the text so far, so a reload or another process goes on from it.
-            frames.append(live.delta_frame(task, 0, task.partial_text))
+            frames.append(deltas.delta_frame(task, 0, task.partial_text))
     return frames
 
 

@@ -33,7 +33,7 @@ from django.utils import timezone
 
 from chatproject import metrics
 
-from . import live, registry
+from . import deltas, live, registry
 from .models import (
     REOPENABLE,
     AsyncTask,
@@ -216,7 +216,7 @@ def append_partial(task_id, text) -> Appended:
                 AsyncTask.objects.filter(pk=task_id).update(
                     partial_text=Concat(F("partial_text"), Value(piece))
                 )
-                live.publish_delta(task, offset, piece)
+                deltas.publish_delta(task, offset, piece)
     if conflict is not None:
         raise TaskConflict(AsyncTask.objects.get(pk=task_id))
     return Appended(offset, piece, task.status)

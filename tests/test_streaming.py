@@ -6,7 +6,7 @@ import asyncio
 import pytest
 
 from chat.models import Message, Role
-from tasks import door, live
+from tasks import deltas, door, live
 from tasks.models import AsyncTask
 from tests.task_support import chat_task, post_callback
 
@@ -117,7 +117,7 @@ def run_coalescer(pieces, interval=0.05, gap=0.0, settle=0.2):
 
     async def scenario():
         loop = asyncio.get_running_loop()
-        coalescer = live.DeltaCoalescer(loop)
+        coalescer = deltas.DeltaCoalescer(loop)
         coalescer.interval = interval
         original = live._enqueue
         live._enqueue = lambda _loop, sends: sent.append(
@@ -159,7 +159,7 @@ def test_pieces_that_do_not_continue_each_other_are_sent_apart_in_order():
 
     async def scenario():
         loop = asyncio.get_running_loop()
-        coalescer = live.DeltaCoalescer(loop)
+        coalescer = deltas.DeltaCoalescer(loop)
         original = live._enqueue
         live._enqueue = lambda _loop, sends: sent.append(sends[0][1]["frame"])
         try:
