@@ -6,7 +6,7 @@ import threading
 import pytest
 
 from chat.models import Message, Role
-from tasks import dispatch, lifecycle, streams
+from tasks import dispatch, lifecycle, stream_reader, streams
 from tasks.models import AsyncTask
 from tests.stream_support import StreamingN8n, chunk, item
 from tests.task_support import FakeN8n, chat_task, post_callback, wait_for
@@ -116,15 +116,17 @@ def test_a_stream_of_a_task_stopped_elsewhere_is_closed_by_the_check(n8n_at, use
         dispatch.claim_and_dispatch(task.pk)
         wait_for(lambda: partial(task) == "x", timeout=5, what="the text")
         lifecycle.cancel(task.pk, by="alice")
-        wait_closed(timeout=streams.CHECK_SECONDS + 4)
+        wait_closed(timeout=stream_reader.CHECK_SECONDS + 4)
 
 
 def test_pieces_are_written_in_batches(n8n_at, user, settings, monkeypatch):
     settings.TASK_STREAM_FLUSH_SECONDS = 0.3
     writes = []
-    original = streams._append
+    original = stream_reader._append
     monkeypatch.setattr(
-        streams, "_append", lambda task_id, text: writes.append(text) or original(task_id, text)
+        stream_reader,
+        "_append",
+        lambda task_id, text: writes.append(text) or original(task_id, text),
     )
     script = [item("a")] + [step for n in range(20) for step in (("sleep", 0.02), item("b"))]
     with n8n_at(StreamingN8n([*script, ("end",)])):
