@@ -7,7 +7,6 @@ These tests are sync on purpose: Playwright's sync API cannot run inside an
 asyncio loop.
 """
 
-import os
 import re
 import uuid
 
@@ -16,9 +15,8 @@ import requests
 
 from chat.models import Message
 from tests import factories, support
-from tests.browser_support import wait_js
+from tests.browser_support import browser_fixture, wait_js  # noqa: F401 - the browser fixture
 
-CHROMIUM = "/usr/bin/chromium"
 SCREENSHOTS = support.BASE_DIR / "artifacts" / "screenshots"
 WAIT_MS = 20000
 
@@ -33,22 +31,6 @@ def server_env(step_seconds):
         "DEV_RUNNER_WORD_SECONDS": "0",
         "TASK_TIMEOUT_SECONDS": "120",
     }
-
-
-@pytest.fixture
-def browser(transactional_db):
-    # After the database fixture and per test: while Playwright's sync API is
-    # running, Django sees an event loop in this thread and refuses the ORM.
-    support.need(os.path.exists(CHROMIUM), f"needs Debian's Chromium at {CHROMIUM}")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
-        yield browser
-        browser.close()
 
 
 @pytest.fixture
