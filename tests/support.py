@@ -73,7 +73,30 @@ def wait_for_http(url: str, timeout: float = 30.0, process=None) -> None:
     raise RuntimeError(f"{url} did not answer within {timeout}s: {last}")
 
 
-class Server:
+class ManagedProcess:
+    """A child process a test starts and stops (terminate, then kill)."""
+
+    process = None
+    stop_timeout = 5
+
+    def stop(self):
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=self.stop_timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=5)
+        self.process = None
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+class Server(ManagedProcess):
     """A real Daphne process serving the project on 127.0.0.1."""
 
     def __init__(self, port=None, env=None, log_path=None):
@@ -112,25 +135,11 @@ class Server:
         wait_for_http(f"{self.base_url}/healthz", process=self.process)
         return self
 
-    def stop(self):
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=5)
-        self.process = None
 
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
-
-
-class Worker:
+class Worker(ManagedProcess):
     """A real `manage.py tasks_worker` process on the test database."""
+
+    stop_timeout = 10
 
     def __init__(self, env=None, poll=0.1, log_path=None):
         self.extra_env = env or {}
@@ -159,19 +168,3 @@ class Worker:
             stderr=subprocess.STDOUT,
         )
         return self
-
-    def stop(self):
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=5)
-        self.process = None
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
