@@ -7,38 +7,21 @@ the configured channel layer (in-memory here, Redis when REDIS_URL is set).
 """
 
 import pytest
-from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
-from channels.layers import InMemoryChannelLayer, get_channel_layer
-from channels.testing import WebsocketCommunicator
 from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.template.loader import render_to_string
-from django.test import Client
 
 from chat import tasktypes
 from chat.models import Conversation, Message, Role
 from chat.services import message_frame, publish_message
-from chatproject.asgi import application
 from tasks import dispatch, live, services
 from tasks.models import AsyncTask, TaskStatus
 from tests import factories
 from tests.contract_names import MESSAGE_FRAME_KEYS
+from tests.ws_support import FRAME_TIMEOUT, communicator, frames, open_socket, sync
 
-pytestmark = pytest.mark.django_db(transaction=True)
-
-ORIGIN = (b"origin", b"http://127.0.0.1:8000")
-HOST = (b"host", b"127.0.0.1:8000")
-FRAME_TIMEOUT = 5
-
-
-@pytest.fixture(autouse=True)
-def _fresh_in_memory_layer():
-    # Sockets of an earlier test (another event loop) must not linger in groups.
-    layer = get_channel_layer()
-    if isinstance(layer, InMemoryChannelLayer):
-        async_to_sync(layer.flush)()
-    yield
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("fresh_layer")]
 
 
 @pytest.fixture(autouse=True)
@@ -49,47 +32,9 @@ def _no_dispatch(monkeypatch):
     monkeypatch.setattr(dispatch, "schedule_dispatch", lambda task_id: None)
 
 
-def session_cookie(user) -> bytes:
-    client = Client()
-    client.force_login(user)
-    return f"sessionid={client.cookies['sessionid'].value}".encode()
-
-
-@pytest.fixture
-def alice_cookie(user):
-    return session_cookie(user)
-
-
-@pytest.fixture
-def mallory_cookie(other_user):
-    return session_cookie(other_user)
-
-
 @pytest.fixture
 def conversation(user):
     return factories.conversation(user)
-
-
-def communicator(path, cookie=None, origin=ORIGIN):
-    headers = [HOST, origin] if origin else [HOST]
-    if cookie:
-        headers.append((b"cookie", cookie))
-    return WebsocketCommunicator(application, path, headers=headers)
-
-
-async def open_socket(path, cookie):
-    socket = communicator(path, cookie)
-    connected, _ = await socket.connect(timeout=FRAME_TIMEOUT)
-    assert connected, f"{path} refused the owner"
-    return socket
-
-
-async def frames(socket, count):
-    return [await socket.receive_json_from(timeout=FRAME_TIMEOUT) for _ in range(count)]
-
-
-async def sync(socket, **content):
-    await socket.send_json_to({"type": "sync", **content})
 
 
 # --- committed changes, made the way the app makes them ----------------------

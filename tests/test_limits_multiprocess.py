@@ -10,6 +10,7 @@ import websockets
 from django.test import Client
 
 from tests import factories, support
+from tests.ws_support import real_socket, session_cookie
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -102,18 +103,10 @@ def test_sockets_per_user_are_counted_across_servers_and_a_crash_leaks_none(
     two_socket_servers, user
 ):
     a, b = two_socket_servers
-    client = Client()
-    client.force_login(user)
-    cookie = f"sessionid={client.cookies['sessionid'].value}"
+    cookie = session_cookie(user)
 
     def connect(server):
-        return websockets.connect(
-            f"ws://127.0.0.1:{server.port}/ws/tasks/",
-            origin=server.base_url,
-            additional_headers={"Cookie": cookie},
-            proxy=None,
-            open_timeout=10,
-        )
+        return real_socket(server, "/ws/tasks/", cookie)
 
     async def ping(socket):
         await socket.send('{"type": "ping"}')

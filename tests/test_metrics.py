@@ -11,14 +11,13 @@ import time
 
 import pytest
 import requests
-import websockets
-from django.test import Client
 from prometheus_client.parser import text_string_to_metric_families
 
 from chatproject import metrics
 from tasks.models import AsyncTask
 from tests import factories, support
 from tests.task_support import wait_for
+from tests.ws_support import real_socket, session_cookie
 
 TOKEN = "metrics-token-for-tests"
 
@@ -152,16 +151,6 @@ def remote_scrape(server):
     return response.text
 
 
-def socket_to(server, path, cookie):
-    return websockets.connect(
-        f"ws://127.0.0.1:{server.port}{path}",
-        origin=f"http://127.0.0.1:{server.port}",
-        additional_headers={"Cookie": cookie},
-        proxy=None,
-        open_timeout=10,
-    )
-
-
 async def ping(socket):
     await socket.send(json.dumps({"type": "ping"}))
     assert json.loads(await asyncio.wait_for(socket.recv(), 10)) == {"type": "pong"}
@@ -178,9 +167,9 @@ async def test_open_websockets_are_summed_over_processes(multiprocess_servers, u
         return sample(text, "chatproject_websockets_open", endpoint=endpoint)
 
     async with (
-        socket_to(a, f"/ws/chat/{conversation.pk}/", cookie) as chat_on_a,
-        socket_to(b, "/ws/tasks/", cookie) as tasks_on_b,
-        socket_to(a, "/ws/tasks/", cookie) as tasks_on_a,
+        real_socket(a, f"/ws/chat/{conversation.pk}/", cookie) as chat_on_a,
+        real_socket(b, "/ws/tasks/", cookie) as tasks_on_b,
+        real_socket(a, "/ws/tasks/", cookie) as tasks_on_a,
     ):
         for socket in (chat_on_a, tasks_on_b, tasks_on_a):
             await ping(socket)
@@ -196,12 +185,6 @@ async def test_open_websockets_are_summed_over_processes(multiprocess_servers, u
 
     assert await closed()
     assert await asyncio.to_thread(open_sockets, "chat") == 0
-
-
-def session_cookie(user):
-    client = Client()
-    client.force_login(user)
-    return f"sessionid={client.cookies['sessionid'].value}"
 
 
 @pytest.fixture

@@ -13,16 +13,13 @@ from datetime import timedelta
 
 import pytest
 import requests
-import websockets
-from django.test import Client
 from django.utils import timezone
 
 from chat.models import Message, Role
 from tests import factories, support
+from tests.ws_support import REAL_FRAME_TIMEOUT, next_frame, real_socket, session_cookie
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-FRAME_TIMEOUT = 10
 
 
 @pytest.fixture(params=["core", "pubsub"])
@@ -50,28 +47,12 @@ def chat(user):
         created_at=timezone.now() - timedelta(hours=1),
     )
     Message.objects.filter(pk=message.pk).update(async_task=task)
-    client = Client()
-    client.force_login(user)
     return {
         "conversation": conversation,
         "message": message,
         "task": task,
-        "cookie": f"sessionid={client.cookies['sessionid'].value}",
+        "cookie": session_cookie(user),
     }
-
-
-def connect(server, path, cookie):
-    return websockets.connect(
-        f"ws://127.0.0.1:{server.port}{path}",
-        origin=f"http://127.0.0.1:{server.port}",
-        additional_headers={"Cookie": cookie},
-        proxy=None,
-        open_timeout=FRAME_TIMEOUT,
-    )
-
-
-async def next_frame(socket):
-    return json.loads(await asyncio.wait_for(socket.recv(), FRAME_TIMEOUT))
 
 
 async def callback(server, task_id, **payload):
@@ -82,7 +63,7 @@ async def callback(server, task_id, **payload):
             f"{server.base_url}/tasks/{task_id}/webhook/",
             json=payload,
             headers={"Authorization": f"Bearer {tokens.make_token(task_id)}"},
-            timeout=FRAME_TIMEOUT,
+            timeout=REAL_FRAME_TIMEOUT,
         )
 
     response = await asyncio.to_thread(post)
@@ -95,8 +76,8 @@ async def test_webhook_on_b_reaches_sockets_on_a(two_servers, chat):
     task_id = chat["task"].pk
     conversation_id = chat["conversation"].pk
     async with (
-        connect(a, f"/ws/chat/{conversation_id}/", chat["cookie"]) as chat_socket,
-        connect(a, "/ws/tasks/", chat["cookie"]) as task_socket,
+        real_socket(a, f"/ws/chat/{conversation_id}/", chat["cookie"]) as chat_socket,
+        real_socket(a, "/ws/tasks/", chat["cookie"]) as task_socket,
     ):
         # The handshake completes once the consumers joined their groups; a
         # ping round trip proves it before B changes anything.
@@ -135,7 +116,7 @@ async def test_sync_on_a_shows_what_b_changed_while_offline(two_servers, chat):
     path = f"/ws/chat/{chat['conversation'].pk}/"
     await callback(b, task_id, status="completed", output="Answered while you slept.")
 
-    async with connect(a, path, chat["cookie"]) as socket:
+    async with real_socket(a, path, chat["cookie"]) as socket:
         after = chat["message"].pk
         await socket.send(json.dumps({"type": "sync", "after_message_id": after}))
         reply = await next_frame(socket)
@@ -152,7 +133,7 @@ async def test_the_worker_process_publishes_to_sockets_on_a(two_servers, chat):
     a, _ = two_servers
     task_id = chat["task"].pk
     path = f"/ws/chat/{chat['conversation'].pk}/"
-    async with connect(a, path, chat["cookie"]) as socket:
+    async with real_socket(a, path, chat["cookie"]) as socket:
         await socket.send(json.dumps({"type": "ping"}))
         assert await next_frame(socket) == {"type": "pong"}
 
@@ -188,7 +169,7 @@ async def test_healthz_stays_ok_while_sockets_are_open(two_servers, chat):
     """The channel-layer probe must not wait behind an open socket's receive."""
     a, _b = two_servers
     path = f"/ws/chat/{chat['conversation'].pk}/"
-    async with connect(a, path, chat["cookie"]), connect(a, "/ws/tasks/", chat["cookie"]):
+    async with real_socket(a, path, chat["cookie"]), real_socket(a, "/ws/tasks/", chat["cookie"]):
         answers = []
         for _ in range(10):
             response = await asyncio.to_thread(requests.get, f"{a.base_url}/healthz", timeout=10)

@@ -5,17 +5,24 @@ import pytest
 from channels.db import database_sync_to_async
 from django.test import Client
 
-from tests import test_consumers
+from tasks import dispatch
+from tests import factories
 from tests.task_support import post_callback
-from tests.test_consumers import FRAME_TIMEOUT, open_socket, send_user_message, sync
+from tests.test_consumers import send_user_message
+from tests.ws_support import FRAME_TIMEOUT, next_of_type, open_socket, sync
 
-# The socket fixtures of tests/test_consumers.py.
-_fresh_in_memory_layer = test_consumers._fresh_in_memory_layer
-_no_dispatch = test_consumers._no_dispatch
-alice_cookie = test_consumers.alice_cookie
-conversation = test_consumers.conversation
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("fresh_layer")]
 
-pytestmark = pytest.mark.django_db(transaction=True)
+
+@pytest.fixture(autouse=True)
+def _no_dispatch(monkeypatch):
+    # As in tests/test_consumers.py: the tests move their tasks themselves.
+    monkeypatch.setattr(dispatch, "schedule_dispatch", lambda task_id: None)
+
+
+@pytest.fixture
+def conversation(user):
+    return factories.conversation(user)
 
 
 @database_sync_to_async
@@ -23,13 +30,6 @@ def callback(task_id, payload):
     response = post_callback(Client(), task_id, payload)
     assert response.status_code == 200, response.content
     return response
-
-
-async def next_of_type(socket, kind):
-    while True:
-        frame = await socket.receive_json_from(timeout=FRAME_TIMEOUT)
-        if frame["type"] == kind:
-            return frame
 
 
 async def test_a_delta_reaches_the_conversation_and_the_tasks_socket(conversation, alice_cookie):

@@ -6,7 +6,8 @@ import json
 import pytest
 
 from tests import test_multiprocess
-from tests.test_multiprocess import callback, connect, next_frame
+from tests.test_multiprocess import callback
+from tests.ws_support import next_frame, next_of_type, real_socket
 
 # The two-process fixtures of tests/test_multiprocess.py.
 two_servers = test_multiprocess.two_servers
@@ -15,17 +16,10 @@ chat = test_multiprocess.chat
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-async def next_of_type(socket, kind):
-    while True:
-        frame = await next_frame(socket)
-        if frame["type"] == kind:
-            return frame
-
-
 async def test_a_delta_through_b_reaches_a_socket_on_a(two_servers, chat):
     a, b = two_servers
     task_id = chat["task"].pk
-    async with connect(a, f"/ws/chat/{chat['conversation'].pk}/", chat["cookie"]) as socket:
+    async with real_socket(a, f"/ws/chat/{chat['conversation'].pk}/", chat["cookie"]) as socket:
         await socket.send(json.dumps({"type": "ping"}))
         assert await next_frame(socket) == {"type": "pong"}
         await callback(b, task_id, status="processing", delta="Streamed via B")
@@ -39,7 +33,7 @@ async def test_sync_on_a_mid_stream_resumes_what_b_received(two_servers, chat):
     for piece in ("Half ", "way ", "there"):
         await callback(b, task_id, status="processing", delta=piece)
     path = f"/ws/chat/{chat['conversation'].pk}/"
-    async with connect(a, path, chat["cookie"]) as socket:
+    async with real_socket(a, path, chat["cookie"]) as socket:
         after = chat["message"].pk
         await socket.send(json.dumps({"type": "sync", "after_message_id": after}))
         # B coalesces its frames for up to 50 ms, so a live frame of an earlier

@@ -6,69 +6,36 @@ import asyncio
 import threading
 
 import pytest
-from asgiref.sync import async_to_sync
-from channels.layers import InMemoryChannelLayer, get_channel_layer
-from channels.testing import WebsocketCommunicator
-from django.test import Client
 
 from chat import consumers as chat_consumers
 from chat.models import Message
-from chatproject.asgi import application
 from tasks import throttle
 from tests import factories
+from tests.ws_support import FRAME_TIMEOUT, communicator, open_socket
 
-pytestmark = pytest.mark.django_db(transaction=True)
-
-HEADERS = [(b"host", b"127.0.0.1:8000"), (b"origin", b"http://127.0.0.1:8000")]
-TIMEOUT = 5
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("fresh_layer")]
 
 
 @pytest.fixture(autouse=True)
-def _fresh_state():
-    layer = get_channel_layer()
-    if isinstance(layer, InMemoryChannelLayer):
-        async_to_sync(layer.flush)()
+def _fresh_slots():
     throttle._slots = None
     yield
     throttle._slots = None
 
 
-def cookie_of(user):
-    client = Client()
-    client.force_login(user)
-    return f"sessionid={client.cookies['sessionid'].value}".encode()
-
-
-@pytest.fixture
-def cookie(user):
-    return cookie_of(user)
-
-
-@pytest.fixture
-def other_cookie(other_user):
-    return cookie_of(other_user)
-
-
-async def open_socket(path, cookie):
-    socket = WebsocketCommunicator(application, path, headers=[*HEADERS, (b"cookie", cookie)])
-    connected, _ = await socket.connect(timeout=TIMEOUT)
-    assert connected
-    return socket
-
-
 async def frame(socket):
-    return await socket.receive_json_from(timeout=TIMEOUT)
+    return await socket.receive_json_from(timeout=FRAME_TIMEOUT)
 
 
 # --- sockets per user ----------------------------------------------------------------------
 
 
-async def test_the_socket_past_the_limit_is_closed_with_4429(cookie, settings):
+async def test_the_socket_past_the_limit_is_closed_with_4429(alice_cookie, settings):
     settings.WS_PER_USER_LIMIT = 2
-    held = [await open_socket("/ws/tasks/", cookie) for _ in range(2)]
-    extra = await open_socket("/ws/tasks/", cookie)
+    held = [await open_socket("/ws/tasks/", alice_cookie) for _ in range(2)]
+    extra = await open_socket("/ws/tasks/", alice_cookie)
     assert (await frame(extra))["type"] == "error"
-    closed = await extra.receive_output(timeout=TIMEOUT)
+    closed = await extra.receive_output(timeout=FRAME_TIMEOUT)
     assert closed == {"type": "websocket.close", "code": 4429}
     for socket in held:  # the first two still work
         await socket.send_json_to({"type": "ping"})
@@ -76,33 +43,33 @@ async def test_the_socket_past_the_limit_is_closed_with_4429(cookie, settings):
         await socket.disconnect()
 
 
-async def test_closing_a_socket_frees_its_slot(cookie, settings):
+async def test_closing_a_socket_frees_its_slot(alice_cookie, settings):
     settings.WS_PER_USER_LIMIT = 1
-    first = await open_socket("/ws/tasks/", cookie)
+    first = await open_socket("/ws/tasks/", alice_cookie)
     await first.disconnect()
-    second = await open_socket("/ws/tasks/", cookie)
+    second = await open_socket("/ws/tasks/", alice_cookie)
     await second.send_json_to({"type": "ping"})
     assert await frame(second) == {"type": "pong"}
     await second.disconnect()
 
 
-async def test_the_limit_is_per_user(cookie, other_cookie, settings):
+async def test_the_limit_is_per_user(alice_cookie, mallory_cookie, settings):
     settings.WS_PER_USER_LIMIT = 1
-    mine = await open_socket("/ws/tasks/", cookie)
-    theirs = await open_socket("/ws/tasks/", other_cookie)
+    mine = await open_socket("/ws/tasks/", alice_cookie)
+    theirs = await open_socket("/ws/tasks/", mallory_cookie)
     await theirs.send_json_to({"type": "ping"})
     assert await frame(theirs) == {"type": "pong"}
     await mine.disconnect()
     await theirs.disconnect()
 
 
-async def test_chat_sockets_count_too(user, cookie, settings):
+async def test_chat_sockets_count_too(user, alice_cookie, settings):
     settings.WS_PER_USER_LIMIT = 1
     conversation = await asyncio.to_thread(factories.conversation, user)
-    first = await open_socket(f"/ws/chat/{conversation.pk}/", cookie)
-    extra = await open_socket(f"/ws/chat/{conversation.pk}/", cookie)
+    first = await open_socket(f"/ws/chat/{conversation.pk}/", alice_cookie)
+    extra = await open_socket(f"/ws/chat/{conversation.pk}/", alice_cookie)
     await frame(extra)
-    assert (await extra.receive_output(timeout=TIMEOUT))["code"] == 4429
+    assert (await extra.receive_output(timeout=FRAME_TIMEOUT))["code"] == 4429
     await first.disconnect()
 
 
@@ -125,20 +92,20 @@ def many_messages(user, count):
     return conversation
 
 
-async def test_a_client_a_page_behind_gets_the_messages(user, cookie, settings):
+async def test_a_client_a_page_behind_gets_the_messages(user, alice_cookie, settings):
     settings.CHAT_PAGE_SIZE = 5
     conversation = await asyncio.to_thread(many_messages, user, 5)
-    socket = await open_socket(f"/ws/chat/{conversation.pk}/", cookie)
+    socket = await open_socket(f"/ws/chat/{conversation.pk}/", alice_cookie)
     await socket.send_json_to({"type": "sync", "after_message_id": 0})
     kinds = [(await frame(socket))["type"] for _ in range(5)]
     assert kinds == ["message.created"] * 5
     await socket.disconnect()
 
 
-async def test_a_client_further_behind_gets_sync_reset_alone(user, cookie, settings):
+async def test_a_client_further_behind_gets_sync_reset_alone(user, alice_cookie, settings):
     settings.CHAT_PAGE_SIZE = 5
     conversation = await asyncio.to_thread(many_messages, user, 6)
-    socket = await open_socket(f"/ws/chat/{conversation.pk}/", cookie)
+    socket = await open_socket(f"/ws/chat/{conversation.pk}/", alice_cookie)
     await socket.send_json_to({"type": "sync", "after_message_id": 0})
     await socket.send_json_to({"type": "ping"})
     assert await frame(socket) == {"type": "sync.reset"}
@@ -157,10 +124,10 @@ def test_the_page_script_reloads_on_sync_reset_and_backs_off_on_4429():
 # --- frame budget --------------------------------------------------------------------------
 
 
-async def test_frames_past_the_budget_are_dropped_with_one_error(cookie, settings):
+async def test_frames_past_the_budget_are_dropped_with_one_error(alice_cookie, settings):
     settings.WS_FRAME_BURST = 3
     settings.WS_FRAME_RATE = 0.5
-    socket = await open_socket("/ws/tasks/", cookie)
+    socket = await open_socket("/ws/tasks/", alice_cookie)
     for _ in range(10):
         await socket.send_json_to({"type": "ping"})
     answers = [await frame(socket) for _ in range(4)]
@@ -184,7 +151,7 @@ def test_the_token_bucket_refills_at_its_rate():
 
 
 async def test_a_slow_sync_does_not_stall_another_sockets_handshake(
-    user, other_user, cookie, other_cookie, monkeypatch
+    user, other_user, alice_cookie, mallory_cookie, monkeypatch
 ):
     conversation = await asyncio.to_thread(many_messages, user, 1)
     original = chat_consumers.sync_frames
@@ -195,16 +162,12 @@ async def test_a_slow_sync_does_not_stall_another_sockets_handshake(
         return original(*args, **kwargs)
 
     monkeypatch.setattr(chat_consumers, "sync_frames", slow_sync)
-    slow = await open_socket(f"/ws/chat/{conversation.pk}/", cookie)
+    slow = await open_socket(f"/ws/chat/{conversation.pk}/", alice_cookie)
     await slow.send_json_to({"type": "sync", "after_message_id": 0})
     await asyncio.sleep(0.2)  # the sync is now sleeping in its thread
 
     other_conversation = await asyncio.to_thread(factories.conversation, other_user)
-    other = WebsocketCommunicator(
-        application,
-        f"/ws/chat/{other_conversation.pk}/",
-        headers=[*HEADERS, (b"cookie", other_cookie)],
-    )
+    other = communicator(f"/ws/chat/{other_conversation.pk}/", mallory_cookie)
     try:
         connected, _ = await other.connect(timeout=5)
         assert connected
@@ -214,5 +177,5 @@ async def test_a_slow_sync_does_not_stall_another_sockets_handshake(
     finally:
         release.set()
     await other.disconnect()
-    await slow.receive_json_from(timeout=TIMEOUT)  # the slow sync still answers
+    await slow.receive_json_from(timeout=FRAME_TIMEOUT)  # the slow sync still answers
     await slow.disconnect()

@@ -4,34 +4,19 @@ import asyncio
 
 import pytest
 import websockets
-from channels.testing import WebsocketCommunicator
-from django.test import Client
 
-from chatproject.asgi import application
 from tests import factories, support
+from tests.ws_support import communicator, real_socket, session_cookie
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def cookie_of(user):
-    client = Client()
-    client.force_login(user)
-    return f"sessionid={client.cookies['sessionid'].value}"
-
-
 async def handshake(path, cookie, origin, host="127.0.0.1:8000", extra=()):
-    headers = [(b"host", host.encode()), (b"cookie", cookie.encode()), *extra]
-    if origin:
-        headers.append((b"origin", origin.encode()))
-    socket = WebsocketCommunicator(application, path, headers=headers)
+    origin = (b"origin", origin.encode()) if origin else None
+    socket = communicator(path, cookie, origin=origin, host=(b"host", host.encode()), extra=extra)
     connected, _ = await socket.connect(timeout=5)
     await socket.disconnect()
     return connected
-
-
-@pytest.fixture
-def alice(user):
-    return cookie_of(user)
 
 
 @pytest.mark.parametrize(
@@ -45,48 +30,54 @@ def alice(user):
         "",
     ],
 )
-async def test_an_origin_other_than_the_app_is_refused(alice, origin):
-    assert not await handshake("/ws/tasks/", alice, origin)
+async def test_an_origin_other_than_the_app_is_refused(alice_cookie, origin):
+    assert not await handshake("/ws/tasks/", alice_cookie, origin)
 
 
-async def test_the_apps_own_origin_is_accepted(alice):
-    assert await handshake("/ws/tasks/", alice, "http://127.0.0.1:8000")
+async def test_the_apps_own_origin_is_accepted(alice_cookie):
+    assert await handshake("/ws/tasks/", alice_cookie, "http://127.0.0.1:8000")
 
 
-async def test_a_host_outside_allowed_hosts_gives_no_origin(alice):
+async def test_a_host_outside_allowed_hosts_gives_no_origin(alice_cookie):
     assert not await handshake(
-        "/ws/tasks/", alice, "http://evil.example:8000", host="evil.example:8000"
+        "/ws/tasks/", alice_cookie, "http://evil.example:8000", host="evil.example:8000"
     )
 
 
-async def test_csrf_trusted_origins_are_accepted(alice, settings):
+async def test_csrf_trusted_origins_are_accepted(alice_cookie, settings):
     settings.CSRF_TRUSTED_ORIGINS = ["https://chat.example.com"]
-    assert await handshake("/ws/tasks/", alice, "https://chat.example.com")
-    assert not await handshake("/ws/tasks/", alice, "http://chat.example.com")
+    assert await handshake("/ws/tasks/", alice_cookie, "https://chat.example.com")
+    assert not await handshake("/ws/tasks/", alice_cookie, "http://chat.example.com")
 
 
-async def test_behind_a_tls_proxy_the_https_origin_of_the_host_is_accepted(alice, settings):
+async def test_behind_a_tls_proxy_the_https_origin_of_the_host_is_accepted(alice_cookie, settings):
     settings.ALLOWED_HOSTS = ["chat.example.com"]
     proto = (b"x-forwarded-proto", b"https")
     assert await handshake(
-        "/ws/tasks/", alice, "https://chat.example.com", host="chat.example.com", extra=[proto]
+        "/ws/tasks/",
+        alice_cookie,
+        "https://chat.example.com",
+        host="chat.example.com",
+        extra=[proto],
     )
     assert not await handshake(
-        "/ws/tasks/", alice, "http://chat.example.com", host="chat.example.com", extra=[proto]
+        "/ws/tasks/",
+        alice_cookie,
+        "http://chat.example.com",
+        host="chat.example.com",
+        extra=[proto],
     )
 
 
 def test_a_real_daphne_refuses_another_port_of_the_same_host(user):
     conversation = factories.conversation(user)
-    cookie = cookie_of(user)
+    cookie = session_cookie(user)
     with support.Server() as server:
-        url = f"ws://127.0.0.1:{server.port}/ws/chat/{conversation.pk}/"
+        path = f"/ws/chat/{conversation.pk}/"
 
         async def opens(origin):
             try:
-                async with websockets.connect(
-                    url, origin=origin, additional_headers={"Cookie": cookie}, proxy=None
-                ) as socket:
+                async with real_socket(server, path, cookie, origin=origin) as socket:
                     await socket.send('{"type": "ping"}')
                     return "pong" in await asyncio.wait_for(socket.recv(), 5)
             except websockets.InvalidStatus as refused:

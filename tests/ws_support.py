@@ -1,0 +1,111 @@
+"""Websocket helpers shared by the tests.
+
+Two ways in: Channels' WebsocketCommunicator straight into the ASGI
+application (`communicator`, `open_socket`), and a real client (`websockets`)
+against a Daphne process of tests/support.py (`real_socket`, `next_frame`).
+Both carry a signed-in user's session cookie and the Origin the server accepts.
+"""
+
+import asyncio
+import json
+
+import pytest
+import websockets
+from asgiref.sync import async_to_sync
+from channels.layers import InMemoryChannelLayer, get_channel_layer
+from channels.testing import WebsocketCommunicator
+from django.test import Client
+
+HOST = (b"host", b"127.0.0.1:8000")
+ORIGIN = (b"origin", b"http://127.0.0.1:8000")  # the same scheme, host and port
+FRAME_TIMEOUT = 5  # seconds to wait for a frame through the ASGI application
+REAL_FRAME_TIMEOUT = 10  # … and through a real server process
+
+
+def session_cookie(user) -> str:
+    """The Cookie header value of a signed-in session of `user`."""
+    client = Client()
+    client.force_login(user)
+    return f"sessionid={client.cookies['sessionid'].value}"
+
+
+# --- through the ASGI application --------------------------------------------------------
+
+
+def communicator(path, cookie=None, origin=ORIGIN, host=HOST, extra=()):
+    """A not yet connected socket; `origin=None` sends none."""
+    from chatproject.asgi import application
+
+    headers = [host, *extra]
+    if origin:
+        headers.append(origin)
+    if cookie:
+        headers.append((b"cookie", cookie.encode() if isinstance(cookie, str) else cookie))
+    return WebsocketCommunicator(application, path, headers=headers)
+
+
+async def open_socket(path, cookie, **headers):
+    socket = communicator(path, cookie, **headers)
+    connected, _ = await socket.connect(timeout=FRAME_TIMEOUT)
+    assert connected, f"{path} refused the socket"
+    return socket
+
+
+async def frames(socket, count):
+    return [await socket.receive_json_from(timeout=FRAME_TIMEOUT) for _ in range(count)]
+
+
+async def sync(socket, **content):
+    await socket.send_json_to({"type": "sync", **content})
+
+
+def flush_in_memory_layer():
+    """Sockets of an earlier test (another event loop) must not linger in groups."""
+    layer = get_channel_layer()
+    if isinstance(layer, InMemoryChannelLayer):
+        async_to_sync(layer.flush)()
+
+
+@pytest.fixture
+def fresh_layer():
+    flush_in_memory_layer()
+    yield
+
+
+@pytest.fixture
+def alice_cookie(user):
+    return session_cookie(user)
+
+
+@pytest.fixture
+def mallory_cookie(other_user):
+    return session_cookie(other_user)
+
+
+# --- through a real server process --------------------------------------------------------
+
+
+def real_socket(server, path, cookie, origin=None):
+    """`async with real_socket(server, path, cookie) as socket:` on a support.Server."""
+    return websockets.connect(
+        f"ws://127.0.0.1:{server.port}{path}",
+        origin=origin or server.base_url,
+        additional_headers={"Cookie": cookie},
+        proxy=None,
+        open_timeout=REAL_FRAME_TIMEOUT,
+    )
+
+
+async def next_frame(socket):
+    return json.loads(await asyncio.wait_for(socket.recv(), REAL_FRAME_TIMEOUT))
+
+
+async def next_of_type(socket, kind):
+    """The next frame of `kind` on either kind of socket, skipping the others."""
+    while True:
+        if isinstance(socket, WebsocketCommunicator):
+            frame = await socket.receive_json_from(timeout=FRAME_TIMEOUT)
+        else:
+            frame = await next_frame(socket)
+        if frame["type"] == kind:
+            return frame
