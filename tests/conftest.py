@@ -38,6 +38,31 @@ def dispatch_settings(settings):
     return settings
 
 
+@pytest.fixture(scope="session")
+def make_httpserver():
+    """pytest-httpserver's server behind its `httpserver` fixture, here on
+    127.0.0.1 and threaded (the app's dispatch pool sends side by side)."""
+    from pytest_httpserver import HTTPServer
+
+    server = HTTPServer(host="127.0.0.1", port=0, threaded=True)
+    server.start()
+    yield server
+    server.clear()
+    if server.is_running():
+        server.stop()
+
+
+@pytest.fixture
+def fake_n8n(httpserver, settings):
+    """The `httpserver` fixture as N8N_BASE_URL: a test says what n8n answers
+    (`fake_n8n.expect_request(path, method="POST").respond_with_json(...)`), reads
+    what it got from `fake_n8n.log`, and fails if n8n got a request no
+    expectation matched."""
+    settings.N8N_BASE_URL = httpserver.url_for("").rstrip("/")
+    yield httpserver
+    httpserver.check()
+
+
 @pytest.fixture
 def make_user(db):
     def make(username="alice", password="a-long-Passphrase-42", **extra):

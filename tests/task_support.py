@@ -1,12 +1,15 @@
-"""Helpers for the tasks tests: a chat task with its message, callbacks, a real
-HTTP server on 127.0.0.1 standing in for n8n's webhook, and polling."""
+"""Helpers for the tasks tests: a chat task with its message, callbacks, a
+scripted n8n webhook on 127.0.0.1, and polling."""
 
 import json
+import re
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from django.urls import reverse
+from pytest_httpserver import HTTPServer
+from requests.structures import CaseInsensitiveDict
+from werkzeug.wrappers import Response
 
 from chat.models import Role
 from tasks import tokens
@@ -67,63 +70,53 @@ def wait_for_status(task_id, statuses, timeout=20.0):
 
 
 class FakeN8n:
-    """A real HTTP server on 127.0.0.1 answering dispatches as told.
+    """n8n's webhook played by a pytest-httpserver server of its own on 127.0.0.1,
+    for scripts the plain `httpserver` fixture does not express in one line.
 
     `answers` is a list of (status, body-dict-or-text, delay_seconds) used in
-    turn (the last one repeats). Every request is recorded; `on_request(body)`,
-    if given, runs before the answer (n8n calling back before it answers)."""
+    turn (the last one repeats). Every request is recorded before it is
+    answered, as {"path", "headers", "body", "raw"}; `on_request(body)`, if
+    given, runs before the answer (n8n calling back before it answers).
+    The server listens from construction on (`base_url` is known at once)
+    until the `with` block ends."""
 
     def __init__(self, answers, on_request=None):
         self.answers = list(answers)
-        self.on_request = on_request  # on_request(body) runs before the answer
+        self.on_request = on_request
         self.requests = []
         self.lock = threading.Lock()
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                length = int(self.headers.get("Content-Length") or 0)
-                raw = self.rfile.read(length)
-                body = json.loads(raw) if raw else None  # n8n API calls may have no body
-                with fake.lock:
-                    fake.requests.append(
-                        {
-                            "path": self.path,
-                            "headers": dict(self.headers),
-                            "body": body,
-                            "raw": raw,
-                        }
-                    )
-                    index = min(len(fake.requests), len(fake.answers)) - 1
-                    status, payload, delay = fake.answers[index]
-                if fake.on_request is not None:
-                    fake.on_request(body)
-                if delay:
-                    time.sleep(delay)
-                data = payload if isinstance(payload, str) else json.dumps(payload)
-                try:
-                    self.send_response(status)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(data.encode())))
-                    self.end_headers()
-                    self.wfile.write(data.encode())
-                except (BrokenPipeError, ConnectionResetError):
-                    pass
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(
-            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        self.server = HTTPServer(host="127.0.0.1", port=0, threaded=True)
+        self.server.expect_request(re.compile("/.*"), method="POST").respond_with_handler(
+            self._answer
         )
+        self.server.start()
+        self.base_url = f"http://127.0.0.1:{self.server.port}"
+
+    def _answer(self, request):
+        raw = request.get_data()
+        body = json.loads(raw) if raw else None  # n8n API calls may have no body
+        with self.lock:
+            self.requests.append(
+                {
+                    "path": request.path,
+                    "headers": CaseInsensitiveDict(request.headers.items()),
+                    "body": body,
+                    "raw": raw,
+                }
+            )
+            index = min(len(self.requests), len(self.answers)) - 1
+            status, payload, delay = self.answers[index]
+        if self.on_request is not None:
+            self.on_request(body)
+        if delay:
+            time.sleep(delay)
+        data = payload if isinstance(payload, str) else json.dumps(payload)
+        return Response(data, status=status, content_type="application/json")
 
     def __enter__(self):
-        self.thread.start()
         return self
 
     def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()
+        self.server.stop()
+        if exc[0] is None:
+            self.server.check()  # an unexpected request, or an error in on_request

@@ -1,41 +1,53 @@
-"""Dispatch outcomes against a real HTTP server on 127.0.0.1 standing in for n8n."""
+"""Dispatch outcomes against n8n played by pytest-httpserver on 127.0.0.1."""
 
 import json
+import time
 from datetime import timedelta
 
 import pytest
 from django.db.models import F
 from django.utils import timezone
+from werkzeug.wrappers import Response
 
 from tasks import services, tokens
 from tasks.models import AsyncTask
 from tests import support
 from tests.contract_names import DISPATCH_KEYS
-from tests.task_support import FakeN8n, chat_task
+from tests.task_support import chat_task
 
 pytestmark = pytest.mark.django_db
 
+WEBHOOK = "/webhook/chat-reply"
 
-def fake(settings, *answers):
-    server = FakeN8n(answers)
-    settings.N8N_BASE_URL = server.base_url
-    return server
+
+def answers(n8n, status, body, once=False):
+    """n8n answers the chat workflow's webhook so (once, or from now on)."""
+    expect = n8n.expect_oneshot_request if once else n8n.expect_request
+    handler = expect(WEBHOOK, method="POST")
+    if isinstance(body, str):
+        handler.respond_with_data(body, status=status)
+    else:
+        handler.respond_with_json(body, status=status)
+
+
+def received(n8n):
+    return [request for request, _response in n8n.log]
 
 
 def make_due(task):
     AsyncTask.objects.filter(pk=task.pk).update(next_attempt_at=timezone.now())
 
 
-def test_dispatch_posts_the_contract_body_and_headers(dispatch_settings, user):
+def test_dispatch_posts_the_contract_body_and_headers(dispatch_settings, fake_n8n, user):
+    answers(fake_n8n, 200, {"message": "Workflow was started"})
     task = chat_task(user)
-    with fake(dispatch_settings, (200, {"message": "Workflow was started"}, 0)) as n8n:
-        assert services.claim_and_dispatch(task.pk) == "dispatched"
-    [request] = n8n.requests
-    assert request["path"] == "/webhook/chat-reply"
-    assert request["headers"]["Authorization"] == "Bearer s3cret"
-    assert request["headers"]["Idempotency-Key"] == f"task-{task.pk}"
-    assert request["headers"]["Content-Type"] == "application/json"
-    body = request["body"]
+    assert services.claim_and_dispatch(task.pk) == "dispatched"
+    [request] = received(fake_n8n)
+    assert request.path == WEBHOOK
+    assert request.headers["Authorization"] == "Bearer s3cret"
+    assert request.headers["Idempotency-Key"] == f"task-{task.pk}"
+    assert request.headers["Content-Type"] == "application/json"
+    body = request.get_json()
     assert set(body) == DISPATCH_KEYS
     assert body["task_id"] == task.pk
     assert body["task_type"] == "chat"
@@ -47,19 +59,22 @@ def test_dispatch_posts_the_contract_body_and_headers(dispatch_settings, user):
     assert body["timeout_seconds"] == dispatch_settings.TASK_TIMEOUT_SECONDS
 
 
-def test_no_authorization_header_without_a_webhook_secret(dispatch_settings, user):
+def test_no_authorization_header_without_a_webhook_secret(dispatch_settings, fake_n8n, user):
     dispatch_settings.N8N_WEBHOOK_SECRET = ""
+    answers(fake_n8n, 200, {})
     task = chat_task(user)
-    with fake(dispatch_settings, (200, {}, 0)) as n8n:
-        services.claim_and_dispatch(task.pk)
-    assert "Authorization" not in n8n.requests[0]["headers"]
+    services.claim_and_dispatch(task.pk)
+    [request] = received(fake_n8n)
+    assert "authorization" not in {name.lower() for name in request.headers.keys()}
 
 
 @pytest.mark.parametrize("key", ["executionId", "execution_id"])
-def test_2xx_with_an_execution_id_marks_processing_and_stores_it(dispatch_settings, user, key):
+def test_2xx_with_an_execution_id_marks_processing_and_stores_it(
+    dispatch_settings, fake_n8n, user, key
+):
+    answers(fake_n8n, 200, {key: 4711})
     task = chat_task(user)
-    with fake(dispatch_settings, (200, {key: 4711}, 0)):
-        assert services.claim_and_dispatch(task.pk) == "dispatched"
+    assert services.claim_and_dispatch(task.pk) == "dispatched"
     task.refresh_from_db()
     assert (task.status, task.current_step) == ("processing", "dispatched")
     assert task.n8n_execution_id == "4711"
@@ -69,10 +84,10 @@ def test_2xx_with_an_execution_id_marks_processing_and_stores_it(dispatch_settin
     assert task.metadata["attempts"][0]["outcome"] == "accepted"
 
 
-def test_2xx_without_an_execution_id_marks_processing(dispatch_settings, user):
+def test_2xx_without_an_execution_id_marks_processing(dispatch_settings, fake_n8n, user):
+    answers(fake_n8n, 202, "Workflow was started")
     task = chat_task(user)
-    with fake(dispatch_settings, (202, "Workflow was started", 0)):
-        assert services.claim_and_dispatch(task.pk) == "dispatched"
+    assert services.claim_and_dispatch(task.pk) == "dispatched"
     task.refresh_from_db()
     assert (task.status, task.current_step, task.n8n_execution_id) == (
         "processing",
@@ -82,14 +97,14 @@ def test_2xx_without_an_execution_id_marks_processing(dispatch_settings, user):
 
 
 @pytest.mark.parametrize("status", [400, 401, 403, 404])
-def test_4xx_fails_the_task_at_once_with_error_details(dispatch_settings, user, status):
-    task = chat_task(user)
+def test_4xx_fails_the_task_at_once_with_error_details(dispatch_settings, fake_n8n, user, status):
     body = {"code": 404, "message": 'The requested webhook "POST chat-reply" is not registered.'}
-    with fake(dispatch_settings, (status, body, 0)) as n8n:
-        assert services.claim_and_dispatch(task.pk) == "failed"
-        make_due(task)
-        assert services.claim_and_dispatch(task.pk) is None  # never retried
-    assert len(n8n.requests) == 1
+    answers(fake_n8n, status, body)
+    task = chat_task(user)
+    assert services.claim_and_dispatch(task.pk) == "failed"
+    make_due(task)
+    assert services.claim_and_dispatch(task.pk) is None  # never retried
+    assert len(received(fake_n8n)) == 1
     task.refresh_from_db()
     assert task.status == "failed"
     assert task.error_details["stage"] == "dispatch"
@@ -101,45 +116,45 @@ def test_4xx_fails_the_task_at_once_with_error_details(dispatch_settings, user, 
     assert str(status) in task.last_error
 
 
-def test_5xx_then_success_retries_with_backoff(dispatch_settings, user):
+def test_5xx_then_success_retries_with_backoff(dispatch_settings, fake_n8n, user):
+    answers(fake_n8n, 503, {"message": "busy"}, once=True)
+    answers(fake_n8n, 200, {"executionId": "8"})
     task = chat_task(user)
-    answers = [(503, {"message": "busy"}, 0), (200, {"executionId": "8"}, 0)]
-    with fake(dispatch_settings, *answers) as n8n:
-        before = timezone.now()
-        assert services.claim_and_dispatch(task.pk) == "retry"
-        task.refresh_from_db()
-        assert task.status == "pending"
-        assert task.next_attempt_at > before
-        assert "503" in task.last_error
-        assert task.status_message == "n8n could not be reached; retrying…"
-        make_due(task)
-        assert services.claim_and_dispatch(task.pk) == "dispatched"
-    assert len(n8n.requests) == 2
+    before = timezone.now()
+    assert services.claim_and_dispatch(task.pk) == "retry"
+    task.refresh_from_db()
+    assert task.status == "pending"
+    assert task.next_attempt_at > before
+    assert "503" in task.last_error
+    assert task.status_message == "n8n could not be reached; retrying…"
+    make_due(task)
+    assert services.claim_and_dispatch(task.pk) == "dispatched"
+    assert len(received(fake_n8n)) == 2
     task.refresh_from_db()
     assert (task.status, task.attempts, task.n8n_execution_id) == ("processing", 2, "8")
     assert [a["outcome"] for a in task.metadata["attempts"]] == ["retryable", "accepted"]
     assert task.last_error == ""
 
 
-def test_a_retry_is_not_due_before_its_backoff(dispatch_settings, user):
+def test_a_retry_is_not_due_before_its_backoff(dispatch_settings, fake_n8n, user):
     dispatch_settings.TASK_DISPATCH_BACKOFF_SECONDS = 60
+    answers(fake_n8n, 500, {})
     task = chat_task(user)
-    with fake(dispatch_settings, (500, {}, 0)) as n8n:
-        assert services.claim_and_dispatch(task.pk) == "retry"
-        assert services.claim_and_dispatch(task.pk) is None
-    assert len(n8n.requests) == 1
+    assert services.claim_and_dispatch(task.pk) == "retry"
+    assert services.claim_and_dispatch(task.pk) is None
+    assert len(received(fake_n8n)) == 1
 
 
-def test_5xx_on_every_try_fails_after_the_last_attempt(dispatch_settings, user):
+def test_5xx_on_every_try_fails_after_the_last_attempt(dispatch_settings, fake_n8n, user):
+    answers(fake_n8n, 502, "Bad gateway")
     task = chat_task(user)
-    with fake(dispatch_settings, (502, "Bad gateway", 0)) as n8n:
-        outcomes = []
-        for _ in range(3):
-            outcomes.append(services.claim_and_dispatch(task.pk))
-            make_due(task)
-        assert services.claim_and_dispatch(task.pk) is None
+    outcomes = []
+    for _ in range(3):
+        outcomes.append(services.claim_and_dispatch(task.pk))
+        make_due(task)
+    assert services.claim_and_dispatch(task.pk) is None
     assert outcomes == ["retry", "retry", "failed"]
-    assert len(n8n.requests) == 3
+    assert len(received(fake_n8n)) == 3
     task.refresh_from_db()
     assert task.status == "failed"
     assert task.error_details["http_status"] == 502
@@ -148,16 +163,21 @@ def test_5xx_on_every_try_fails_after_the_last_attempt(dispatch_settings, user):
     assert len(task.metadata["attempts"]) == 3
 
 
-def test_a_read_time_out_is_retried_then_fails(dispatch_settings, user):
+def test_a_read_time_out_is_retried_then_fails(dispatch_settings, fake_n8n, user):
     dispatch_settings.TASK_DISPATCH_MAX_ATTEMPTS = 2
     dispatch_settings.TASK_DISPATCH_READ_TIMEOUT = 0.2
+
+    def too_late(request):
+        time.sleep(1.0)
+        return Response("{}", content_type="application/json")
+
+    fake_n8n.expect_request(WEBHOOK, method="POST").respond_with_handler(too_late)
     task = chat_task(user)
-    with fake(dispatch_settings, (200, {}, 1.0)):
-        assert services.claim_and_dispatch(task.pk) == "retry"
-        task.refresh_from_db()
-        assert "no answer within" in task.last_error
-        make_due(task)
-        assert services.claim_and_dispatch(task.pk) == "failed"
+    assert services.claim_and_dispatch(task.pk) == "retry"
+    task.refresh_from_db()
+    assert "no answer within" in task.last_error
+    make_due(task)
+    assert services.claim_and_dispatch(task.pk) == "failed"
     task.refresh_from_db()
     assert task.status == "failed"
     assert task.error_details["kind"] == "timeout"
@@ -178,13 +198,13 @@ def test_a_connection_error_is_retried_then_fails_with_a_clear_error(dispatch_se
     assert "127.0.0.1" not in task.status_message
 
 
-def test_the_attempt_history_is_bounded(dispatch_settings, user):
+def test_the_attempt_history_is_bounded(dispatch_settings, fake_n8n, user):
     dispatch_settings.TASK_DISPATCH_MAX_ATTEMPTS = 100
+    answers(fake_n8n, 500, {})
     task = chat_task(user)
-    with fake(dispatch_settings, (500, {}, 0)):
-        for _ in range(services.ATTEMPT_HISTORY_MAX + 3):
-            services.claim_and_dispatch(task.pk)
-            make_due(task)
+    for _ in range(services.ATTEMPT_HISTORY_MAX + 3):
+        services.claim_and_dispatch(task.pk)
+        make_due(task)
     task.refresh_from_db()
     assert len(task.metadata["attempts"]) == services.ATTEMPT_HISTORY_MAX
     assert task.metadata["attempts"][-1]["attempt"] == services.ATTEMPT_HISTORY_MAX + 3
@@ -253,24 +273,26 @@ def test_credentials_in_the_n8n_url_never_reach_the_task(dispatch_settings, user
     assert "operator" not in stored
 
 
-def test_without_an_attempt_cap_dispatch_retries_until_the_deadline(dispatch_settings, user):
+def test_without_an_attempt_cap_dispatch_retries_until_the_deadline(
+    dispatch_settings, fake_n8n, user
+):
     dispatch_settings.TASK_DISPATCH_MAX_ATTEMPTS = 0
     dispatch_settings.TASK_DISPATCH_BACKOFF_SECONDS = 10
     dispatch_settings.TASK_DISPATCH_BACKOFF_MAX_SECONDS = 10
     dispatch_settings.TASK_TIMEOUT_SECONDS = 120
+    answers(fake_n8n, 503, {})
     task = chat_task(user)
-    with fake(dispatch_settings, (503, {}, 0)):
-        outcomes = []
-        for _ in range(30):
-            outcome = services.claim_and_dispatch(task.pk)
-            if outcome is None:
-                break
-            outcomes.append(outcome)
-            # Time passes: the next attempt is due now.
-            AsyncTask.objects.filter(pk=task.pk).update(
-                next_attempt_at=timezone.now(),
-                created_at=F("created_at") - timedelta(seconds=10),
-            )
+    outcomes = []
+    for _ in range(30):
+        outcome = services.claim_and_dispatch(task.pk)
+        if outcome is None:
+            break
+        outcomes.append(outcome)
+        # Time passes: the next attempt is due now.
+        AsyncTask.objects.filter(pk=task.pk).update(
+            next_attempt_at=timezone.now(),
+            created_at=F("created_at") - timedelta(seconds=10),
+        )
     # Backoff 5-10 s per try until 30 s before the 120 s deadline (kept for the
     # workflow's own work): many tries, the last one at that limit, then one failure.
     assert outcomes[-1] == "failed"
@@ -280,21 +302,21 @@ def test_without_an_attempt_cap_dispatch_retries_until_the_deadline(dispatch_set
     assert task.error_details["attempts"] == len(outcomes)
 
 
-def test_the_last_retry_is_kept_early_enough_for_the_workflow(dispatch_settings, user):
+def test_the_last_retry_is_kept_early_enough_for_the_workflow(dispatch_settings, fake_n8n, user):
     dispatch_settings.TASK_DISPATCH_MAX_ATTEMPTS = 0
     dispatch_settings.TASK_DISPATCH_BACKOFF_SECONDS = 60
     dispatch_settings.TASK_DISPATCH_BACKOFF_MAX_SECONDS = 60
     dispatch_settings.TASK_TIMEOUT_SECONDS = 120
+    answers(fake_n8n, 503, {})
     task = chat_task(user)
     # 80 s old: a 30-60 s backoff would pass the last useful moment (90 s):
     # the retry is moved to it instead of being given up.
     AsyncTask.objects.filter(pk=task.pk).update(created_at=timezone.now() - timedelta(seconds=80))
-    with fake(dispatch_settings, (503, {}, 0)):
-        assert services.claim_and_dispatch(task.pk) == "retry"
-        task.refresh_from_db()
-        assert task.next_attempt_at <= task.created_at + timedelta(seconds=90)
-        # Past that moment, no further try: a visible failure, not a late reply.
-        AsyncTask.objects.filter(pk=task.pk).update(
-            created_at=timezone.now() - timedelta(seconds=91), next_attempt_at=timezone.now()
-        )
-        assert services.claim_and_dispatch(task.pk) == "failed"
+    assert services.claim_and_dispatch(task.pk) == "retry"
+    task.refresh_from_db()
+    assert task.next_attempt_at <= task.created_at + timedelta(seconds=90)
+    # Past that moment, no further try: a visible failure, not a late reply.
+    AsyncTask.objects.filter(pk=task.pk).update(
+        created_at=timezone.now() - timedelta(seconds=91), next_attempt_at=timezone.now()
+    )
+    assert services.claim_and_dispatch(task.pk) == "failed"

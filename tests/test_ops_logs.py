@@ -6,21 +6,22 @@ import logging
 import pytest
 
 from tasks import dispatch, services
-from tests.task_support import FakeN8n, chat_task, post_callback
+from tests.task_support import chat_task, post_callback
 
 pytestmark = pytest.mark.django_db(transaction=True)
+
+WEBHOOK = "/webhook/chat-reply"
 
 
 def records(caplog, event):
     return [r for r in caplog.records if getattr(r, "event", None) == event]
 
 
-def test_a_dispatch_attempt_logs_its_outcome_and_timing(dispatch_settings, user, caplog):
+def test_a_dispatch_attempt_logs_its_outcome_and_timing(dispatch_settings, fake_n8n, user, caplog):
     caplog.set_level(logging.INFO)
+    fake_n8n.expect_request(WEBHOOK, method="POST").respond_with_json({"executionId": "77"})
     task = chat_task(user)
-    with FakeN8n([(200, {"executionId": "77"}, 0)]) as n8n:
-        dispatch_settings.N8N_BASE_URL = n8n.base_url
-        assert services.claim_and_dispatch(task.pk) == "dispatched"
+    assert services.claim_and_dispatch(task.pk) == "dispatched"
     [line] = records(caplog, "task.dispatch")
     assert line.task_id == task.pk
     assert line.execution_id == "77"
@@ -32,12 +33,14 @@ def test_a_dispatch_attempt_logs_its_outcome_and_timing(dispatch_settings, user,
     assert line.levelno == logging.INFO
 
 
-def test_a_refused_dispatch_logs_a_warning_with_the_reason(dispatch_settings, user, caplog):
+def test_a_refused_dispatch_logs_a_warning_with_the_reason(
+    dispatch_settings, fake_n8n, user, caplog
+):
     caplog.set_level(logging.INFO)
+    refused = fake_n8n.expect_request(WEBHOOK, method="POST")
+    refused.respond_with_json({"message": "not registered"}, status=404)
     task = chat_task(user)
-    with FakeN8n([(404, {"message": "not registered"}, 0)]) as n8n:
-        dispatch_settings.N8N_BASE_URL = n8n.base_url
-        assert services.claim_and_dispatch(task.pk) == "failed"
+    assert services.claim_and_dispatch(task.pk) == "failed"
     [line] = records(caplog, "task.dispatch")
     assert line.outcome == "refused"
     assert line.http_status == 404

@@ -1,9 +1,7 @@
 """Reconciliation: the worker asks n8n's API about tasks whose callbacks stopped."""
 
-import json
-import threading
+import re
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from django.utils import timezone
@@ -18,59 +16,29 @@ pytestmark = pytest.mark.django_db
 KEY = "api-key-for-tests"
 
 
-class FakeN8nApi:
-    """n8n's public API for executions, on 127.0.0.1: GET /api/v1/executions/{id}."""
-
-    def __init__(self, executions):
-        self.executions = executions
-        self.requests = []
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):
-                fake.requests.append((self.path, self.headers.get("X-N8N-API-KEY")))
-                execution_id = self.path.split("?")[0].rsplit("/", 1)[-1]
-                found = fake.executions.get(execution_id)
-                if self.headers.get("X-N8N-API-KEY") != KEY:
-                    status, body = 401, {"message": "unauthorized"}
-                elif found is None:
-                    status, body = 404, {"message": "Not Found"}
-                else:
-                    status, body = 200, found
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture
-def n8n_api(settings):
-    apis = []
+def n8n_api(fake_n8n, settings):
+    """n8n's public API for executions: GET /api/v1/executions/{id} with the key
+    answers the execution; any other execution is 404."""
 
-    def make(executions):
-        api = FakeN8nApi(executions)
-        settings.N8N_BASE_URL = api.base_url
+    def serve(executions):
         settings.N8N_API_KEY = KEY
-        apis.append(api)
-        return api
+        for execution_id, found in executions.items():
+            fake_n8n.expect_request(
+                f"/api/v1/executions/{execution_id}",
+                method="GET",
+                headers={"X-N8N-API-KEY": KEY},
+            ).respond_with_json(found)
+        fake_n8n.expect_request(re.compile("/api/v1/executions/.*")).respond_with_json(
+            {"message": "Not Found"}, status=404
+        )
+        return fake_n8n
 
-    yield make
-    for api in apis:
-        api.close()
+    return serve
+
+
+def asked(api):
+    return [(request.full_path, request.headers.get("X-N8N-API-KEY")) for request, _ in api.log]
 
 
 def execution(status, result=None, error=None):
@@ -109,7 +77,7 @@ def test_a_lost_completed_callback_is_recovered_from_n8n(n8n_api, user):
     assert task.events.get(status="completed").source == "worker"
     reply = Message.objects.get(async_task=task, role=Role.ASSISTANT)
     assert reply.content == "found in n8n"
-    assert api.requests == [("/api/v1/executions/77?includeData=true", KEY)]
+    assert asked(api) == [("/api/v1/executions/77?includeData=true", KEY)]
 
 
 def test_the_late_callback_after_reconciliation_adds_nothing(n8n_api, client, user):

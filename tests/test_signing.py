@@ -162,32 +162,31 @@ def test_without_a_secret_in_n8n_the_workflow_passes_requests_on(workflow, block
 
 
 @pytest.mark.django_db
-def test_a_dispatch_is_signed_over_the_bytes_it_sends(dispatch_settings, user):
+def test_a_dispatch_is_signed_over_the_bytes_it_sends(dispatch_settings, fake_n8n, user):
     from tasks import services
-    from tests.task_support import FakeN8n, chat_task
+    from tests.task_support import chat_task
 
     dispatch_settings.N8N_WEBHOOK_SIGNING_SECRET = SECRET
+    fake_n8n.expect_request("/webhook/chat-reply", method="POST").respond_with_json({})
     task = chat_task(user, text="naïve \u2028 “quotes” 🎉")
-    with FakeN8n([(200, {}, 0)]) as n8n:
-        dispatch_settings.N8N_BASE_URL = n8n.base_url
-        services.claim_and_dispatch(task.pk)
-    [request] = n8n.requests
-    headers = request["headers"]
+    services.claim_and_dispatch(task.pk)
+    [(request, _response)] = fake_n8n.log
+    headers = {name.lower(): value for name, value in request.headers.items()}
     assert headers["webhook-id"] == f"task-{task.pk}"
-    assert Webhook(SECRET).verify(request["raw"], headers) == request["body"]
-    assert request["body"]["input"]["message"] == "naïve \u2028 “quotes” 🎉"
+    assert Webhook(SECRET).verify(request.get_data(), headers) == request.get_json()
+    assert request.get_json()["input"]["message"] == "naïve \u2028 “quotes” 🎉"
 
 
 @pytest.mark.django_db
-def test_a_dispatch_without_a_signing_secret_has_no_signature(dispatch_settings, user):
+def test_a_dispatch_without_a_signing_secret_has_no_signature(dispatch_settings, fake_n8n, user):
     from tasks import services
-    from tests.task_support import FakeN8n, chat_task
+    from tests.task_support import chat_task
 
     dispatch_settings.N8N_WEBHOOK_SIGNING_SECRET = ""
+    fake_n8n.expect_request("/webhook/chat-reply", method="POST").respond_with_json({})
     task = chat_task(user)
-    with FakeN8n([(200, {}, 0)]) as n8n:
-        dispatch_settings.N8N_BASE_URL = n8n.base_url
-        services.claim_and_dispatch(task.pk)
-    headers = {k.lower() for k in n8n.requests[0]["headers"]}
+    services.claim_and_dispatch(task.pk)
+    [(request, _response)] = fake_n8n.log
+    headers = {name.lower() for name in request.headers.keys()}
     assert not headers & {"webhook-id", "webhook-timestamp", "webhook-signature"}
-    assert n8n.requests[0]["headers"]["Authorization"] == "Bearer s3cret"
+    assert request.headers["Authorization"] == "Bearer s3cret"

@@ -5,7 +5,7 @@ import pytest
 
 from tasks.models import AsyncTask
 from tests import support
-from tests.task_support import FakeN8n, chat_task, wait_for
+from tests.task_support import chat_task, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -20,32 +20,31 @@ def stop_answer(task_id):
     )
 
 
-def header(request, name):
-    return {k.lower(): v for k, v in request["headers"].items()}.get(name.lower())
-
-
-def test_stop_calls_n8ns_stop_api_with_the_key(settings, user_client, user):
-    with FakeN8n([(200, {"status": "canceled"}, 0)]) as n8n:
-        settings.N8N_BASE_URL, settings.N8N_API_KEY = n8n.base_url, "the-api-key"
-        task = chat_task(user, status="processing", n8n_execution_id="77")
-        response = user_client.post(f"/tasks/{task.pk}/cancel/", **JSON)
-        assert response.status_code == 200
-        answer = stop_answer(task.pk)
-    assert [r["path"] for r in n8n.requests] == ["/api/v1/executions/77/stop"]
-    assert header(n8n.requests[0], "X-N8N-API-KEY") == "the-api-key"
+def test_stop_calls_n8ns_stop_api_with_the_key(settings, fake_n8n, user_client, user):
+    settings.N8N_API_KEY = "the-api-key"
+    stop = fake_n8n.expect_request("/api/v1/executions/77/stop", method="POST")
+    stop.respond_with_json({"status": "canceled"})
+    task = chat_task(user, status="processing", n8n_execution_id="77")
+    response = user_client.post(f"/tasks/{task.pk}/cancel/", **JSON)
+    assert response.status_code == 200
+    answer = stop_answer(task.pk)
+    [(request, _response)] = fake_n8n.log
+    assert request.path == "/api/v1/executions/77/stop"
+    assert request.headers.get("X-N8N-API-KEY") == "the-api-key"
     assert answer["outcome"] == "stopped"
     assert answer["n8n_status"] == "canceled"
     assert AsyncTask.objects.get(pk=task.pk).status == "cancelled"
 
 
 def test_an_n8n_without_the_stop_endpoint_is_recorded_and_the_task_stays_cancelled(
-    settings, user_client, user
+    settings, fake_n8n, user_client, user
 ):
-    with FakeN8n([(404, {"message": "not found"}, 0)]) as n8n:
-        settings.N8N_BASE_URL, settings.N8N_API_KEY = n8n.base_url, "k"
-        task = chat_task(user, status="processing", n8n_execution_id="5")
-        assert user_client.post(f"/tasks/{task.pk}/cancel/", **JSON).status_code == 200
-        answer = stop_answer(task.pk)
+    settings.N8N_API_KEY = "k"
+    stop = fake_n8n.expect_request("/api/v1/executions/5/stop", method="POST")
+    stop.respond_with_json({"message": "not found"}, status=404)
+    task = chat_task(user, status="processing", n8n_execution_id="5")
+    assert user_client.post(f"/tasks/{task.pk}/cancel/", **JSON).status_code == 200
+    answer = stop_answer(task.pk)
     assert answer["http_status"] == 404
     assert answer["outcome"].startswith("not found")
     assert AsyncTask.objects.get(pk=task.pk).status == "cancelled"
@@ -61,13 +60,13 @@ def test_an_unreachable_n8n_is_recorded_and_never_fatal(settings, user_client, u
     assert AsyncTask.objects.get(pk=task.pk).status == "cancelled"
 
 
-def test_without_an_api_key_n8n_is_not_asked(settings, user_client, user):
-    with FakeN8n([(200, {}, 0)]) as n8n:
-        settings.N8N_BASE_URL, settings.N8N_API_KEY = n8n.base_url, ""
-        task = chat_task(user, status="processing", n8n_execution_id="5")
-        assert user_client.post(f"/tasks/{task.pk}/cancel/", **JSON).status_code == 200
-        from tasks import lifecycle
+def test_without_an_api_key_n8n_is_not_asked(settings, fake_n8n, user_client, user):
+    settings.N8N_API_KEY = ""
+    fake_n8n.expect_request("/api/v1/executions/5/stop", method="POST").respond_with_json({})
+    task = chat_task(user, status="processing", n8n_execution_id="5")
+    assert user_client.post(f"/tasks/{task.pk}/cancel/", **JSON).status_code == 200
+    from tasks import lifecycle
 
-        assert lifecycle.stop_execution(task.pk) is None
-    assert n8n.requests == []
+    assert lifecycle.stop_execution(task.pk) is None
+    assert fake_n8n.log == []
     assert "n8n_stop" not in AsyncTask.objects.get(pk=task.pk).metadata

@@ -7,7 +7,7 @@ import pytest
 
 from tasks import registry, services
 from tasks.models import AsyncTask
-from tests.task_support import FakeN8n, post_callback
+from tests.task_support import post_callback
 
 
 @pytest.fixture
@@ -29,16 +29,17 @@ def echo_type(settings):
 
 
 @pytest.mark.django_db
-def test_a_second_type_is_dispatched_to_its_own_workflow(echo_type, user, settings):
-    with FakeN8n([(200, {"executionId": "e1"}, 0)]) as n8n:
-        settings.N8N_BASE_URL = n8n.base_url
-        task = services.create_task(user=user, task_type="echo", input_data={"x": 1})
-        assert services.claim_and_dispatch(task.pk) == "dispatched"
-    [request] = n8n.requests
-    assert request["path"] == "/webhook/echo-flow"
-    assert request["body"]["task_type"] == "echo"
-    assert request["body"]["timeout_seconds"] == 7
-    assert request["body"]["input"] == {"x": 1}
+def test_a_second_type_is_dispatched_to_its_own_workflow(echo_type, fake_n8n, user):
+    webhook = fake_n8n.expect_request("/webhook/echo-flow", method="POST")
+    webhook.respond_with_json({"executionId": "e1"})
+    task = services.create_task(user=user, task_type="echo", input_data={"x": 1})
+    assert services.claim_and_dispatch(task.pk) == "dispatched"
+    [(request, _response)] = fake_n8n.log
+    assert request.path == "/webhook/echo-flow"
+    body = request.get_json()
+    assert body["task_type"] == "echo"
+    assert body["timeout_seconds"] == 7
+    assert body["input"] == {"x": 1}
 
 
 @pytest.mark.django_db
