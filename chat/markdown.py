@@ -12,9 +12,9 @@ Whatever a model writes is untrusted:
 - the result then goes through nh3 (ammonia) with a short allow-list: no
   script, `<style>`, `<iframe>`, no event handlers or `style` attributes, only
   http(s)/mailto links, and just the MathML this module emits;
-- work is bounded: markdown-it's nesting guard (`maxNesting`) for inline
-  constructs, and a block rule that shows lists and quotes nested deeper than
-  BLOCK_DEPTH as plain text instead of dropping them; formulas and code past a
+- work is bounded (chat/markdown_budgets.py): markdown-it's nesting guard
+  for inline constructs, deep lists and quotes, inline runs and table rows
+  past a budget shown as text instead of dropped; formulas and code past a
   size are shown unconverted / unhighlighted.
 
 Code blocks are highlighted by Pygments (CSS classes, no inline styles) and get
@@ -34,7 +34,6 @@ from django.utils.safestring import SafeString, mark_safe
 from latex2mathml.converter import convert_to_element
 from markdown_it import MarkdownIt
 from markdown_it.common.utils import escapeHtml
-from markdown_it.rules_block.table import table as _table_rule
 from mdit_py_plugins.dollarmath import dollarmath_plugin
 from mdit_py_plugins.footnote import footnote_plugin
 from mdit_py_plugins.footnote.index import render_footnote_anchor as _FOOTNOTE_ANCHOR
@@ -44,27 +43,7 @@ from pygments.lexers import get_lexer_by_name
 from pygments.token import STANDARD_TYPES
 from pygments.util import ClassNotFound
 
-# markdown-it's own guard: token nesting (a list item counts two levels). The
-# cost of some inputs (thousands of `[`) grows with it: CommonMark's preset value.
-MAX_NESTING = 20
-# Lists and quotes nested deeper than this (in token levels: 8 lists, 16
-# quotes) are shown as text.
-BLOCK_DEPTH = 16
-# Larger formulas, or more of them, are shown as code, and code past a budget
-# unhighlighted: both converters are pure Python and cost grows with the input.
-MATH_MAX_LENGTH = 2_000
-# Inline parsing costs a pass over the rules for each of these characters (a
-# `[` may start a link, a `*` a run of emphasis…). Past this many in a message,
-# further paragraphs are shown as plain text: a genuine reply of the largest
-# size uses a fraction of it; 8,000 `[` would cost 30 times a normal reply.
-INLINE_BUDGET = 2_000
-_COSTLY = re.compile(r"[\[\]*_~<`$&]")
-MATH_MAX_FORMULAS = 100
-# Table rows per message; rows past them show as the text they are.
-TABLE_ROWS_BUDGET = 300
-# Characters of code Pygments highlights per message (about 40 ms of CPU);
-# code past them is shown plain.
-HIGHLIGHT_BUDGET = 6_000
+from . import markdown_budgets as budgets
 
 MATHML_TAGS = {
     "math", "menclose", "merror", "mfrac", "mi", "mmultiscripts", "mn", "mo", "mover",
@@ -142,59 +121,6 @@ def sanitize(html_text: str) -> str:
 # --- markdown-it rules -------------------------------------------------------------
 
 
-def _deep_block_as_text(state, start_line, end_line, silent):
-    """Below BLOCK_DEPTH, the rest of the container is one plain paragraph.
-
-    markdown-it itself drops everything past `maxNesting`; this rule runs first
-    and keeps the text, unparsed as blocks, so deep input degrades instead.
-    """
-    if state.level < BLOCK_DEPTH or silent:
-        return False
-    text = state.getLines(start_line, end_line, state.blkIndent, False).strip()
-    token = state.push("paragraph_open", "p", 1)
-    token.map = [start_line, end_line]
-    token = state.push("inline", "", 0)
-    token.content = text
-    token.map = [start_line, end_line]
-    token.children = []
-    state.push("paragraph_close", "p", -1)
-    state.line = end_line
-    return True
-
-
-def _inline_budget(state):
-    """Paragraphs (inline runs) past INLINE_BUDGET costly characters stay text."""
-    spent = 0
-    for token in state.tokens:
-        if token.type != "inline":
-            continue
-        content = token.content
-        # A bare URL costs the linkifier a parse of its own.
-        cost = len(_COSTLY.findall(content)) + 8 * (content.count("://") + content.count("www."))
-        if spent + cost > INLINE_BUDGET:
-            token.type = "plain_inline"
-        else:
-            spent += cost
-
-
-def _plain_inline(self, tokens, idx, options, env):
-    return escapeHtml(tokens[idx].content).replace("\n", "<br>\n")
-
-
-def _bounded_table(state, start_line, end_line, silent):
-    """markdown-it's table rule, ending a table at the message's row budget
-    (a token per cell makes rows the costliest block construct)."""
-    left = state.env.get("table_rows_left", TABLE_ROWS_BUDGET)
-    if left <= 0:
-        return False
-    # A table's lines: the header, the delimiter row, then body rows.
-    if not _table_rule(state, start_line, min(end_line, start_line + 2 + left), silent):
-        return False
-    if not silent:
-        state.env["table_rows_left"] = left - max(0, state.line - start_line - 2)
-    return True
-
-
 def _table_align(state):
     """`style="text-align:…"` (dropped by the sanitizer) becomes `align`."""
     for token in state.tokens:
@@ -207,8 +133,7 @@ def _table_align(state):
 
 def _render_math(latex, options):
     display = "block" if options.get("display_mode") else "inline"
-    _local.formulas = getattr(_local, "formulas", 0) + 1
-    if len(latex) > MATH_MAX_LENGTH or _local.formulas > MATH_MAX_FORMULAS:
+    if not budgets.formula_fits(latex):
         return f"<code>{escapeHtml(latex)}</code>"
     return _mathml(latex, display)
 
@@ -229,11 +154,10 @@ def _mathml(latex, display):
 
 def _code_html(code, language):
     lexer = None
-    spent = getattr(_local, "highlighted", 0) + len(code)
-    if language and spent <= HIGHLIGHT_BUDGET:
+    if language and budgets.highlight_fits(code):
         try:
             lexer = get_lexer_by_name(language)
-            _local.highlighted = spent
+            budgets.spend_highlight(code)
         except ClassNotFound:
             lexer = None
     body = escapeHtml(code) if lexer is None else pygments_highlight(code, lexer, _FORMATTER)
@@ -295,7 +219,7 @@ def _build() -> MarkdownIt:
             "breaks": True,
             "tasklists": True,
             "tasklists_editable": False,
-            "maxNesting": MAX_NESTING,
+            "maxNesting": budgets.MAX_NESTING,
         },
     )
     md.enable(["table", "strikethrough", "linkify"])
@@ -308,9 +232,7 @@ def _build() -> MarkdownIt:
         allow_blank_lines=False,
         renderer=_render_math,
     )
-    md.block.ruler.at("table", _bounded_table, {"alt": ["paragraph", "reference"]})
-    md.block.ruler.before("table", "deep_block_as_text", _deep_block_as_text)
-    md.core.ruler.before("inline", "inline_budget", _inline_budget)
+    budgets.install(md)
     md.core.ruler.push("table_align", _table_align)
     for name, rule in {
         "fence": _fence,
@@ -321,7 +243,6 @@ def _build() -> MarkdownIt:
         "table_open": _table_open,
         "table_close": _table_close,
         "footnote_anchor": _footnote_anchor,
-        "plain_inline": _plain_inline,
     }.items():
         md.add_render_rule(name, rule)
     return md
@@ -348,7 +269,7 @@ def render_markdown(text: str | None) -> SafeString:
         return mark_safe("")
     # Footnote anchors get a prefix of their text's digest, so two replies on
     # one page never share an id.
-    _local.formulas = _local.highlighted = 0
+    budgets.start()
     env = {"docId": hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()[:8]}
     clean = sanitize(_parser().render(text, env))
     return mark_safe(_CODE_BLOCK.sub(rf"\1{COPY_BUTTON}<pre>", clean))  # noqa: S308

@@ -7,13 +7,8 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
-from chat.markdown import (
-    HIGHLIGHT_BUDGET,
-    INLINE_BUDGET,
-    TABLE_ROWS_BUDGET,
-    plain_text,
-    render_markdown,
-)
+from chat.markdown import plain_text, render_markdown
+from chat.markdown_budgets import HIGHLIGHT_BUDGET, INLINE_BUDGET, TABLE_ROWS_BUDGET
 from tests.adversarial_markdown import cases
 from tests.html_tree import parse
 
