@@ -9,8 +9,8 @@ and "dispatch again" all call `change()`. It
   nothing can move a task backwards, whoever races it;
 - bumps `version` and fills what follows from the status (start and end
   times, claims cleared);
-- records who made the change as an `async_task_events` row, in the same
-  transaction;
+- records who made the change as an `async_task_events` row (tasks.events),
+  in the same statement on PostgreSQL, the same transaction elsewhere;
 - runs the task type's hooks (`on_completed`, `on_failed`) in that
   transaction, and publishes the new state after the commit.
 
@@ -22,10 +22,10 @@ pieces) and publishes coalesced `message.delta` frames.
 """
 
 import logging
+from contextlib import nullcontext
 from dataclasses import dataclass
 
-from django.conf import settings
-from django.db import transaction
+from django.db import connections, transaction
 from django.db.models import F, Value
 from django.db.models.functions import Coalesce, Concat, Length
 from django.db.models.sql import UpdateQuery
@@ -33,11 +33,10 @@ from django.utils import timezone
 
 from chatproject import metrics
 
-from . import deltas, live, registry
+from . import deltas, events, live, registry
 from .models import (
     REOPENABLE,
     AsyncTask,
-    AsyncTaskEvent,
     EventSource,
     TaskStatus,
     statuses_before,
@@ -96,13 +95,23 @@ def _values(status, fields, now, reopen=False) -> dict:
     return values
 
 
-def _update_returning(filters, values) -> AsyncTask | None:
-    """One conditional UPDATE … RETURNING *, built by the ORM's own compiler."""
+def _one_statement() -> bool:
+    """Whether the change and its event go to the database as one statement."""
+    return connections[AsyncTask.objects.db].vendor == "postgresql"
+
+
+def _update_returning(filters, values, source=None) -> AsyncTask | None:
+    """One conditional UPDATE … RETURNING *, built by the ORM's own compiler;
+    with `source`, the change's event is written by the same statement."""
     queryset = AsyncTask.objects.filter(**filters)
     query = queryset.query.chain(UpdateQuery)
     query.add_update_values(values)
     sql, params = query.get_compiler(queryset.db).as_sql()
-    rows = list(AsyncTask.objects.raw(f"{sql} RETURNING *", params))
+    if source is None:
+        sql, params = f"{sql} RETURNING *", list(params)
+    else:
+        sql, params = events.with_event(sql, params, source)
+    rows = list(AsyncTask.objects.raw(sql, params))
     return rows[0] if rows else None
 
 
@@ -138,10 +147,16 @@ def change(
     if expect_version is not None:
         filters["version"] = expect_version
     values = _values(status, fields, now, reopen=reopen)
-    with transaction.atomic(savepoint=False):
-        task = _update_returning(filters, values)
+    hooked = status in TaskStatus.terminal()
+    one_statement = _one_statement()
+    # A change without a hook is one statement on PostgreSQL: no transaction
+    # of its own (in a caller's, it joins that one).
+    atomic = nullcontext() if one_statement and not hooked else transaction.atomic(savepoint=False)
+    with atomic:
+        task = _update_returning(filters, values, source if one_statement else None)
         if task is not None:
-            _record_event(task, source)
+            if not one_statement:
+                events.record(task, source)
             if status == TaskStatus.COMPLETED:
                 _run_hook(task, "on_completed")
             elif status in (TaskStatus.FAILED, TaskStatus.TIMEOUT, TaskStatus.CANCELLED):
@@ -227,37 +242,9 @@ def note(task_id, **bookkeeping) -> int:
     return AsyncTask.objects.filter(pk=task_id).update(**bookkeeping)
 
 
-def _new_event(task, source, **extra) -> None:
-    AsyncTaskEvent.objects.create(
-        task_id=task.pk,
-        version=task.version,
-        status=task.status,
-        current_step=task.current_step,
-        status_message=task.status_message,
-        source=source,
-        **extra,
-    )
-
-
 def record_creation(task, source=EventSource.USER) -> None:
     """The first event of a task (called where it is created)."""
-    _new_event(task, source, created_at=task.created_at)
-
-
-def _record_event(task, source) -> None:
-    """One row per change; progress within one step updates that step's row."""
-    events = AsyncTaskEvent.objects.filter(task_id=task.pk)
-    if task.status == TaskStatus.PROCESSING:
-        coalesced = events.filter(
-            version=task.version - 1,
-            status=TaskStatus.PROCESSING,
-            current_step=task.current_step,
-        ).update(version=task.version, status_message=task.status_message)
-        if coalesced:
-            return
-    if not task.is_terminal and events.count() >= settings.TASK_EVENTS_MAX_PER_TASK:
-        return  # capped: the final event is always written
-    _new_event(task, source)
+    events.record_creation(task, source)
 
 
 def _run_hook(task, name):

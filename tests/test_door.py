@@ -138,6 +138,17 @@ def test_progress_in_one_step_shares_its_event_and_the_count_is_capped(client, u
     assert task.events.order_by("-version").first().status == "completed"
 
 
+def test_the_cap_holds_from_a_tasks_first_steps(client, user, settings):
+    # Each step a new event from the start: the count is skipped while the
+    # version shows the cap cannot be reached yet, and holds after.
+    settings.TASK_EVENTS_MAX_PER_TASK = 3
+    task = chat_task(user)
+    for step in range(8):
+        post_callback(client, task.pk, {"status": "processing", "current_step": f"s{step}"})
+    assert task.events.count() == 3
+    assert sorted(task.events.values_list("current_step", flat=True)) == ["s0", "s1", "s2"]
+
+
 def test_events_are_deleted_with_their_task(user):
     task = ended(user, TaskStatus.FAILED)
     assert AsyncTaskEvent.objects.filter(task_id=task.pk).exists()

@@ -6,6 +6,7 @@ nothing to roll back.
 """
 
 import pytest
+from django.db import connection
 
 from tests import test_webhook
 from tests.task_support import chat_task, post_callback
@@ -15,13 +16,17 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 def test_a_processing_callback_is_one_write_and_its_event(client, user, django_assert_num_queries):
     task = chat_task(user)
-    # One transaction: the conditional UPDATE … RETURNING, the try to
-    # coalesce with the last event, the cap's count, the event's INSERT.
-    with django_assert_num_queries(6):
+    # On PostgreSQL one statement: the conditional UPDATE … RETURNING whose
+    # data-modifying parts coalesce or insert the event. Elsewhere one
+    # transaction: BEGIN, the UPDATE … RETURNING, the try to coalesce with the
+    # last event, the event's INSERT, COMMIT (no count: a task this young
+    # cannot have reached the cap).
+    one_statement = connection.vendor == "postgresql"
+    with django_assert_num_queries(1 if one_statement else 5):
         response = post_callback(client, task.pk, {"status": "processing", "current_step": "a"})
     assert response.status_code == 200
     # More progress in the same step: the write and the coalesced event.
-    with django_assert_num_queries(4):
+    with django_assert_num_queries(1 if one_statement else 4):
         post_callback(client, task.pk, {"status": "processing", "current_step": "a"})
     task.refresh_from_db()
     assert (task.status, task.current_step, task.version) == ("processing", "a", 3)
