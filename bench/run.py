@@ -143,6 +143,9 @@ def session_cookie(user):
 
 
 def make_tasks(user, conversation, count):
+    """`count` chat tasks, each with its user message as a send makes them
+    (the reply then answers that message, as it does in use)."""
+    from chat.models import Message, Role
     from tasks.models import AsyncTask
     from tasks.tokens import make_token
 
@@ -155,6 +158,13 @@ def make_tasks(user, conversation, count):
         )
         for _ in range(count)
     )
+    questions = Message.objects.bulk_create(
+        Message(conversation=conversation, role=Role.USER, content="bench", async_task=task)
+        for task in tasks
+    )
+    for task, question in zip(tasks, questions, strict=True):
+        task.input_data["message_id"] = question.pk
+    AsyncTask.objects.bulk_update(tasks, ["input_data"], batch_size=1000)
     return [(task.pk, make_token(task.pk)) for task in tasks]
 
 

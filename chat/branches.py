@@ -32,6 +32,20 @@ _CURRENT = (
 _DEFAULT_LEAF = f"COALESCE({_CURRENT}, {_NEWEST})"
 
 
+def send_parent(conversation_id, parent_id=None) -> tuple[RawSQL, RawSQL]:
+    """For a send: the message it follows (`parent_id` if that is a message of
+    the conversation, else NULL; without it, the default leaf) and whether
+    that message has children already (then the new message has siblings),
+    as two annotations for the conversation's own query."""
+    if parent_id is None:
+        parent, params = _DEFAULT_LEAF, [conversation_id, conversation_id]
+    else:
+        parent = "(SELECT p.id FROM chat_messages p WHERE p.id = %s AND p.conversation_id = %s)"
+        params = [parent_id, conversation_id]
+    answered = f"EXISTS (SELECT 1 FROM chat_messages k WHERE k.parent_id = {parent})"
+    return RawSQL(parent, params), RawSQL(answered, params)
+
+
 def default_leaf_id(conversation_id) -> int | None:
     """The leaf the conversation's page shows by default (None: no messages)."""
     with connection.cursor() as cursor:

@@ -1,5 +1,7 @@
 """State changes of chat, called by views, the admin, the worker and tests alike."""
 
+from django.db.models import Exists, OuterRef
+
 from .live import conversation_group, message_frame, publish_message  # noqa: F401 - re-exported
 
 # --- Sending, retrying and managing conversations -------------------------------
@@ -97,17 +99,28 @@ def _lock_conversation(user, conversation):
 NOT_IN_CONVERSATION = "That message is not part of this conversation."
 
 
-def _parent_for(conversation, parent_id):
-    """The message a send follows: `parent_id` (the leaf the page shows), or
-    the conversation's default leaf; None in an empty conversation."""
-    from .branches import default_leaf_id
-    from .models import Message
+def _lock_for_send(user, conversation, parent_id):
+    """The conversation locked for a send, then (a statement after the lock,
+    so it sees what the sends before it committed) whether a reply is
+    unfinished (`busy`), which message the send follows (`send_parent`) and
+    whether that one has children (`parent_answered`)."""
+    from tasks.models import TaskStatus
 
-    if parent_id is None:
-        return default_leaf_id(conversation.pk)
-    if not Message.objects.filter(conversation_id=conversation.pk, pk=parent_id).exists():
-        raise SendRefused(NOT_IN_CONVERSATION, code="bad_parent", status=400)
-    return parent_id
+    from .branches import send_parent
+    from .models import Conversation, Message
+
+    locked = _lock_conversation(user, conversation)
+    parent, answered = send_parent(conversation.pk, parent_id)
+    unfinished = Message.objects.filter(
+        conversation_id=OuterRef("pk"), async_task__status__in=TaskStatus.unfinished()
+    )
+    locked.busy, locked.send_parent, locked.parent_answered = (
+        Conversation.objects.filter(pk=locked.pk)
+        .annotate(busy=Exists(unfinished), send_parent=parent, parent_answered=answered)
+        .values_list("busy", "send_parent", "parent_answered")
+        .get()
+    )
+    return locked
 
 
 def _ask(user, conversation, message):
@@ -123,13 +136,15 @@ def _ask(user, conversation, message):
     return task
 
 
-def _new_user_message(conversation, content, parent_id):
+def _new_user_message(conversation, content, parent_id, siblings=True):
     from .models import Message, Role
 
     message = Message(conversation=conversation, role=Role.USER, content=content)
     message.parent_id = parent_id
     message.starts_branch = parent_id is None
     message.save(touch_conversation=False)
+    if not siblings:
+        message.versions = None  # known: its frame needs no count of versions
     return message
 
 
@@ -147,10 +162,14 @@ def send_message(user, conversation, text, parent_id=None):
 
     content = clean_content(text)
     with transaction.atomic():
-        locked = _lock_conversation(user, conversation)
-        if has_unfinished_task(locked):
+        locked = _lock_for_send(user, conversation, parent_id)
+        if locked.busy:
             raise SendRefused(BUSY_MESSAGE, code="busy", status=409)
-        message = _new_user_message(locked, content, _parent_for(locked, parent_id))
+        if parent_id is not None and locked.send_parent is None:
+            raise SendRefused(NOT_IN_CONVERSATION, code="bad_parent", status=400)
+        # An empty conversation (no parent) has no other root to be a sibling of.
+        siblings = locked.send_parent is not None and locked.parent_answered
+        message = _new_user_message(locked, content, locked.send_parent, siblings)
         if not locked.title:
             locked.title = derive_title(content)
         _ask(user, locked, message)

@@ -1,6 +1,7 @@
 """The `chat` task type: how a finished n8n run becomes an assistant message."""
 
 from django.conf import settings
+from django.db.models import Case, Exists, F, OuterRef, Q, Value, When
 from django.utils import timezone
 
 from tasks import registry
@@ -49,24 +50,35 @@ def output_refused(output) -> str:
 
 def _add_reply(task, content, thinking="", metadata=None):
     """Exactly one assistant message per chat task, and none for a task that a
-    later one superseded or whose conversation is gone."""
+    later one superseded or whose conversation is gone.
+
+    A reply is stored on every `completed` callback, so it costs three
+    statements: one read (an earlier reply of this task, and the question:
+    its conversation, its newest task, whether it has an answer already), the
+    INSERT, and one UPDATE of the conversation (activity, and the page's
+    branch). No row to update means the conversation was deleted while n8n
+    worked: the reply goes with it.
+    """
     from .models import Conversation, Message, Role
 
-    if Message.objects.filter(async_task=task, role=Role.ASSISTANT).exists():
-        return
-    if superseded(task):
-        return
     conversation_id = (task.input_data or {}).get("conversation_id")
-    # Moving `updated_at` doubles as the existence check: no row means the
-    # conversation was deleted while n8n worked.
-    if not Conversation.objects.filter(pk=conversation_id).update(updated_at=timezone.now()):
-        return
     question_id = (task.input_data or {}).get("message_id")
-    parent_id = (
-        Message.objects.filter(pk=question_id, conversation_id=conversation_id)
-        .values_list("pk", flat=True)
-        .first()
+    if conversation_id is None:
+        return
+    known = (
+        Message.objects.filter(Q(async_task=task, role=Role.ASSISTANT) | Q(pk=question_id))
+        .annotate(answered=Exists(Message.objects.filter(parent_id=OuterRef("pk"))))
+        .values_list("pk", "role", "async_task_id", "conversation_id", "answered")
     )
+    question = None
+    for pk, role, task_id, in_conversation, answered in known:
+        if role == Role.ASSISTANT and task_id == task.pk:
+            return  # this task has its reply already
+        if pk == question_id:
+            question = (task_id, in_conversation, answered)
+    if question is not None and question[0] not in (None, task.pk):
+        return  # a later task (a Retry) took this one's place
+    on_branch = question is not None and question[1] == conversation_id
     message = Message(
         conversation_id=conversation_id,
         role=Role.ASSISTANT,
@@ -74,17 +86,27 @@ def _add_reply(task, content, thinking="", metadata=None):
         thinking=thinking,
         async_task=task,
         metadata=metadata or {},
-        parent_id=parent_id,
+        parent_id=question_id if on_branch else None,
     )
     # The reply answers its user message, on that message's branch, whatever
     # was written since (a reply to a message whose row is gone starts its own).
     message.starts_branch = True
     message.save(touch_conversation=False)
-    if parent_id is not None:
-        # A page left on the question (the usual case) now shows the reply.
-        Conversation.objects.filter(pk=conversation_id, current_leaf_id=parent_id).update(
-            current_leaf_id=message.pk
+    # A page left on the question (the usual case) now shows the reply.
+    leaf = F("current_leaf_id")
+    if on_branch:
+        leaf = Case(
+            When(current_leaf_id=question_id, then=Value(message.pk)),
+            default=leaf,
+            output_field=Conversation._meta.get_field("current_leaf_id"),
         )
+    if not Conversation.objects.filter(pk=conversation_id).update(
+        updated_at=timezone.now(), current_leaf_id=leaf
+    ):
+        Message.objects.filter(pk=message.pk)._raw_delete(Message.objects.db)
+        return
+    if on_branch and not question[2]:
+        message.versions = None  # the question's first answer: no siblings to count
     publish_message(message)
 
 

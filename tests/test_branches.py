@@ -656,3 +656,27 @@ def test_shipped_workflows_take_the_branch_from_history_not_from_a_memory_node(p
     types = [node["type"] for node in workflow["nodes"]]
     assert not [kind for kind in types if "memory" in kind.lower()]
     assert "input.history" in json.dumps(workflow)
+
+
+def test_a_replys_live_frame_counts_its_versions_only_when_it_has_siblings(
+    user, conversation, monkeypatch, django_capture_on_commit_callbacks
+):
+    from tasks import live
+
+    sent = []
+    monkeypatch.setattr(live, "send", lambda sends, on_sent=None: sent.extend(sends))
+
+    def reply_frame(task, content):
+        sent.clear()
+        with django_capture_on_commit_callbacks(execute=True):
+            complete(task, content)
+        return next(m["frame"] for _g, m in sent if m["frame"]["type"] == "message.created")
+
+    question = services.send_message(user, conversation, "hello")
+    first = reply_frame(question.async_task, "hi")
+    assert "versions__count" not in first["html"]
+    assert f'data-parent-id="{question.pk}"' in first["html"]
+    services.regenerate(user, conversation, Message.objects.get(pk=first["message"]["id"]))
+    question.refresh_from_db()
+    second = reply_frame(question.async_task, "hi again")
+    assert '<span class="versions__count">2 / 2</span>' in second["html"]

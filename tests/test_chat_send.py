@@ -302,3 +302,26 @@ def test_retry_is_refused_while_another_task_is_unfinished(user_client, user, co
 def test_retry_of_an_assistant_message_is_a_404(user_client, user, conversation):
     reply = factories.message(conversation, "an answer", role=Role.ASSISTANT)
     assert user_client.post(retry_url(reply)).status_code == 404
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_send_is_a_bounded_number_of_statements(make_user, monkeypatch):
+    from django.test.utils import CaptureQueriesContext
+
+    import tasks.dispatch
+
+    monkeypatch.setattr(tasks.dispatch, "schedule_dispatch", lambda task_id: None)
+    owner = make_user("counted")
+    conversation = factories.conversation(owner, title="Counted")
+    first = services.send_message(owner, conversation, "hello")
+    AsyncTask.objects.filter(pk=first.async_task_id).update(status="completed")
+    with CaptureQueriesContext(connection) as queries:
+        second = services.send_message(owner, conversation, "and again")
+    statements = [q["sql"] for q in queries.captured_queries]
+    # BEGIN; the conversation's lock; one read of busy, parent and whether the
+    # parent has children; the branch for n8n's history; the message, its
+    # task and the task's first event; the message's task; the conversation;
+    # COMMIT. The new message follows a leaf: no versions to count for its frame.
+    assert len(statements) == 10, statements
+    assert not any("RECURSIVE stats" in sql for sql in statements)
+    assert second.parent_id == first.pk

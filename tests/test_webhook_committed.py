@@ -39,3 +39,30 @@ def test_a_processing_callback_for_a_finished_task_still_answers_409(client, use
     response = post_callback(client, task.pk, {"status": "processing"})
     assert response.status_code == 409
     assert response.json()["status"] == "completed"
+
+
+def test_a_completed_callback_stores_the_reply_in_a_bounded_number_of_statements(
+    client, user, django_assert_num_queries, monkeypatch
+):
+    from chat import services as chat_services
+    from chat.models import Message
+    from tasks import dispatch
+    from tests import factories
+
+    monkeypatch.setattr(dispatch, "schedule_dispatch", lambda task_id: None)
+    conversation = factories.conversation(user)
+    question = chat_services.send_message(user, conversation, "hello")
+    task_id = question.async_task_id
+    # The task's type; the change and its event (one statement on PostgreSQL,
+    # the UPDATE and the event's INSERT elsewhere) inside BEGIN … COMMIT; one
+    # read of what the reply needs; its INSERT; one UPDATE of the conversation;
+    # after the commit, the task's steps for the reply's "Details". A first
+    # answer has no versions to count.
+    one_statement = connection.vendor == "postgresql"
+    with django_assert_num_queries(8 if one_statement else 9):
+        response = post_callback(client, task_id, test_webhook.COMPLETED)
+    assert response.status_code == 200
+    reply = Message.objects.get(async_task_id=task_id, role="assistant")
+    assert reply.parent_id == question.pk
+    conversation.refresh_from_db()
+    assert conversation.current_leaf_id == reply.pk
