@@ -682,6 +682,12 @@ def main():
             srv, cookie, conversation, fanout_task, N_SOCKETS
         )
 
+    # 6. Streaming: piece → delta, 200 concurrent streams, Stop (bench/streams.py).
+    log("6. streaming: piece → delta, Stop, 200 concurrent streams …")
+    from bench import streams
+
+    results["streaming"] = streams.run(server, user)
+
     results["duration_s"] = round(time.monotonic() - started, 1)
     results["goals"] = goals(results)
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -693,6 +699,8 @@ def main():
 
 
 def goals(r):
+    from bench import streams
+
     redis = r["callback_to_frame_redis_ms"]
     trivial = r["trivial_get_redis_server_ms"]["p50"]
     render = r["render"]
@@ -712,7 +720,7 @@ def goals(r):
         "sockets_le_60mb": r["many_sockets"]["extra_rss_mib"] <= 60,
         "render_worst_le_50ms": r["render_budget"]["worst_p50_ms"] <= 50,
         "search_p50_lt_50ms": all(v["p50"] < 50 for v in r["search"].values()),
-    }
+    } | streams.goals(r["streaming"])
 
 
 def render_table(r):
@@ -811,6 +819,9 @@ def render_table(r):
             "",
         ),
     ]
+    from bench import streams
+
+    rows += streams.rows(r["streaming"], mark)
     lines = ["| figure | measured | goal | |", "| --- | --- | --- | --- |"]
     lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
     return "\n".join(lines) + "\n"

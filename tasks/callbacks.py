@@ -165,11 +165,12 @@ def _apply_delta(task_id, clean, change, source) -> AsyncTask:
     transaction.
     """
     only_text = set(clean) == {"status", "delta"}
+    if only_text:
+        # One statement, no transaction: the usual piece of a streaming reply.
+        appended = door.append_partial(task_id, clean["delta"])
+        if appended.status == TaskStatus.PROCESSING:
+            return AsyncTask(pk=task_id, status=appended.status)
     with transaction.atomic():
-        if only_text:
-            appended = door.append_partial(task_id, clean["delta"])
-            if appended.status == TaskStatus.PROCESSING:
-                return AsyncTask(pk=task_id, status=appended.status)
         task = door.change(task_id, source=source, **change)
         if not only_text:
             door.append_partial(task_id, clean["delta"])

@@ -25,9 +25,11 @@ import logging
 from contextlib import nullcontext
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.db import connections, transaction
-from django.db.models import F, Value
+from django.db.models import Case, F, Value, When
 from django.db.models.functions import Coalesce, Concat, Length
+from django.db.models.lookups import GreaterThanOrEqual
 from django.db.models.sql import UpdateQuery
 from django.utils import timezone
 
@@ -200,21 +202,55 @@ class Appended:
     status: str
 
 
+def _room_expression():
+    """How many more characters the task's partial reply may hold (its type's bound)."""
+    bound = Case(
+        *(
+            When(task_type=name, then=Value(registry.partial_max_chars_for(name)))
+            for name in registry.names()
+        ),
+        default=Value(settings.TASK_PARTIAL_TEXT_MAX_CHARS),
+    )
+    return bound - Length("partial_text")
+
+
 def append_partial(task_id, text) -> Appended:
     """Append streamed text to an unfinished task's partial reply.
 
     The task's partial text is bounded (its type's `partial_max_chars`): what
     goes past the bound is dropped, and the final `completed` callback decides
-    about the whole reply anyway. The row is locked while the length is read,
-    so two appends never compute the same offset. Raises TaskConflict when the
-    task is finished (a stopped reply grows no more), AsyncTask.DoesNotExist
-    when there is no such task.
+    about the whole reply anyway. A piece that fits (nearly always) costs one
+    conditional `UPDATE … RETURNING`, which appends and reads the new length
+    under the row's lock, so two appends never compute the same offset; one
+    that reaches the bound is clipped with the row locked. Raises TaskConflict
+    when the task is finished (a stopped reply grows no more),
+    AsyncTask.DoesNotExist when there is no such task.
     """
+    queryset = AsyncTask.objects.filter(
+        GreaterThanOrEqual(_room_expression(), len(text)),
+        pk=task_id,
+        status__in=TaskStatus.unfinished(),
+    )
+    query = queryset.query.chain(UpdateQuery)
+    query.add_update_values({"partial_text": Concat(F("partial_text"), Value(text))})
+    sql, params = query.get_compiler(queryset.db).as_sql()
+    returning = "id, task_type, status, created_by, input_data, LENGTH(partial_text)"
+    rows = list(AsyncTask.objects.raw(f"{sql} RETURNING {returning} AS partial_length", params))
+    if not rows:
+        return _append_clipped(task_id, text)
+    task = rows[0]
+    offset = task.partial_length - len(text)
+    deltas.publish_delta(task, offset, text)
+    return Appended(offset, text, task.status)
+
+
+def _append_clipped(task_id, text) -> Appended:
+    """A piece that does not fit whole (or a finished or unknown task)."""
     with transaction.atomic(savepoint=False):
         task = (
             AsyncTask.objects.select_for_update()
             .defer("partial_text", "output_data", "metadata", "error_details")
-            .annotate(partial_length=Length("partial_text"))
+            .annotate(room=_room_expression(), partial_length=Length("partial_text"))
             .filter(pk=task_id)
             .first()
         )
@@ -224,17 +260,15 @@ def append_partial(task_id, text) -> Appended:
             conflict = task
         else:
             conflict = None
-            offset = task.partial_length or 0
-            room = max(registry.partial_max_chars_for(task.task_type) - offset, 0)
-            piece = text[:room]
+            piece = text[: max(task.room, 0)]
             if piece:
                 AsyncTask.objects.filter(pk=task_id).update(
                     partial_text=Concat(F("partial_text"), Value(piece))
                 )
-                deltas.publish_delta(task, offset, piece)
+                deltas.publish_delta(task, task.partial_length, piece)
     if conflict is not None:
         raise TaskConflict(AsyncTask.objects.get(pk=task_id))
-    return Appended(offset, piece, task.status)
+    return Appended(task.partial_length, piece, task.status)
 
 
 def note(task_id, **bookkeeping) -> int:

@@ -41,6 +41,8 @@ class StreamingN8n:
     def __init__(self, script):
         self.script = list(script)
         self.requests = []
+        # (time.time(), content) of every `item` written, for `make bench`.
+        self.written = []
         self.open = 0
         self.closed_by_client = 0
         self.loop = asyncio.new_event_loop()
@@ -59,6 +61,11 @@ class StreamingN8n:
     def __exit__(self, *exc):
         async def stop():
             self.server.close()
+            # Streams still being written (a script longer than the test) end here.
+            others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in others:
+                task.cancel()
+            await asyncio.gather(*others, return_exceptions=True)
 
         asyncio.run_coroutine_threadsafe(stop(), self.loop).result(5)
         self.loop.call_soon_threadsafe(self.loop.stop)
@@ -88,6 +95,8 @@ class StreamingN8n:
                     payload = data.encode()
                     writer.write(f"{len(payload):x}\r\n".encode() + payload + b"\r\n")
                     await writer.drain()
+                    if kind == "line" and step[1].get("type") == "item":
+                        self.written.append((time.time(), step[1].get("content")))
                 elif kind == "sleep":
                     await asyncio.sleep(step[1])
                 elif kind == "end":

@@ -66,3 +66,15 @@ def test_a_completed_callback_stores_the_reply_in_a_bounded_number_of_statements
     assert reply.parent_id == question.pk
     conversation.refresh_from_db()
     assert conversation.current_leaf_id == reply.pk
+
+
+def test_a_piece_of_streamed_text_is_one_statement(client, user, django_assert_num_queries):
+    task = chat_task(user)
+    post_callback(client, task.pk, {"status": "processing", "current_step": "writing"})
+    # The conditional UPDATE … RETURNING that appends and reads the offset.
+    with django_assert_num_queries(1):
+        response = post_callback(client, task.pk, {"status": "processing", "delta": "Hel"})
+    assert response.status_code == 200
+    post_callback(client, task.pk, {"status": "processing", "delta": "lo"})
+    task.refresh_from_db()
+    assert task.partial_text == "Hello"
