@@ -94,10 +94,21 @@ def _retry_target(task, message):
     return None, None
 
 
-def status_html(task, message=None, request=None) -> str:
-    """The status line of `task` (chat/_task_status.html), for the page and frames."""
+def kept_as_reply(task) -> bool:
+    """A stopped task whose streamed text became its reply (marked "stopped"
+    under it): like a completed one, it needs no status line nor Retry."""
     from tasks.models import TaskStatus
 
+    return task.status == TaskStatus.CANCELLED and bool((task.partial_text or "").strip())
+
+
+def status_html(task, message=None, request=None) -> str:
+    """The status line of `task` (chat/_task_status.html), for the page and
+    frames; "" when there is none to show (the frame's script then removes it)."""
+    from tasks.models import TaskStatus
+
+    if kept_as_reply(task):
+        return ""
     conversation_id, message_id = _retry_target(task, message)
     context = {
         "task": task,

@@ -109,6 +109,13 @@ def test_esc_stops_the_reply_and_keeps_the_text(page):
     assert stopped.locator(".message__source").evaluate("t => t.innerHTML").startswith(shown)
     page.wait_for_timeout(WORD_SECONDS * 5 * 1000)  # nothing more arrives
     assert page.locator("#messages li.message--assistant").count() == 1
+    # The kept text says "stopped" once: no "Stopped" status line nor Retry,
+    # live and after a reload.
+    wait_js(page, "!document.querySelector('#messages .task-status')")
+    page.reload()
+    page.locator("#messages li.message--assistant[data-message-id]").wait_for()
+    assert page.locator("#messages .message__stopped").count() == 1
+    assert page.locator("#messages .task-status, #messages .task-retry").count() == 0
 
 
 def test_a_reload_mid_stream_shows_the_text_so_far(page):

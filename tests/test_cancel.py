@@ -81,3 +81,29 @@ def test_a_stopped_reply_reads_stopped_and_offers_retry(user_client, user):
     assert response.status_code in (302, 303)
     message.refresh_from_db()
     assert message.async_task.status == "pending"
+
+
+def test_a_reply_stopped_with_its_text_reads_stopped_once_and_offers_no_retry(
+    user_client, client, user, monkeypatch, django_capture_on_commit_callbacks
+):
+    from chat import services as chat_services
+    from tasks import live
+    from tests import factories
+
+    sent = []
+    monkeypatch.setattr(live, "send", lambda sends, on_sent=None: sent.extend(sends))
+    conversation = factories.conversation(user)
+    message = chat_services.send_message(user, conversation, "hello")
+    task = message.async_task
+    post_callback(client, task.pk, {"status": "processing", "delta": "Half a rep"})
+    with django_capture_on_commit_callbacks(execute=True):
+        cancel(user_client, task, **JSON)
+    # The live frame carries no status line (the script removes the old one) …
+    frames = [m["frame"] for _g, m in sent if m["frame"]["type"] == "task.status"]
+    assert frames and all(f["html"] == "" for f in frames if f["task"]["status"] == "cancelled")
+    # … and the page shows the kept text marked "stopped", once, with no Retry.
+    page = user_client.get(f"/chat/{conversation.pk}/").content.decode()
+    assert page.count('class="message__stopped"') == 1
+    assert "Half a rep" in page
+    assert f"/messages/{message.pk}/retry/" not in page
+    assert f'id="task-{task.pk}"' not in page

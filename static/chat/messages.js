@@ -56,7 +56,7 @@ export function reconcile(element) {
     return;
   }
   if (known.version > shown.version) {
-    if (known.status === "completed") element.remove();
+    if (known.status === "completed" || known.html === "") element.remove();
     else if (known.html) replaceStatus(element, known.html);
   }
 }
@@ -76,16 +76,20 @@ function errorWords(element) {
 }
 
 // A task.status frame (html from the server) or a send's answer (no html).
+// An empty html means the task needs no status line (a stopped reply kept its text).
 export function applyTask(task, html) {
   const id = String(task.id);
   const known = state.tasks.get(id);
-  if (known && task.version <= known.version) return; // stale: overtaken by a newer frame
-  state.tasks.set(id, html ? Object.assign({}, task, { html }) : task);
+  const words = html !== undefined;
+  // Stale: overtaken by a newer frame (a frame of the same version still brings
+  // its words after a send's or a Stop's answer, which has none).
+  if (known && (task.version < known.version || (task.version === known.version && (!words || known.html !== undefined)))) return;
+  state.tasks.set(id, words ? Object.assign({}, task, { html }) : task);
   taskChanged(task);
   const element = document.getElementById(`task-${id}`);
   if (element) {
     const atBottom = nearBottom();
-    if (task.status === "completed") {
+    if (task.status === "completed" || html === "") {
       element.remove();
     } else if (html) {
       const shown = replaceStatus(element, html);
