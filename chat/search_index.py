@@ -3,9 +3,9 @@ tables with triggers on SQLite (see chat/search_sql.py for the queries).
 
 The GIN indexes are written through (`fastupdate = off`): by default
 PostgreSQL queues new entries in a pending list that every search then reads
-from start to end until a vacuum merges it (up to 4 MB: 486 pages, 2 ms per
-search, after 10,000 messages were loaded); written through, a message's
-insert costs a little more (under a millisecond for a few hundred words) and
+from start to end until a vacuum merges it (up to 4 MB; after the bench's
+bulk load, 486 pages and 2 ms per search); written through, a message's
+insert costs a little more (up to a millisecond for a few hundred words) and
 every search reads only the index.
 
 SQLite drops a table's triggers when Django rebuilds the table (its way of
