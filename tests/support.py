@@ -1,5 +1,7 @@
-"""Helpers shared by the tests: real servers on 127.0.0.1 and the skip rule."""
+"""Helpers shared by the tests: real servers on 127.0.0.1, the skip rule, and
+plain SQL on the tables by their own names."""
 
+import json
 import os
 import socket
 import subprocess
@@ -23,6 +25,26 @@ def need(condition: bool, reason: str) -> None:
     if IN_CI:
         pytest.fail(f"required under CI=true: {reason}")
     pytest.skip(reason)
+
+
+def sql(query, params=()):
+    """Rows of a plain SQL statement, as dicts by column name."""
+    with connection.cursor() as cursor:
+        cursor.execute(query, params)
+        if cursor.description is None:
+            return []
+        names = [column[0] for column in cursor.description]
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+def one(query, params=()):
+    [row] = sql(query, params)
+    return row
+
+
+def as_json(value):
+    """A JSON column read with plain SQL: text on SQLite (and raw jsonb), or decoded."""
+    return json.loads(value) if isinstance(value, str) else value
 
 
 def clear_rate_limits() -> None:

@@ -1,4 +1,5 @@
-"""The three tables: constraints, timestamps, cascades, database defaults."""
+"""The three tables: constraints, timestamps, cascades, names and indexes (their
+columns and database defaults: tests/test_schema.py)."""
 
 import datetime
 
@@ -7,7 +8,7 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from chat.models import Conversation, Message
-from tasks.models import AsyncTask, TaskStatus
+from tasks.models import AsyncTask
 from tests import factories
 
 pytestmark = pytest.mark.django_db
@@ -33,32 +34,6 @@ def test_database_refuses_an_unknown_task_status(user):
     with pytest.raises(IntegrityError), transaction.atomic():
         factories.task(user, status="sleeping")
     assert not AsyncTask.objects.exists()
-
-
-def test_task_inserted_with_plain_sql_is_a_valid_pending_task(user):
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "INSERT INTO async_tasks (task_type, workflow_id, input_data, created_by) "
-            "VALUES (%s, %s, %s, %s)",
-            ["chat", "chat-reply", '{"message": "hi"}', user.pk],
-        )
-    task = AsyncTask.objects.get()
-    assert task.status == TaskStatus.PENDING
-    assert task.version == 1
-    assert task.metadata == {}
-    assert task.input_data == {"message": "hi"}
-    assert task.created_at is not None
-    assert task.current_step == ""
-
-
-def test_conversation_inserted_with_plain_sql_gets_its_defaults(user):
-    with connection.cursor() as cursor:
-        cursor.execute("INSERT INTO chat_conversations (user_id) VALUES (%s)", [user.pk])
-    conversation = Conversation.objects.get()
-    assert conversation.is_archived is False
-    assert conversation.metadata == {}
-    assert conversation.title == ""
-    assert conversation.created_at is not None and conversation.updated_at is not None
 
 
 def test_updated_at_moves_on_save_and_created_at_does_not(user):
@@ -141,32 +116,3 @@ def test_listed_indexes_exist():
         ("task_type",),
     ):
         assert columns in constraints["async_tasks"], columns
-
-
-def test_json_columns_are_jsonb_on_postgresql(postgres_only):
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT table_name, column_name, data_type FROM information_schema.columns "
-            "WHERE table_name IN ('chat_conversations', 'chat_messages', 'async_tasks') "
-            "AND column_name IN ('metadata', 'input_data', 'output_data', 'error_details', 'id')"
-        )
-        types = {(table, column): kind for table, column, kind in cursor.fetchall()}
-    assert types[("async_tasks", "input_data")] == "jsonb"
-    assert types[("async_tasks", "output_data")] == "jsonb"
-    assert types[("chat_conversations", "metadata")] == "jsonb"
-    assert types[("chat_messages", "id")] == "bigint"
-    assert types[("async_tasks", "id")] == "bigint"
-
-
-def test_message_inserted_with_plain_sql_gets_its_defaults(user):
-    conversation = factories.conversation(user)
-    with connection.cursor() as cursor:
-        cursor.execute("INSERT INTO chat_messages (conversation_id) VALUES (%s)", [conversation.pk])
-    message = Message.objects.get()
-    assert (message.role, message.content, message.thinking, message.metadata) == (
-        "user",
-        "",
-        "",
-        {},
-    )
-    assert message.created_at is not None and message.async_task_id is None

@@ -1,8 +1,12 @@
-"""Configuration from the environment: refusals and production checks."""
+"""Configuration from the environment: the documented defaults, the variables
+read, refusals and production checks."""
 
+import json
 import os
 import subprocess
 import sys
+
+import pytest
 
 from tests.support import BASE_DIR
 
@@ -51,3 +55,103 @@ def test_comma_lists_allow_spaces_around_commas():
     )
     assert result.returncode == 0, result.stderr
     assert "['chat.example.com', 'localhost'] ['https://chat.example.com']" in result.stdout
+
+
+# --- the documented variables, each in a fresh process ---------------------------------
+
+DOCUMENTED_VARIABLES = (
+    "SECRET_KEY",
+    "DEBUG",
+    "ALLOWED_HOSTS",
+    "CSRF_TRUSTED_ORIGINS",
+    "DATABASE_URL",
+    "REDIS_URL",
+    "PUBLIC_BASE_URL",
+    "N8N_BASE_URL",
+    "N8N_WEBHOOK_SECRET",
+    "N8N_CHAT_WORKFLOW",
+    "TASK_TIMEOUT_SECONDS",
+    "TASK_WEBHOOK_MAX_BYTES",
+)
+
+PRINT_SETTINGS = """
+import json
+from django.conf import settings as s
+print(json.dumps({
+    "DEBUG": s.DEBUG,
+    "SECRET_KEY": s.SECRET_KEY,
+    "ALLOWED_HOSTS": s.ALLOWED_HOSTS,
+    "CSRF_TRUSTED_ORIGINS": s.CSRF_TRUSTED_ORIGINS,
+    "DATABASE_ENGINE": s.DATABASES["default"]["ENGINE"],
+    "DATABASE_NAME": str(s.DATABASES["default"]["NAME"]),
+    "LAYER": s.CHANNEL_LAYERS["default"]["BACKEND"],
+    "PUBLIC_BASE_URL": s.PUBLIC_BASE_URL,
+    "N8N_BASE_URL": s.N8N_BASE_URL,
+    "N8N_WEBHOOK_SECRET": s.N8N_WEBHOOK_SECRET,
+    "N8N_CHAT_WORKFLOW": s.N8N_CHAT_WORKFLOW,
+    "TASK_TIMEOUT_SECONDS": s.TASK_TIMEOUT_SECONDS,
+    "TASK_WEBHOOK_MAX_BYTES": s.TASK_WEBHOOK_MAX_BYTES,
+}))
+"""
+
+
+def settings_in_a_fresh_process(**env):
+    clean = {k: v for k, v in os.environ.items() if k not in DOCUMENTED_VARIABLES}
+    clean.pop("DJANGO_SETTINGS_MODULE", None)
+    clean.update(env)
+    result = subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c", PRINT_SETTINGS],
+        cwd=BASE_DIR,
+        env=clean,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.skipif((BASE_DIR / ".env").exists(), reason="a local .env overrides the defaults")
+def test_configuration_defaults():
+    values = settings_in_a_fresh_process(SECRET_KEY="a-production-secret-" + "x" * 40)
+    assert values["DEBUG"] is False
+    assert values["ALLOWED_HOSTS"] == ["localhost", "127.0.0.1"]
+    assert values["CSRF_TRUSTED_ORIGINS"] == []
+    assert values["DATABASE_ENGINE"] == "django.db.backends.sqlite3"
+    assert values["DATABASE_NAME"] == str(BASE_DIR / "db.sqlite3")
+    assert values["LAYER"] == "channels.layers.InMemoryChannelLayer"
+    assert values["PUBLIC_BASE_URL"] == "http://127.0.0.1:8000"
+    assert values["N8N_BASE_URL"] == ""
+    assert values["N8N_WEBHOOK_SECRET"] == ""
+    assert values["N8N_CHAT_WORKFLOW"] == "chat-reply"
+    assert values["TASK_TIMEOUT_SECONDS"] == 120
+    assert values["TASK_WEBHOOK_MAX_BYTES"] == 1048576
+
+
+@pytest.mark.skipif((BASE_DIR / ".env").exists(), reason="a local .env overrides the defaults")
+def test_configuration_from_the_environment():
+    values = settings_in_a_fresh_process(
+        DEBUG="1",
+        ALLOWED_HOSTS="chat.example.com,.example.org",
+        CSRF_TRUSTED_ORIGINS="https://chat.example.com",
+        DATABASE_URL="postgres://app@db.example.com:5432/chat",
+        REDIS_URL="redis://127.0.0.1:6379/9",
+        PUBLIC_BASE_URL="https://chat.example.com/",
+        N8N_BASE_URL="http://n8n.example.com:5678",
+        N8N_WEBHOOK_SECRET="s3cret",
+        N8N_CHAT_WORKFLOW="my-chat",
+        TASK_TIMEOUT_SECONDS="30",
+        TASK_WEBHOOK_MAX_BYTES="2048",
+    )
+    assert values["DEBUG"] is True
+    assert values["SECRET_KEY"]  # the development key, accepted with DEBUG on
+    assert values["ALLOWED_HOSTS"] == ["chat.example.com", ".example.org"]
+    assert values["CSRF_TRUSTED_ORIGINS"] == ["https://chat.example.com"]
+    assert values["DATABASE_ENGINE"] == "django.db.backends.postgresql"
+    assert values["LAYER"] == "channels_redis.core.RedisChannelLayer"
+    assert values["PUBLIC_BASE_URL"] == "https://chat.example.com"
+    assert values["N8N_BASE_URL"] == "http://n8n.example.com:5678"
+    assert values["N8N_WEBHOOK_SECRET"] == "s3cret"
+    assert values["N8N_CHAT_WORKFLOW"] == "my-chat"
+    assert values["TASK_TIMEOUT_SECONDS"] == 30
+    assert values["TASK_WEBHOOK_MAX_BYTES"] == 2048

@@ -1,15 +1,19 @@
-"""Concurrent callbacks for one task are serialised: none lost, none applied twice.
+"""Concurrent callbacks for one task are serialised: none lost, none applied twice,
+and a callback that overtakes the dispatch answer is not undone by it.
 Real threads against a real Daphne server (its own connections per request)."""
 
+import json
 import threading
 
 import pytest
 import requests
+from django.core.management import call_command
+from werkzeug.wrappers import Response
 
 from chat.models import Message, Role
 from tasks import tokens
 from tasks.models import AsyncTask
-from tests import support
+from tests import factories, support
 from tests.task_support import chat_task
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -18,7 +22,8 @@ pytestmark = pytest.mark.django_db(transaction=True)
 @pytest.fixture
 def server(django_db_setup, django_db_blocker):
     with django_db_blocker.unblock():
-        server = support.Server()
+        # No worker inside the server: the tests say who dispatches.
+        server = support.Server(env={"TASKS_WORKER_IN_PROCESS": "0"})
         server.start()
     try:
         yield server
@@ -77,3 +82,54 @@ def test_racing_step_updates_and_a_completion_are_all_applied_once(server, user)
     assert task.version == 1 + applied_steps + 1
     assert Message.objects.filter(async_task=task, role=Role.ASSISTANT).count() == 1
     assert AsyncTask.objects.count() == 1
+
+
+@pytest.mark.parametrize(
+    "callbacks, expected",
+    [
+        (
+            [{"status": "processing", "current_step": "generating", "execution_id": "cb-7"}],
+            ("processing", "generating", "cb-7"),
+        ),
+        (
+            [{"status": "completed", "output": "Done early.", "execution_id": "cb-8"}],
+            ("completed", "", "cb-8"),
+        ),
+    ],
+)
+def test_a_callback_before_the_dispatch_answer_wins(
+    server, dispatch_settings, fake_n8n, user, callbacks, expected
+):
+    dispatch_settings.PUBLIC_BASE_URL = server.base_url
+    dispatch_settings.TASK_DISPATCH_READ_TIMEOUT = 5.0  # n8n calls back before it answers
+    # A committed pending task (made without the web's own dispatcher, which would race).
+    conversation = factories.conversation(user)
+    task_id = factories.task(
+        user, input_data={"conversation_id": conversation.pk, "message": "hi", "history": []}
+    ).pk
+    factories.message(conversation, "hi", async_task_id=task_id)
+    answers = []
+
+    def call_back_then_answer(request):
+        body = request.get_json()
+        for payload in callbacks:
+            response = requests.post(
+                body["callback_url"],
+                json=payload,
+                headers={"Authorization": f"Bearer {body['callback_token']}"},
+                timeout=20,
+            )
+            answers.append((response.status_code, response.json()))
+        answer = json.dumps({"executionId": "from-the-answer"})
+        return Response(answer, content_type="application/json")
+
+    webhook = fake_n8n.expect_request("/webhook/chat-reply", method="POST")
+    webhook.respond_with_handler(call_back_then_answer)
+    call_command("tasks_worker", "--once")
+    assert [status for status, _ in answers] == [200]
+    task = AsyncTask.objects.get(pk=task_id)
+    assert (task.status, task.current_step, task.n8n_execution_id) == expected
+    assert task.processing_started_at is not None
+    if expected[0] == "completed":
+        replies = Message.objects.filter(async_task_id=task_id, role=Role.ASSISTANT)
+        assert replies.count() == 1

@@ -1,5 +1,7 @@
 """The worker: durability (the crash case), racing claimers, timeouts, the command."""
 
+import json
+import os
 import signal
 import subprocess
 import sys
@@ -13,7 +15,8 @@ from django.utils import timezone
 
 from tasks import services, worker
 from tasks.models import AsyncTask
-from tests import support
+from tests import factories, support
+from tests.support import one, sql
 from tests.task_support import FakeN8n, chat_task, wait_for, wait_for_status
 
 
@@ -198,3 +201,51 @@ def test_a_hanging_n8n_does_not_delay_other_tasks_timeouts(dispatch_settings, us
             loop.stop()
             thread.join(timeout=5)
         wait_for_status(hanging.pk, "processing", timeout=10)
+
+
+def test_tasks_worker_once_dispatches_and_times_out_then_exits(transactional_db, fake_n8n, user):
+    # A task written by an n8n Postgres node (plain SQL), one overdue, one in time.
+    sql(
+        "INSERT INTO async_tasks (task_type, workflow_id, input_data, created_by) "
+        "VALUES (%s, %s, %s, %s)",
+        ["chat", "chat-reply", json.dumps({"message": "from a Postgres node"}), user.pk],
+    )
+    fresh = one("SELECT id FROM async_tasks WHERE created_by = %s", [user.pk])["id"]
+    overdue = factories.task(user, status="processing")
+    in_time = factories.task(user, status="processing")
+    AsyncTask.objects.filter(pk=overdue.pk).update(  # setup only
+        created_at=timezone.now() - timedelta(seconds=121)
+    )
+    AsyncTask.objects.filter(pk=in_time.pk).update(
+        created_at=timezone.now() - timedelta(seconds=100)
+    )
+    webhook = fake_n8n.expect_request("/webhook/chat-reply", method="POST")
+    webhook.respond_with_json({"executionId": "e-1"})
+    env = dict(os.environ)
+    env.update(
+        {
+            "DATABASE_URL": support.served_database_url(),
+            "DEBUG": "1",
+            "N8N_BASE_URL": fake_n8n.url_for("").rstrip("/"),
+            "PUBLIC_BASE_URL": "http://app.example.test",
+            "TASK_TIMEOUT_SECONDS": "120",
+        }
+    )
+    result = subprocess.run(
+        [sys.executable, "manage.py", "tasks_worker", "--once"],
+        cwd=support.BASE_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "expired 1" in result.stdout and "dispatched 1" in result.stdout
+    [(request, _response)] = fake_n8n.log
+    body = request.get_json()
+    assert body["task_id"] == fresh
+    assert body["callback_url"] == f"http://app.example.test/tasks/{fresh}/webhook/"
+    assert body["input"] == {"message": "from a Postgres node"}
+    statuses = dict(AsyncTask.objects.values_list("pk", "status"))
+    assert statuses == {fresh: "processing", in_time.pk: "processing", overdue.pk: "timeout"}
+    assert AsyncTask.objects.get(pk=overdue.pk).processing_completed_at is not None
