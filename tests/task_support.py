@@ -78,7 +78,13 @@ class FakeN8n:
     answered, as {"path", "headers", "body", "raw"}; `on_request(body)`, if
     given, runs before the answer (n8n calling back before it answers).
     The server listens from construction on (`base_url` is known at once)
-    until the `with` block ends."""
+    until the `with` block ends.
+
+    Not everything fits pytest-httpserver: the streaming n8n of
+    tests/stream_support.py writes a chunked body with pauses and holds
+    hundreds of streams on one asyncio thread (werkzeug's threaded server would
+    spend a thread per stream, which test_stream_reader counts), so it keeps
+    its own server, as does the stand-in model the real n8n calls."""
 
     def __init__(self, answers, on_request=None):
         self.answers = list(answers)
