@@ -127,6 +127,9 @@ def test_a_sent_message_reaches_n8n_and_its_callback_becomes_the_reply(
     assert detail["Content-Type"].startswith("application/json")
     assert detail.json()["task"]["status"] == "completed"
     assert set(detail.json()["task"]) == TASK_FRAME_KEYS
+    [reply_id] = [r["id"] for r in sql("SELECT id FROM chat_messages WHERE role = 'assistant'")]
+    page = client.get(f"/chat/{conversation_id}/").content.decode()
+    assert f'id="message-{reply_id}"' in page and "Lisbon." in page
 
     # The next message carries the history, oldest first, and is dispatched too.
     sent = client.post(f"/chat/{conversation_id}/messages/", {"content": "And then?"}, **JSON)
