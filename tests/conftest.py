@@ -155,4 +155,4 @@ def pytest_terminal_summary(terminalreporter):
 from tests.n8n_support import n8n, standin_model  # noqa: E402, F401
 
 # The websocket fixtures (a flushed in-memory layer, session cookies) likewise.
-from tests.ws_support import alice_cookie, fresh_layer, mallory_cookie  # noqa: E402, F401
+from tests.ws_support import alice_cookie, fresh_layer, mallory_cookie, no_dispatch  # noqa: E402, F401

@@ -15,21 +15,23 @@ from django.template.loader import render_to_string
 from chat import tasktypes
 from chat.models import Conversation, Message, Role
 from chat.services import message_frame, publish_message
-from tasks import dispatch, live, services
+from tasks import live
 from tasks.models import AsyncTask, TaskStatus
 from tests import factories
 from tests.contract_names import MESSAGE_FRAME_KEYS
-from tests.ws_support import FRAME_TIMEOUT, communicator, frames, open_socket, sync
+from tests.ws_support import (
+    FRAME_TIMEOUT,
+    communicator,
+    frames,
+    open_socket,
+    send_user_message,
+    sync,
+)
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("fresh_layer")]
-
-
-@pytest.fixture(autouse=True)
-def _no_dispatch(monkeypatch):
-    # These tests move tasks themselves, one transition at a time. Dispatch
-    # (tested in the tasks tests) would race them from its thread pool; without
-    # it a task waits as it does for an absent worker.
-    monkeypatch.setattr(dispatch, "schedule_dispatch", lambda task_id: None)
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("fresh_layer", "no_dispatch"),
+]
 
 
 @pytest.fixture
@@ -38,23 +40,6 @@ def conversation(user):
 
 
 # --- committed changes, made the way the app makes them ----------------------
-
-
-@database_sync_to_async
-def send_user_message(conversation_id, text="hello"):
-    """A user message and its chat task in one transaction, like the composer."""
-    with transaction.atomic():
-        conversation = Conversation.objects.get(pk=conversation_id)
-        task = services.create_task(
-            user=conversation.user,
-            task_type=tasktypes.CHAT,
-            input_data={"conversation_id": conversation.pk, "message": text},
-        )
-        message = Message.objects.create(
-            conversation=conversation, role=Role.USER, content=text, async_task=task
-        )
-        publish_message(message.pk)
-    return message.pk, task.pk
 
 
 @database_sync_to_async

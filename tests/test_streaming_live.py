@@ -5,19 +5,14 @@ import pytest
 from channels.db import database_sync_to_async
 from django.test import Client
 
-from tasks import dispatch
 from tests import factories
 from tests.task_support import post_callback
-from tests.test_consumers import send_user_message
-from tests.ws_support import FRAME_TIMEOUT, next_of_type, open_socket, sync
+from tests.ws_support import FRAME_TIMEOUT, next_of_type, open_socket, send_user_message, sync
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("fresh_layer")]
-
-
-@pytest.fixture(autouse=True)
-def _no_dispatch(monkeypatch):
-    # As in tests/test_consumers.py: the tests move their tasks themselves.
-    monkeypatch.setattr(dispatch, "schedule_dispatch", lambda task_id: None)
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("fresh_layer", "no_dispatch"),
+]
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ import json
 import pytest
 import websockets
 from asgiref.sync import async_to_sync
+from channels.db import database_sync_to_async
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 from channels.testing import WebsocketCommunicator
 from django.test import Client
@@ -70,6 +71,40 @@ def flush_in_memory_layer():
 def fresh_layer():
     flush_in_memory_layer()
     yield
+
+
+@pytest.fixture
+def no_dispatch(monkeypatch):
+    """For tests that move their tasks themselves, one transition at a time:
+    dispatch (tested in the tasks tests) would race them from its thread
+    pool; without it a task waits as it does for an absent worker."""
+    from tasks import dispatch
+
+    monkeypatch.setattr(dispatch, "schedule_dispatch", lambda task_id: None)
+
+
+@database_sync_to_async
+def send_user_message(conversation_id, text="hello"):
+    """A user message and its chat task in one transaction, like the composer."""
+    from django.db import transaction
+
+    from chat import tasktypes
+    from chat.models import Conversation, Message, Role
+    from chat.services import publish_message
+    from tasks import services
+
+    with transaction.atomic():
+        conversation = Conversation.objects.get(pk=conversation_id)
+        task = services.create_task(
+            user=conversation.user,
+            task_type=tasktypes.CHAT,
+            input_data={"conversation_id": conversation.pk, "message": text},
+        )
+        message = Message.objects.create(
+            conversation=conversation, role=Role.USER, content=text, async_task=task
+        )
+        publish_message(message.pk)
+    return message.pk, task.pk
 
 
 @pytest.fixture

@@ -61,19 +61,28 @@ def message_create(request, pk):
     return _sent(request, conversation, message)
 
 
+def _ask_again(request, pk, message_id, role, ask):
+    """Retry and regenerate: `ask(message)` for one of the conversation's
+    messages of `role`, answered like a send."""
+    conversation = owned(request, pk)
+    message = get_object_or_404(
+        Message.objects.filter(conversation=conversation, role=role), pk=message_id
+    )
+    try:
+        asked = ask(conversation, message)
+    except services.SendRefused as refused:
+        return _refused(request, conversation, refused.message, refused.status)
+    return _sent(request, conversation, asked)
+
+
 @login_required
 @require_POST
 @limit_sends
 def message_retry(request, pk, message_id):
-    conversation = owned(request, pk)
-    message = get_object_or_404(
-        Message.objects.filter(conversation=conversation, role=Role.USER), pk=message_id
-    )
-    try:
-        message = services.retry(request.user, message)
-    except services.SendRefused as refused:
-        return _refused(request, conversation, refused.message, refused.status)
-    return _sent(request, conversation, message)
+    def ask(_conversation, message):
+        return services.retry(request.user, message)
+
+    return _ask_again(request, pk, message_id, Role.USER, ask)
 
 
 @login_required
@@ -81,15 +90,10 @@ def message_retry(request, pk, message_id):
 @limit_sends
 def message_regenerate(request, pk, message_id):
     """A new reply to the user message an assistant message answers."""
-    conversation = owned(request, pk)
-    reply = get_object_or_404(
-        Message.objects.filter(conversation=conversation, role=Role.ASSISTANT), pk=message_id
-    )
-    try:
-        question = services.regenerate(request.user, conversation, reply)
-    except services.SendRefused as refused:
-        return _refused(request, conversation, refused.message, refused.status)
-    return _sent(request, conversation, question)
+    def ask(conversation, reply):
+        return services.regenerate(request.user, conversation, reply)
+
+    return _ask_again(request, pk, message_id, Role.ASSISTANT, ask)
 
 
 @login_required
