@@ -90,6 +90,7 @@ def message_retry(request, pk, message_id):
 @limit_sends
 def message_regenerate(request, pk, message_id):
     """A new reply to the user message an assistant message answers."""
+
     def ask(conversation, reply):
         return services.regenerate(request.user, conversation, reply)
 
