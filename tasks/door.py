@@ -35,7 +35,7 @@ from django.utils import timezone
 
 from chatproject import metrics
 
-from . import deltas, events, live, registry
+from . import deltas, events, live, registry, returning
 from .models import (
     REOPENABLE,
     AsyncTask,
@@ -103,17 +103,18 @@ def _one_statement() -> bool:
 
 
 def _update_returning(filters, values, source=None) -> AsyncTask | None:
-    """One conditional UPDATE … RETURNING *, built by the ORM's own compiler;
+    """One conditional UPDATE … RETURNING the row, built by the ORM's own compiler;
     with `source`, the change's event is written by the same statement."""
     queryset = AsyncTask.objects.filter(**filters)
     query = queryset.query.chain(UpdateQuery)
     query.add_update_values(values)
     sql, params = query.get_compiler(queryset.db).as_sql()
+    columns = returning.columns(queryset.db)
     if source is None:
-        sql, params = f"{sql} RETURNING *", list(params)
+        sql, params = f"{sql} RETURNING {columns}", list(params)
     else:
-        sql, params = events.with_event(sql, params, source)
-    rows = list(AsyncTask.objects.raw(sql, params))
+        sql, params = events.with_event(sql, params, source, columns)
+    rows = returning.tasks(sql, params, queryset.db)
     return rows[0] if rows else None
 
 

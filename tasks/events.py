@@ -43,14 +43,17 @@ added AS (
          OR (SELECT COUNT(*) FROM async_task_events x WHERE x.task_id = c.id) < %s)
   RETURNING id
 )
-SELECT * FROM changed
+SELECT {columns} FROM changed
 """
 
 
-def with_event(update_sql, params, source) -> tuple[str, list]:
-    """The door's UPDATE and its event as one PostgreSQL statement."""
+def with_event(update_sql, params, source, columns="*") -> tuple[str, list]:
+    """The door's UPDATE and its event as one PostgreSQL statement, which
+    returns the changed row's `columns`."""
     cap = settings.TASK_EVENTS_MAX_PER_TASK
-    sql = _WITH_EVENT.format(update=update_sql, terminal=", ".join(["%s"] * len(_TERMINAL)))
+    sql = _WITH_EVENT.format(
+        update=update_sql, terminal=", ".join(["%s"] * len(_TERMINAL)), columns=columns
+    )
     processing = str(TaskStatus.PROCESSING)
     return sql, [*params, processing, processing, str(source), *_TERMINAL, cap, cap]
 

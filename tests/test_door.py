@@ -7,7 +7,7 @@ from django.utils import timezone
 from chat import services as chat_services
 from chat.models import Message, Role
 from tasks import door, services
-from tasks.models import AsyncTask, AsyncTaskEvent, TaskStatus
+from tasks.models import AsyncTask, AsyncTaskEvent, EventSource, TaskStatus
 from tasks.n8n import DispatchResult, Outcome
 from tests import factories
 from tests.task_support import chat_task, post_callback
@@ -199,3 +199,22 @@ def test_a_change_field_outside_the_door_list_is_refused(user):
     task = chat_task(user)
     with pytest.raises(TypeError):
         door.change(task.pk, source="admin", workflow_id="elsewhere")
+
+
+def test_the_door_returns_the_row_exactly_as_the_orm_reads_it(user):
+    # tasks/returning.py builds the task from the UPDATE's row with the ORM's
+    # own converters (JSON, times on SQLite): every field equal to a fresh read.
+    task = chat_task(user)
+    written = door.change(
+        task.pk,
+        source=EventSource.CALLBACK,
+        status=TaskStatus.COMPLETED,
+        output_data={"content": "hi", "nested": [1, {"a": None}]},
+        metadata={"attempts": 2},
+        n8n_execution_id="17",
+    )
+    read = AsyncTask.objects.get(pk=task.pk)
+    for field in AsyncTask._meta.concrete_fields:
+        assert getattr(written, field.attname) == getattr(read, field.attname), field.name
+    assert written.output_data["nested"] == [1, {"a": None}]
+    assert written.processing_completed_at.tzinfo is not None
