@@ -115,12 +115,25 @@ def on_completed(task):
     _add_reply(task, content, thinking)
 
 
+def split_thinking(text):
+    """Streamed text → (content, thinking): models served through OpenAI-compatible
+    APIs often begin with their reasoning in <think>…</think> (the shipped
+    workflow splits the whole reply the same way); a stop inside it keeps that
+    much as thinking."""
+    stripped = text.lstrip()
+    if not stripped.startswith("<think>"):
+        return text, ""
+    thinking, closed, content = stripped[len("<think>") :].partition("</think>")
+    return (content.strip() if closed else ""), thinking.strip()
+
+
 def on_failed(task):
     """A reply stopped by its user keeps what was streamed so far."""
     from tasks.models import TaskStatus
 
     if task.status == TaskStatus.CANCELLED and (task.partial_text or "").strip():
-        _add_reply(task, task.partial_text, metadata={"stopped": True})
+        content, thinking = split_thinking(task.partial_text)
+        _add_reply(task, content, thinking, metadata={"stopped": True})
 
 
 def _partial_max_chars():

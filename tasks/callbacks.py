@@ -153,6 +153,12 @@ def apply_callback(task_id, payload, source=EventSource.CALLBACK) -> tuple[Async
     except TaskConflict as conflict:
         if conflict.task.is_terminal and conflict.task.status == clean["status"]:
             return conflict.task, False  # a repeat: the first one won
+        if conflict.task.status == TaskStatus.CANCELLED and not conflict.task.n8n_execution_id:
+            # Stopped before n8n told its execution id: keep it, and stop n8n now.
+            if "execution_id" in clean:
+                from .lifecycle import learn_execution_id
+
+                learn_execution_id(task_id, clean["execution_id"])
         raise
 
 

@@ -129,15 +129,23 @@ def stop_execution(task_id) -> dict | None:
     """Ask n8n to stop a cancelled task's execution, and record the answer in
     metadata["n8n_stop"]. Needs N8N_API_KEY and a known execution id.
 
-    Never raises and never undoes the cancel: an n8n without the public stop
+    Asks once per execution id (metadata["n8n_stop_asked"]). Never raises and
+    never undoes the cancel: an n8n without the public stop
     endpoint (2.8.x answers 404), an execution that already ended (409) or an
     unreachable n8n are recorded as they are.
     """
-    task = AsyncTask.objects.filter(pk=task_id).first()
-    if task is None or not task.n8n_execution_id:
-        return None
     if not (settings.N8N_API_KEY and settings.N8N_BASE_URL):
         return None
+    with transaction.atomic():
+        task = AsyncTask.objects.select_for_update().filter(pk=task_id).first()
+        if task is None or not task.n8n_execution_id:
+            return None
+        # Asked once per execution: the Stop and a late-learnt id may both get here.
+        if (task.metadata or {}).get("n8n_stop_asked") == task.n8n_execution_id:
+            return None
+        door.note(
+            task_id, metadata={**(task.metadata or {}), "n8n_stop_asked": task.n8n_execution_id}
+        )
     api = N8nApi.from_settings(timeout=(3.0, 10.0))
     answer = {"at": timezone.now().isoformat(), "execution_id": task.n8n_execution_id}
     try:
@@ -157,6 +165,48 @@ def stop_execution(task_id) -> dict | None:
             metadata["n8n_stop"] = answer
             door.note(task_id, metadata=metadata)
     return answer
+
+
+def learn_execution_id(task_id, execution_id) -> bool:
+    """Record an execution id the task did not know yet (a late `processing`
+    callback, or one announced in a stream). A task stopped before its id was
+    known could not stop n8n's execution then: it is asked to now, through the
+    same path as Stop (the answer goes to metadata["n8n_stop"]). False when the
+    task is gone or already had an id."""
+    with transaction.atomic():
+        task = AsyncTask.objects.select_for_update().filter(pk=task_id).first()
+        if task is None or task.n8n_execution_id:
+            return False
+        door.note(task_id, n8n_execution_id=str(execution_id)[:255])
+        if task.status == TaskStatus.CANCELLED:
+            transaction.on_commit(lambda: pool.run_in_pool(stop_execution, task_id), robust=True)
+    return True
+
+
+def fail_late_refusal(task_id, result) -> bool:
+    """A streamed answer counted as accepted began with an `error` chunk after
+    the dispatcher stopped waiting for its first line: the workflow refused the
+    task (or failed before writing anything). Fails an unfinished task like a
+    refused dispatch; False when it had moved on."""
+    details = {
+        "stage": "dispatch",
+        "kind": str(result.kind),
+        "http_status": result.http_status,
+        "body": result.body,
+        "error": result.error,
+    }
+    try:
+        door.change(
+            task_id,
+            source=EventSource.DISPATCH,
+            status=TaskStatus.FAILED,
+            status_message=dispatch.REFUSED_WORDS,
+            error_details=details,
+            last_error=result.error,
+        )
+    except (TaskConflict, AsyncTask.DoesNotExist):
+        return False
+    return True
 
 
 def superseded(task) -> bool:

@@ -82,6 +82,20 @@ def classify(status_code, body_text, data) -> DispatchResult:
     return DispatchResult(Outcome.REFUSED, status_code, excerpt, f"{reason}, HTTP {status_code}")
 
 
+def streamed_refusal(status_code, content, line) -> DispatchResult:
+    """A streamed answer whose first chunk is an `error`: the workflow failed (or
+    refused the request, e.g. its signature check) before writing anything. Its
+    2xx status was sent before any node ran, so the body is what counts: final,
+    like a 4xx."""
+    reason = " ".join(str(content or "").split())[:BODY_EXCERPT_CHARS] or "no details given"
+    return DispatchResult(
+        Outcome.REFUSED,
+        status_code,
+        (line or "")[:BODY_EXCERPT_CHARS],
+        f"the workflow's streamed answer began with an error: {reason}",
+    )
+
+
 def webhook_url(workflow_id) -> str:
     return f"{settings.N8N_BASE_URL}/webhook/{workflow_id}"
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import requests
 
-from . import signing
+from . import n8n_stream, signing
 from .n8n_api import N8nApiError, workflow_body
 
 WEBHOOK_NODE = "n8n-nodes-base.webhook"
@@ -207,6 +207,15 @@ def probe_webhook(base_url: str, path: str, secret: str) -> None:
             break
         time.sleep(0.25)
     excerpt = " ".join(response.text.split())[:200]
+    # A streaming workflow answers 200 before any node runs: its answer is in the body.
+    chunks = n8n_stream.parse_body(response.text) if response.status_code == 200 else None
+    failed, description = n8n_stream.error_of(chunks or [])
+    if failed and "signature refused" in (description or ""):
+        raise SetupError(
+            "webhook refused the signature (an error in its streamed answer)",
+            f"the workflow's signature check said: {description[:200]}; give n8n the same "
+            "N8N_WEBHOOK_SIGNING_SECRET as this app (see the README, signed dispatches)",
+        )
     if response.status_code == 401 and "signature refused" in response.text:
         raise SetupError(
             "webhook refused the signature (401)",
@@ -222,14 +231,15 @@ def probe_webhook(base_url: str, path: str, secret: str) -> None:
     if response.status_code == 404:
         raise SetupError("webhook not registered (404)", f"{url}: {excerpt}")
     try:
-        data = response.json()
+        data = json.loads(n8n_stream.streamed_text(chunks) if chunks else response.text)
     except ValueError:
         data = None
     if response.status_code != 200 or not isinstance(data, dict) or data.get("probe") != "ok":
         raise SetupError(
             "probe not answered",
             f"{url} answered {response.status_code} {excerpt!r}; the shipped workflows "
-            'answer a body with "probe": true at once with {"probe": "ok"}',
+            'answer a body with "probe": true at once with {"probe": "ok"} (streamed: '
+            "one item holding that object)",
         )
 
 

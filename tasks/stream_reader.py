@@ -1,45 +1,40 @@
-"""Reading one streamed answer of n8n on the streams loop (see tasks/streams.py).
+"""Reading one answer of n8n that came chunked, on the streams loop (see
+tasks/streams.py).
 
-Each line is one chunk; every `item`'s content is appended to the task's
-partial reply in batches by the streams' writer threads; the reader ends with
-the body, an `error` chunk, the task's deadline, or when the task has ended.
+The first line decides what the answer is (its `verdict`, which the
+dispatcher waits for): an n8n chunk makes it a stream, an `error` chunk first
+a refusal (the workflow failed before it wrote anything: n8n's headers said
+200 before any node ran), anything else a plain answer, read whole (bounded)
+and classified as before. In a stream, every `item`'s content is appended to
+the task's partial reply in batches by the streams' writer threads, except a
+first item that only announces the execution id; the reader ends with the
+body, an `error` chunk, the task's deadline, or when the task has ended.
 """
 
 import asyncio
-import json
 import logging
 
 import httpx
 from django.conf import settings
 from django.db import close_old_connections
 
-from . import streams
+from . import n8n, streams
 from .door import TaskConflict, append_partial
 from .models import AsyncTask, TaskStatus
+from .n8n_stream import CHUNK_TYPES, announced_execution_id, parse_chunk
 
 logger = logging.getLogger(__name__)
 
-CHUNK_TYPES = {"begin", "item", "end", "error", "keepalive"}
+__all__ = ["CHUNK_TYPES", "StreamReader", "parse_chunk"]
+
 # A line longer than this is not a chunk n8n writes: the stream is dropped.
 MAX_LINE_BYTES = 1_048_576
 # Every this many seconds the open streams' tasks are checked (Stop elsewhere).
 CHECK_SECONDS = 2.0
 
 
-def parse_chunk(line):
-    """One line of n8n's stream as (type, content), or None when it is not a chunk."""
-    try:
-        chunk = json.loads(line)
-    except ValueError:
-        return None
-    if not isinstance(chunk, dict) or chunk.get("type") not in CHUNK_TYPES:
-        return None
-    content = chunk.get("content")
-    return chunk["type"], content if isinstance(content, str) else None
-
-
 class StreamReader:
-    """Reads one streamed answer on the loop and writes its text in batches."""
+    """Reads one chunked answer on the loop and writes its text in batches."""
 
     def __init__(self, task_id, response, deadline_seconds):
         self.task_id = int(task_id)
@@ -50,19 +45,26 @@ class StreamReader:
         self.last_flush = 0.0
         self.flush_handle = None
         self.writing: asyncio.Future | None = None
+        self.write_lock = asyncio.Lock()
         self.finished = False  # the task refused more text (stopped, finished)
         self.chunks = 0
+        self.items = 0
         self.outcome = "open"
+        # ("stream", None) | ("refused", (content, line)) | ("plain", body bytes);
+        # cancelled by the dispatcher when it stops waiting (then this reader acts alone).
+        self.verdict: asyncio.Future | None = None
 
-    def start(self):
+    def start(self) -> asyncio.Future:
+        """Start reading; returns the verdict future (see the module's docstring)."""
         loop = asyncio.get_running_loop()
+        self.verdict = loop.create_future()
         task = loop.create_task(self.run(), name=f"stream-{self.task_id}")
         old = streams._readers.get(self.task_id)
         if old is not None:
             old.cancel()  # a dispatch again: the newer answer wins
         streams._readers[self.task_id] = task
         task.add_done_callback(lambda done: _forget(self.task_id, done))
-        return task
+        return self.verdict
 
     async def run(self):
         try:
@@ -78,6 +80,9 @@ class StreamReader:
             logger.exception("reading the stream of task %s failed", self.task_id)
             self.outcome = "failed"
         finally:
+            # The 2xx headers said the workflow took the task: a body that
+            # breaks before its first line is still an accepted answer.
+            await self._decide("stream", None)
             if self.flush_handle is not None:
                 self.flush_handle.cancel()
             try:
@@ -92,15 +97,44 @@ class StreamReader:
                 self.chunks,
             )
 
+    async def _decide(self, kind, detail):
+        """Give the verdict once: to the waiting dispatcher, or act on it here."""
+        verdict = self.verdict
+        if verdict is None or verdict.done() and not verdict.cancelled():
+            return
+        if not verdict.done():
+            verdict.set_result((kind, detail))
+            return
+        self.verdict = None  # the dispatcher stopped waiting: it took the answer as a stream
+        if kind == "refused":
+            content, line = detail
+            status = self.response.status_code
+            await _on_writer(_fail_refused, self.task_id, status, content, line)
+
     async def _read(self):
-        async for line in self._lines():
+        parts = self.response.aiter_bytes()
+        buffer = await self._first_line(parts)
+        if buffer is None:
+            return
+        async for line in self._lines(buffer, parts):
             parsed = parse_chunk(line)
             if parsed is None:
                 continue
             self.chunks += 1
             kind, content = parsed
+            if self.chunks == 1:
+                if kind == "error":
+                    self.outcome = "refused (an error chunk first)"
+                    await self._decide("refused", (content, line))
+                    return
+                await self._decide("stream", None)
             if kind == "item" and content:
-                self._add(content)
+                self.items += 1
+                announced = announced_execution_id(content) if self.items == 1 else ""
+                if announced:
+                    await _on_writer(_learn_execution_id, self.task_id, announced)
+                else:
+                    self._add(content)
             elif kind == "error":
                 self.outcome = "error chunk"
                 return  # a failed or stopped execution may leave the response open
@@ -109,17 +143,46 @@ class StreamReader:
                 return
         self.outcome = "ended"
 
-    async def _lines(self):
-        """The body's lines, each bounded in size."""
+    async def _first_line(self, parts) -> bytes | None:
+        """Read up to the first complete non-empty line. Returns the bytes read
+        when it is an n8n chunk (a stream goes on); otherwise reads the whole
+        answer (at most MAX_PLAIN_BODY_BYTES), gives the verdict "plain" and
+        returns None."""
         buffer = b""
-        async for part in self.response.aiter_bytes():
+        async for part in parts:
             buffer += part
+            head = buffer.lstrip()
+            if b"\n" in head:
+                if parse_chunk(head.split(b"\n", 1)[0]) is not None:
+                    return buffer
+                break
+            if len(buffer) > streams.MAX_PLAIN_BODY_BYTES:
+                break
+        else:  # the body ended: one line (or none) with no newline after it
+            if buffer.strip() and parse_chunk(buffer) is not None:
+                return buffer
+        async for part in parts:  # a plain answer that came chunked: the rest of it
+            if len(buffer) > streams.MAX_PLAIN_BODY_BYTES:
+                break
+            buffer += part
+        self.outcome = "a plain answer"
+        await self._decide("plain", bytes(buffer[: streams.MAX_PLAIN_BODY_BYTES]))
+        return None
+
+    async def _lines(self, buffer, parts):
+        """The body's lines (after what was read already), each bounded in size."""
+        while True:
             while b"\n" in buffer:
                 line, buffer = buffer.split(b"\n", 1)
                 if line.strip():
                     yield line.decode("utf-8", errors="replace")
             if len(buffer) > MAX_LINE_BYTES:
                 raise ValueError("a line of the stream is too long")
+            try:
+                part = await anext(parts)
+            except StopAsyncIteration:
+                break
+            buffer += part
         if buffer.strip():
             yield buffer.decode("utf-8", errors="replace")
 
@@ -139,20 +202,23 @@ class StreamReader:
         asyncio.get_running_loop().create_task(self._flush())
 
     async def _flush(self):
-        """Write what came since the last write (one at a time, in order)."""
-        while self.writing is not None:
-            await self.writing
-        if not self.pending or self.finished:
-            self.pending.clear()
-            return
-        text, self.pending = "".join(self.pending), []
-        loop = asyncio.get_running_loop()
-        self.last_flush = loop.time()
-        self.writing = loop.run_in_executor(streams._writers, _append, self.task_id, text)
-        try:
-            accepted = await self.writing
-        finally:
-            self.writing = None
+        """Write what came since the last write (one at a time, in order).
+
+        A lock, not a loop over the write in flight: awaiting a future that is
+        already done does not yield, so a second flush woken before the first
+        could spin on it for ever and stall the whole loop."""
+        async with self.write_lock:
+            if not self.pending or self.finished:
+                self.pending.clear()
+                return
+            text, self.pending = "".join(self.pending), []
+            loop = asyncio.get_running_loop()
+            self.last_flush = loop.time()
+            self.writing = loop.run_in_executor(streams._writers, _append, self.task_id, text)
+            try:
+                accepted = await self.writing
+            finally:
+                self.writing = None
         if not accepted:
             self.finished = True
             reader = streams._readers.get(self.task_id)
@@ -168,6 +234,38 @@ def _append(task_id, text) -> bool:
         return True
     except (TaskConflict, AsyncTask.DoesNotExist):
         return False
+    finally:
+        close_old_connections()
+
+
+async def _on_writer(function, *args):
+    """Run a database function on a writer thread; never raises."""
+    try:
+        return await asyncio.get_running_loop().run_in_executor(streams._writers, function, *args)
+    except Exception:  # noqa: BLE001 - the reader goes on
+        logger.warning("%s for a stream failed", function.__name__, exc_info=True)
+        return None
+
+
+def _learn_execution_id(task_id, execution_id):
+    """The stream announced its execution id (the shipped workflows' Accept node)."""
+    from . import lifecycle
+
+    close_old_connections()
+    try:
+        return lifecycle.learn_execution_id(task_id, execution_id)
+    finally:
+        close_old_connections()
+
+
+def _fail_refused(task_id, status, content, line):
+    """The answer began with an error after the dispatcher stopped waiting for it:
+    fail the task as a refused dispatch, unless it has moved on."""
+    from . import lifecycle
+
+    close_old_connections()
+    try:
+        return lifecycle.fail_late_refusal(task_id, n8n.streamed_refusal(status, content, line))
     finally:
         close_old_connections()
 

@@ -7,12 +7,16 @@ the reply), `end`, `error`, and on newer n8n `keepalive`. This module sends
 dispatches with an asyncio HTTP client (httpx) on one event-loop thread per
 process ("task-streams"), so that such a body can be read for minutes
 without holding a thread or a database connection: a pool thread waits only
-until the answer's headers (or, for a plain answer, its body) are in, exactly
-as long as it did with a blocking client.
+until the answer's headers and first line (a plain answer: its body) are in,
+at most as long as it did with a blocking client.
 
-- A plain answer (with a `Content-Length`, or a chunked body that is not a
-  stream of chunks) is classified as before (`tasks.n8n.classify`).
-- A streamed answer is accepted at once; its reader appends each `item`'s
+- A plain answer (with a `Content-Length`, or a chunked body whose first line
+  is not one of n8n's chunks) is classified as before (`tasks.n8n.classify`).
+- A chunked answer whose first line is an `error` chunk is a refusal (final,
+  like a 4xx): the workflow failed before writing anything, e.g. its signature
+  check refused the request, since n8n sends status 200 before any node runs.
+- A streamed answer is accepted at its first line (or when that line takes
+  longer than TASK_DISPATCH_READ_TIMEOUT); its reader appends each `item`'s
   content to the task's partial reply (`tasks.door.append_partial`) in
   batches, the first piece at once and then at most every
   TASK_STREAM_FLUSH_SECONDS, from a small thread pool of its own (so at most
@@ -102,7 +106,8 @@ def post(url, body, headers, task_id, deadline_seconds) -> DispatchResult:
 
     A streamed answer goes on being read on the loop after this returns."""
     loop = _start()
-    wait = settings.TASK_DISPATCH_CONNECT_TIMEOUT + settings.TASK_DISPATCH_READ_TIMEOUT + 5
+    # Connect, the headers, then the body (a plain answer) or a stream's first line.
+    wait = settings.TASK_DISPATCH_CONNECT_TIMEOUT + 2 * settings.TASK_DISPATCH_READ_TIMEOUT + 5
     future = asyncio.run_coroutine_threadsafe(
         _post(url, body, headers, task_id, deadline_seconds), loop
     )
@@ -125,7 +130,9 @@ def _timed_out(url):
 
 
 def looks_streamed(response) -> bool:
-    """n8n's Streaming mode: a 2xx JSON answer with no length (chunked)."""
+    """Maybe n8n's Streaming mode: a 2xx JSON answer with no length (chunked).
+
+    Only a maybe: its first line decides (tasks/stream_reader.py)."""
     if not 200 <= response.status_code < 300 or "content-length" in response.headers:
         return False
     kind = response.headers.get("content-type", "")
@@ -160,8 +167,7 @@ async def _post(url, body, headers, task_id, deadline_seconds) -> DispatchResult
         # httpcore reads this dict when the body's first read starts.
         request.extensions["timeout"] = {**request.extensions["timeout"], "read": None}
         reader = stream_reader.StreamReader(task_id, response, deadline_seconds)
-        reader.start()
-        return DispatchResult(Outcome.ACCEPTED, response.status_code, "(a streamed answer)")
+        return await _verdict(reader.start(), response.status_code, read)
     try:
         raw = await asyncio.wait_for(
             _read_limited(response, MAX_PLAIN_BODY_BYTES), settings.TASK_DISPATCH_READ_TIMEOUT
@@ -183,6 +189,34 @@ async def _post(url, body, headers, task_id, deadline_seconds) -> DispatchResult
     except ValueError:
         data = None
     return n8n.classify(response.status_code, text, data)
+
+
+async def _verdict(verdict, status_code, wait) -> DispatchResult:
+    """What a chunked answer is, from its first line (tasks/stream_reader.py).
+
+    Waited for as long as a plain answer's body would be; a stream whose first
+    line takes longer (a slow first step) is accepted, and its reader decides
+    alone when that line comes."""
+    try:
+        kind, detail = await asyncio.wait_for(asyncio.shield(verdict), wait)
+    except TimeoutError:
+        if not verdict.cancel():  # decided at this very moment after all
+            kind, detail = verdict.result()
+        else:
+            return DispatchResult(
+                Outcome.ACCEPTED, status_code, "(a streamed answer, its first line still to come)"
+            )
+    if kind == "refused":
+        content, line = detail
+        return n8n.streamed_refusal(status_code, content, line)
+    if kind == "plain":
+        text = detail.decode("utf-8", errors="replace")
+        try:
+            data = json.loads(text)
+        except ValueError:
+            data = None
+        return n8n.classify(status_code, text, data)
+    return DispatchResult(Outcome.ACCEPTED, status_code, "(a streamed answer)")
 
 
 async def _read_limited(response, limit) -> bytes:

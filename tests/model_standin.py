@@ -2,11 +2,17 @@
 
 No model can run on the CI machine, so n8n's "OpenAI-compatible chat model"
 node talks to this small server in the test process instead. It answers
-POST /v1/chat/completions with a non-streaming chat completion whose content
-carries a <think> part and echoes the last user message, answers
-GET /v1/models, and records every request so tests can look at the prompt.
-Setting `fail_with` to an HTTP status makes it answer that status with an
-OpenAI-style error body instead.
+POST /v1/chat/completions with a chat completion whose content carries a
+<think> part and echoes the last user message, answers GET /v1/models, and
+records every request so tests can look at the prompt.
+
+A request with `"stream": true` (n8n's AI Agent streams) is answered the way
+OpenAI streams: server-sent events, one `chat.completion.chunk` per piece of
+the reply (`reply_pieces`), `piece_seconds` apart, then `data: [DONE]`.
+`extra_pieces` appends that many more words (a long reply, to stop halfway);
+`streams_cut` counts streams whose client hung up before the end (n8n stopping
+the execution aborts its model call). Setting `fail_with` to an HTTP status
+makes it answer that status with an OpenAI-style error body instead.
 """
 
 import json
@@ -18,6 +24,20 @@ MODEL = "standin-model"
 THINKING = "stand-in reasoning"
 REPLY_PREFIX = "Hello from the stand-in model, you said: "
 ERROR_MESSAGE = "the stand-in model is overloaded"
+
+
+def reply_pieces(text, extra=0):
+    """The reply to `text`, in the pieces a streaming model would send."""
+    words = f"{REPLY_PREFIX}{text}".split(" ")
+    pieces = ["<think>", THINKING, "</think>"]
+    pieces += [word + " " for word in words[:-1]] + [words[-1]]
+    pieces += [f" word{n}" for n in range(extra)]
+    return pieces
+
+
+def reply_text(text, extra=0):
+    """The whole reply (what the workflow's `completed` callback carries, <think> aside)."""
+    return "".join(reply_pieces(text, extra)).split("</think>", 1)[1]
 
 
 def last_user_text(messages):
@@ -34,6 +54,11 @@ class ModelStandin:
     def __init__(self):
         self.requests = []
         self.fail_with = None
+        self.piece_seconds = 0.15
+        self.extra_pieces = 0
+        self.streams_started = 0
+        self.streams_cut = 0
+        self.streams_finished = 0
         self.lock = threading.Lock()
         standin = self
 
@@ -59,6 +84,52 @@ class ModelStandin:
                             "body": body,
                         }
                     )
+
+            def _stream(self, body, pieces):
+                """OpenAI's streaming answer: server-sent events, a piece at a time."""
+                ident = f"chatcmpl-standin-{len(standin.requests)}"
+                model = body.get("model") or MODEL
+
+                def event(delta, finish=None, **extra):
+                    chunk = {
+                        "id": ident,
+                        "object": "chat.completion.chunk",
+                        "created": int(time.time()),
+                        "model": model,
+                        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+                        **extra,
+                    }
+                    return f"data: {json.dumps(chunk)}\n\n".encode()
+
+                with standin.lock:
+                    standin.streams_started += 1
+                try:
+                    self.send_response(200)
+                    self.send_header("Content-Type", "text/event-stream")
+                    self.send_header("Cache-Control", "no-cache")
+                    self.end_headers()  # no length: the body ends when the connection closes
+                    self.wfile.write(event({"role": "assistant", "content": ""}))
+                    self.wfile.flush()
+                    for piece in pieces:
+                        time.sleep(standin.piece_seconds)
+                        self.wfile.write(event({"content": piece}))
+                        self.wfile.flush()
+                    self.wfile.write(event({}, "stop"))
+                    if (body.get("stream_options") or {}).get("include_usage"):
+                        usage = {"prompt_tokens": 10, "completion_tokens": len(pieces)}
+                        usage["total_tokens"] = usage["prompt_tokens"] + len(pieces)
+                        final = {"id": ident, "object": "chat.completion.chunk", "choices": []}
+                        final.update(created=int(time.time()), model=model, usage=usage)
+                        self.wfile.write(f"data: {json.dumps(final)}\n\n".encode())
+                    self.wfile.write(b"data: [DONE]\n\n")
+                    self.wfile.flush()
+                except (BrokenPipeError, ConnectionResetError):
+                    with standin.lock:
+                        standin.streams_cut += 1
+                    return
+                with standin.lock:
+                    standin.streams_finished += 1
+                self.close_connection = True
 
             def do_GET(self):
                 self._record(None)
@@ -97,6 +168,9 @@ class ModelStandin:
                     )
                     return
                 text = last_user_text(body.get("messages"))
+                if body.get("stream"):
+                    self._stream(body, reply_pieces(text, standin.extra_pieces))
+                    return
                 content = f"<think>{THINKING}</think>{REPLY_PREFIX}{text}"
                 self._send(
                     200,
@@ -143,4 +217,7 @@ class ModelStandin:
     def reset(self):
         with self.lock:
             self.requests.clear()
+            self.streams_started = self.streams_cut = self.streams_finished = 0
         self.fail_with = None
+        self.piece_seconds = 0.15
+        self.extra_pieces = 0

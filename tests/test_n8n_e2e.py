@@ -218,7 +218,7 @@ def test_the_model_workflow_replies_through_the_stand_in_model(to_n8n, model, us
     [request] = model.completions()
     assert request["headers"]["authorization"] == f"Bearer {MODEL_API_KEY}"
     assert request["body"]["model"] == "gpt-4o-mini"
-    assert not request["body"].get("stream")
+    assert request["body"].get("stream") is True  # the AI Agent streams
     prompt = "\n".join(str(m.get("content")) for m in request["body"]["messages"])
     assert "You are a helpful assistant in a chat" in prompt
     assert "An earlier question about tides" in prompt
@@ -283,8 +283,12 @@ def test_a_reply_whose_callbacks_never_arrive_is_recovered_from_n8n(to_n8n, n8n,
     to_n8n.N8N_API_KEY = n8n.api_key
     task = chat_task(user, "reply while the app is away", workflow_id="chat-reply-offline")
     assert services.claim_and_dispatch(task.pk) == "dispatched"
-    task.refresh_from_db()
-    assert task.n8n_execution_id, "the workflow answers the dispatch with its execution id"
+    # The workflow announces its execution id in its stream (the Accept node).
+    task = wait_for(
+        lambda: AsyncTask.objects.filter(pk=task.pk).exclude(n8n_execution_id="").first(),
+        10,
+        what="the execution id announced in the stream",
+    )
 
     def ended():
         execution = n8n.api().get_execution(task.n8n_execution_id)

@@ -12,6 +12,7 @@ import uuid
 import pytest
 import requests
 
+from tasks import n8n_stream
 from tasks.n8n_workflows import SetupError, ShippedWorkflow
 from tests import support
 from tests.n8n_support import SECRET, WORKFLOW_FILES
@@ -104,8 +105,14 @@ def test_the_probe_is_answered_at_once_without_a_callback(n8n):
         headers={"Authorization": f"Bearer {SECRET}"},
         timeout=10,
     )
+    # The workflow streams (Webhook node in Streaming mode): one item holds the answer.
     assert response.status_code == 200
-    assert response.json() == {"probe": "ok", "workflow_id": "chat-reply"}
+    chunks = n8n_stream.parse_body(response.text)
+    assert [kind for kind, _ in chunks] == ["begin", "item", "end"]
+    assert json.loads(n8n_stream.streamed_text(chunks)) == {
+        "probe": "ok",
+        "workflow_id": "chat-reply",
+    }
 
 
 def test_a_changed_file_updates_the_workflow_in_place_and_dry_run_only_says_so(n8n, tmp_path):
@@ -221,4 +228,12 @@ def test_the_shipped_workflow_files_each_have_one_webhook_and_a_probe_branch():
         names = {node["name"] for node in shipped.data["nodes"]}
         assert {"Probe?", "Answer probe", "Accept"} <= names
         [webhook] = [n for n in shipped.data["nodes"] if n["type"] == "n8n-nodes-base.webhook"]
-        assert webhook["parameters"]["responseMode"] == "responseNode"
+        if path.parent.name == "tests":  # a test workflow answering the plain way
+            assert webhook["parameters"]["responseMode"] == "responseNode"
+            continue
+        # The shipped ones stream, through nodes that do so in 2.8.4 and 2.41 alike.
+        assert (webhook["typeVersion"], webhook["parameters"]["responseMode"]) == (2.1, "streaming")
+        for node in shipped.data["nodes"]:
+            if node["type"] == "n8n-nodes-base.respondToWebhook":
+                assert node["typeVersion"] == 1.5
+                assert node["parameters"]["options"]["enableStreaming"] is True

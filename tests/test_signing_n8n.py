@@ -1,9 +1,13 @@
-"""The shipped workflow checks dispatch signatures inside a real n8n (the
-oldest supported version, 2.8.4): n8n reads the secret from its environment
-in a Code node (N8N_BLOCK_ENV_ACCESS_IN_NODE=false, NODE_FUNCTION_ALLOW_BUILTIN
-=crypto), `manage.py n8n_setup`'s signed probe passes, and unsigned, forged or
-stale requests get 401 before any step of the workflow runs."""
+"""The shipped workflow checks dispatch signatures inside a real n8n (each
+version of N8N_VERSIONS, an n8n of its own with the signing secret): n8n
+reads the secret from its environment in a Code node
+(N8N_BLOCK_ENV_ACCESS_IN_NODE=false, NODE_FUNCTION_ALLOW_BUILTIN=crypto),
+`manage.py n8n_setup`'s signed probe passes, and unsigned, forged or stale
+requests are refused before any step of the workflow runs. The workflow
+streams, so n8n has said 200 before its first node ran: the refusal is the
+stream's one chunk, an `error` whose content gives the reason."""
 
+import json
 import os
 from datetime import UTC, datetime, timedelta
 from unittest import mock
@@ -11,14 +15,14 @@ from unittest import mock
 import pytest
 import requests
 
-from tasks import signing
+from tasks import n8n_stream, signing
 from tests import support
-from tests.n8n_support import BASE_DIR, N8n, find_launcher
+from tests.n8n_support import BASE_DIR, N8n, find_launcher, versions
+from tests.task_support import chat_task
 from tests.test_signing import SECRET
 
 pytestmark = [pytest.mark.n8n, pytest.mark.django_db(transaction=True)]
 
-VERSION = "2.8.4"
 HEADER_SECRET = "signing-tests-header-secret"
 PATH = "chat-reply-offline"
 PROBE = {"probe": True, "task_id": 0, "task_type": "probe", "workflow_id": PATH}
@@ -37,11 +41,12 @@ class SigningN8n(N8n):
         return env
 
 
-@pytest.fixture(scope="module")
-def signing_n8n(django_db_setup, django_db_blocker):
-    binary = find_launcher(VERSION)
-    support.need(binary is not None, f"needs n8n {VERSION}: run scripts/install-n8n.sh")
-    instance = SigningN8n(VERSION, binary)
+@pytest.fixture(scope="module", params=versions())
+def signing_n8n(request, django_db_setup, django_db_blocker):
+    version = request.param
+    binary = find_launcher(version)
+    support.need(binary is not None, f"needs n8n {version}: run scripts/install-n8n.sh {version}")
+    instance = SigningN8n(version, binary)
     try:
         instance.start()
         instance.create_api_key()
@@ -62,6 +67,15 @@ def post(n8n, body, headers):
     return requests.post(f"{n8n.base_url}/webhook/{PATH}", data=body, headers=headers, timeout=20)
 
 
+def refusal(response):
+    """The reason of a streamed refusal (an `error` chunk first), else fails."""
+    assert response.status_code == 200, response.text
+    chunks = n8n_stream.parse_body(response.text)
+    assert chunks and chunks[0][0] == "error", response.text
+    assert n8n_stream.streamed_text(chunks) == ""
+    return chunks[0][1]
+
+
 def test_n8n_setups_signed_probe_passes_the_check(signing_n8n):
     assert signing_n8n.setup.returncode == 0, signing_n8n.setup.stdout + signing_n8n.setup.stderr
 
@@ -71,23 +85,24 @@ def test_a_signed_request_is_accepted(signing_n8n, settings):
     body, headers = signing.signed_body(PROBE)
     response = post(signing_n8n, body, headers)
     assert response.status_code == 200, response.text
-    assert response.json()["probe"] == "ok"
+    assert json.loads(n8n_stream.streamed_text(n8n_stream.parse_body(response.text))) == {
+        "probe": "ok",
+        "workflow_id": PATH,
+    }
 
 
 def test_an_unsigned_request_is_refused(signing_n8n, settings):
     settings.N8N_WEBHOOK_SIGNING_SECRET = ""
     body, headers = signing.signed_body(PROBE)
     response = post(signing_n8n, body, headers)
-    assert response.status_code == 401
-    assert "signature refused" in response.json()["error"]
+    assert refusal(response) == "signature refused - missing signature headers"
 
 
 def test_a_forged_body_is_refused(signing_n8n, settings):
     settings.N8N_WEBHOOK_SIGNING_SECRET = SECRET
     body, headers = signing.signed_body(PROBE)
     response = post(signing_n8n, body.replace(b'"task_id":0', b'"task_id":1'), headers)
-    assert response.status_code == 401
-    assert "bad signature" in response.json()["error"]
+    assert refusal(response) == "signature refused - bad signature"
 
 
 def test_a_stale_timestamp_is_refused(signing_n8n, settings):
@@ -95,5 +110,22 @@ def test_a_stale_timestamp_is_refused(signing_n8n, settings):
     body = signing.encode(PROBE)
     headers = signing.signature_headers(body, now=datetime.now(UTC) - timedelta(minutes=6))
     response = post(signing_n8n, body, {"Content-Type": "application/json", **headers})
-    assert response.status_code == 401
-    assert "5 minutes" in response.json()["error"]
+    assert "signature refused - timestamp older than 5 minutes" in refusal(response)
+
+
+def test_the_dispatcher_fails_an_unsigned_dispatch_at_once_from_the_streamed_refusal(
+    signing_n8n, settings, user
+):
+    from tasks import dispatch
+
+    settings.N8N_BASE_URL = signing_n8n.base_url
+    settings.N8N_WEBHOOK_SECRET = HEADER_SECRET
+    settings.N8N_WEBHOOK_SIGNING_SECRET = ""  # this app forgot the secret n8n checks
+    task = chat_task(user, workflow_id=PATH)
+    assert dispatch.claim_and_dispatch(task.pk) == dispatch.Recorded.FAILED
+    task.refresh_from_db()
+    assert (task.status, task.attempts) == ("failed", 1)
+    assert task.status_message == dispatch.REFUSED_WORDS
+    assert task.error_details["http_status"] == 200
+    assert "signature refused - missing signature headers" in task.error_details["error"]
+    assert task.n8n_execution_id == ""  # refused before the Accept node

@@ -190,6 +190,25 @@ def test_a_stopped_reply_keeps_the_streamed_text(client, user_client, user):
     assert 'class="message__stopped">stopped<' in page
 
 
+@pytest.mark.parametrize(
+    "pieces, content, thinking",
+    [
+        (["<think>Weighing", " it</think>", "The answer", " is"], "The answer is", "Weighing it"),
+        (["<think>Still weigh", "ing"], "", "Still weighing"),  # stopped while thinking
+        (["No <think> at the start"], "No <think> at the start", ""),
+    ],
+)
+def test_a_stopped_reply_keeps_a_streamed_think_part_as_its_thinking(
+    client, user_client, user, pieces, content, thinking
+):
+    task = chat_task(user)
+    for piece in pieces:
+        delta(client, task, piece)
+    user_client.post(f"/tasks/{task.pk}/cancel/", HTTP_ACCEPT="application/json")
+    reply = Message.objects.get(async_task=task, role=Role.ASSISTANT)
+    assert (reply.content, reply.thinking, reply.metadata) == (content, thinking, {"stopped": True})
+
+
 def test_a_stopped_reply_without_text_adds_no_message(user_client, user):
     task = chat_task(user)
     user_client.post(f"/tasks/{task.pk}/cancel/", HTTP_ACCEPT="application/json")
