@@ -1,7 +1,8 @@
 """A stand-in for n8n that behaves like the shipped chat workflow, with faults on demand.
 
-- `POST /webhook/{workflow}` answers at once with `{"executionId": "<n>"}` (as the
-  shipped workflows' first Respond to Webhook node does), then runs the
+- `POST /webhook/{workflow}` answers at once with `{"executionId": "<n>"}` (a
+  plain answer; the shipped workflows stream that object as their first item,
+  from their Accept node, and stream the reply too), then runs the
   "workflow" in a thread: a `processing` callback, a short pause standing in for
   the model, the reply written to the result node, a `completed` callback.
 - Callbacks retry like n8n's *Retry On Fail*, with the tries, pause and

@@ -63,7 +63,7 @@ def test_a_chunked_plain_answer_is_classified_as_before_not_read_as_a_stream(n8n
     assert (task.status, task.n8n_execution_id, task.partial_text) == ("processing", "42", "")
     [attempt] = task.metadata["attempts"]
     assert attempt["execution_id"] == "42"
-    assert streams.open_count() == 0
+    wait_closed()  # the reader of a plain answer ends as soon as it has read it
 
 
 def test_a_chunked_plain_answer_larger_than_the_bound_is_cut_and_classified(n8n_at, user):
@@ -73,7 +73,7 @@ def test_a_chunked_plain_answer_larger_than_the_bound_is_cut_and_classified(n8n_
         assert dispatch.claim_and_dispatch(task.pk) == dispatch.Recorded.DISPATCHED
     task.refresh_from_db()
     assert task.status == "processing" and task.partial_text == ""
-    assert streams.open_count() == 0
+    wait_closed()
 
 
 def test_an_error_chunk_first_is_a_refusal_that_fails_the_task_at_once(n8n_at, user):
