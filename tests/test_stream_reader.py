@@ -169,3 +169,50 @@ def test_two_hundred_streams_take_no_thread_each(n8n_at, user, settings):
         )
     )
     assert texts == {"hi"}
+
+
+def test_a_flush_waits_for_the_write_before_it_and_never_spins_on_it(monkeypatch):
+    """A flush that starts while an earlier write is done but the flush that
+    made it has not woken yet must wait for that flush, not spin on the done
+    future (awaiting one does not yield): that would stall every stream of the
+    process, which a stream of the real n8n once did."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    loop = asyncio.new_event_loop()
+    reader = stream_reader.StreamReader(1, response=None, deadline_seconds=10)
+    writes = []
+    monkeypatch.setattr(stream_reader, "_append", lambda task_id, text: writes.append(text) or True)
+    monkeypatch.setattr(streams, "_writers", ThreadPoolExecutor(1))
+    seen_before_release = []
+
+    async def scenario():
+        finished = loop.create_future()
+        finished.set_result(True)
+        release = asyncio.Event()
+
+        async def earlier_flush():  # its write is done; it has not woken yet
+            async with reader.write_lock:
+                reader.writing = finished
+                await release.wait()
+                reader.writing = None
+
+        earlier = loop.create_task(earlier_flush())
+        await asyncio.sleep(0)
+        reader.pending = ["next"]
+        later = loop.create_task(reader._flush())
+        await asyncio.sleep(0.1)
+        seen_before_release.extend(writes)
+        release.set()
+        await asyncio.gather(earlier, later)
+
+    thread = threading.Thread(target=lambda: loop.run_until_complete(scenario()), daemon=True)
+    thread.start()
+    thread.join(5)
+    spinning = thread.is_alive()
+    if spinning:  # let the spinning loop go, so that the test ends
+        reader.writing = None
+        thread.join(5)
+    loop.close()
+    assert not spinning, "a flush spun on a finished write"
+    assert (seen_before_release, writes) == ([], ["next"])
