@@ -2,7 +2,6 @@ import functools
 import logging
 import time
 
-from csp.decorators import csp_exempt
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.http import HttpResponseRedirect, JsonResponse
@@ -99,8 +98,6 @@ def _observed(view):
     return wrapper
 
 
-# n8n's JSON endpoint: no page, so no Content-Security-Policy to build per callback.
-@csp_exempt()
 @csrf_exempt
 @_observed
 def task_webhook(request, pk):

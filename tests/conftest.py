@@ -152,7 +152,8 @@ def pytest_terminal_summary(terminalreporter):
 
 # The real-n8n fixtures live with their helpers; imported here so that every
 # test module shares one n8n per version and session.
-from tests.n8n_support import n8n, standin_model  # noqa: E402, F401
+from tests.n8n_support import model, n8n, standin_model  # noqa: E402, F401
+from tests.stream_support import close_streams, n8n_at  # noqa: E402, F401
 
 # The websocket fixtures (a flushed in-memory layer, session cookies) likewise.
 from tests.ws_support import alice_cookie, fresh_layer, mallory_cookie, no_dispatch  # noqa: E402, F401

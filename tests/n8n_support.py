@@ -223,6 +223,29 @@ def standin_model():
         server.stop()
 
 
+@pytest.fixture
+def model(standin_model):
+    """The stand-in model, with no scripted answers left from another test."""
+    standin_model.reset()
+    yield standin_model
+    standin_model.reset()
+
+
+def project_server(n8n, **env) -> support.Server:
+    """The project on Daphne, started, dispatching to `n8n` with the shared
+    secret and no worker inside (a test decides who dispatches)."""
+    server = support.Server(
+        env={
+            "N8N_BASE_URL": n8n.base_url,
+            "N8N_WEBHOOK_SECRET": SECRET,
+            "TASKS_WORKER_IN_PROCESS": "0",
+            **env,
+        }
+    )
+    server.start()
+    return server
+
+
 @pytest.fixture(scope="session", params=versions())
 def n8n(request, standin_model):
     """An empty n8n of one version, taken by n8n_setup to working workflows."""

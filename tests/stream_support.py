@@ -15,6 +15,29 @@ import json
 import threading
 import time
 
+import pytest
+
+
+@pytest.fixture
+def close_streams():
+    """No stream reader outlives its test (and its database)."""
+    yield
+    from tasks import streams
+
+    streams.close_all()
+
+
+@pytest.fixture
+def n8n_at(settings):
+    """Point dispatches at a stand-in server, with the stream reader on."""
+
+    def point(server):
+        settings.N8N_BASE_URL = server.base_url
+        settings.TASK_STREAM_READER = True
+        return server
+
+    return point
+
 
 def item(text, node="Agent"):
     return (

@@ -17,17 +17,10 @@ from tasks import services
 from tasks.models import AsyncTask
 from tasks.n8n_api import N8nApiError
 from tests import model_standin, support
-from tests.n8n_support import MODEL_API_KEY, SECRET, TIMINGS, needs_node24
+from tests.n8n_support import MODEL_API_KEY, SECRET, TIMINGS, needs_node24, project_server
 from tests.task_support import chat_task, wait_for, wait_for_status
 
 pytestmark = [pytest.mark.n8n, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture
-def model(standin_model):
-    standin_model.reset()
-    yield standin_model
-    standin_model.reset()
 
 
 @pytest.fixture(scope="module")
@@ -37,17 +30,12 @@ def app_server(n8n, django_db_setup, django_db_blocker):
     No worker loop in it: tests that dispatch from this process must not race
     with one (the worker path is covered by test_worker and test_devrunner)."""
     with django_db_blocker.unblock():
-        server = support.Server(
-            env={
-                "N8N_BASE_URL": n8n.base_url,
-                "N8N_WEBHOOK_SECRET": SECRET,
-                "N8N_CHAT_WORKFLOW": "chat-reply-offline",
-                "TASKS_WORKER_IN_PROCESS": "0",
-                "TASK_DISPATCH_MAX_ATTEMPTS": "3",
-                "TASK_DISPATCH_BACKOFF_SECONDS": "0.2",
-            }
+        server = project_server(
+            n8n,
+            N8N_CHAT_WORKFLOW="chat-reply-offline",
+            TASK_DISPATCH_MAX_ATTEMPTS="3",
+            TASK_DISPATCH_BACKOFF_SECONDS="0.2",
         )
-        server.start()
     try:
         yield server
     finally:

@@ -15,35 +15,19 @@ from django.contrib.auth import get_user_model
 from chat.models import Message, Role
 from tasks import dispatch, streams
 from tasks.models import AsyncTask
-from tests import model_standin, support
-from tests.n8n_support import SECRET, needs_node24
+from tests import model_standin
+from tests.n8n_support import SECRET, needs_node24, project_server
 from tests.task_support import chat_task, wait_for, wait_for_status
 from tests.test_n8n_e2e import _form_post, sign_up
 
 pytestmark = [pytest.mark.n8n, pytest.mark.django_db(transaction=True)]
 
 
-@pytest.fixture
-def model(standin_model):
-    standin_model.reset()
-    yield standin_model
-    standin_model.reset()
-
-
 @pytest.fixture(scope="module")
 def stop_server(n8n, django_db_setup, django_db_blocker):
     """The project on Daphne, able to stop n8n's executions (N8N_API_KEY)."""
     with django_db_blocker.unblock():
-        server = support.Server(
-            env={
-                "N8N_BASE_URL": n8n.base_url,
-                "N8N_API_KEY": n8n.api_key,
-                "N8N_WEBHOOK_SECRET": SECRET,
-                "N8N_CHAT_WORKFLOW": "chat-reply",
-                "TASKS_WORKER_IN_PROCESS": "0",
-            }
-        )
-        server.start()
+        server = project_server(n8n, N8N_API_KEY=n8n.api_key, N8N_CHAT_WORKFLOW="chat-reply")
     try:
         yield server
     finally:

@@ -13,25 +13,9 @@ from tasks.models import AsyncTask
 from tests.stream_support import StreamingN8n, chunk, item
 from tests.task_support import FakeN8n, chat_task, post_callback, wait_for
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("close_streams")]
 
 JSON = {"HTTP_ACCEPT": "application/json"}
-
-
-@pytest.fixture(autouse=True)
-def _close_streams():
-    yield
-    streams.close_all()
-
-
-@pytest.fixture
-def n8n_at(settings):
-    def point(server):
-        settings.N8N_BASE_URL = server.base_url
-        settings.TASK_STREAM_READER = True
-        return server
-
-    return point
 
 
 def wait_closed(timeout=10):
