@@ -175,8 +175,7 @@ def test_the_sidebar_has_a_search_form(user_client):
     assert form.find("input").attrs["name"] == "q"
 
 
-@pytest.mark.skipif(connection.vendor != "sqlite", reason="SQLite's FTS5 triggers")
-def test_lost_sqlite_triggers_are_put_back_and_the_index_rebuilt(user_client, user):
+def test_lost_sqlite_triggers_are_put_back_and_the_index_rebuilt(sqlite_only, user_client, user):
     conversation = factories.conversation(user)
     # What Django's table rebuild (an altered column) does to them.
     with connection.cursor() as cursor:
