@@ -9,6 +9,7 @@ comparison is a ratio measured in the same run (the machine is shared and noisy)
 """
 
 import asyncio
+import atexit
 import json
 import os
 import platform
@@ -95,6 +96,13 @@ def setup_django():
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
+    from django.conf import settings
+
+    # The servers run with DEBUG=0 and serve collected files; collected here,
+    # they go again at the end, so later test runs (which serve static/ itself
+    # when there is nothing collected) never see a stale copy.
+    if not Path(settings.STATIC_ROOT).exists():
+        atexit.register(shutil.rmtree, settings.STATIC_ROOT, ignore_errors=True)
     call_command("collectstatic", verbosity=0, interactive=False)
 
 

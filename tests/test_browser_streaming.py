@@ -130,3 +130,22 @@ def test_a_reload_mid_stream_shows_the_text_so_far(page):
     reply.wait_for(timeout=40000)
     assert reply.count() == 1
     assert page.locator("#messages .message--streaming").count() == 0
+
+
+def test_a_leading_think_block_reads_thinking_while_it_streams(page):
+    # The same split as the server's (chat/tasktypes.py split_thinking), in
+    # the module that draws the growing reply.
+    cases = page.evaluate(
+        """async () => {
+          const beside = document.querySelector('script[type="module"]').src;
+          const { visibleText } = await import(new URL("./stream.js", beside).href);
+          const texts = ["<thi", "<think>weighing it", "  <think>weighing</think>\\n Hello"];
+          return [...texts, "Hello <think>"].map((text) => visibleText(text));
+        }"""
+    )
+    assert cases == [
+        {"text": "", "thinking": True},
+        {"text": "", "thinking": True},
+        {"text": "Hello", "thinking": False},
+        {"text": "Hello <think>", "thinking": False},
+    ]

@@ -50,6 +50,26 @@ function item(taskId, create) {
   return element;
 }
 
+const THINK_OPEN = "<think>";
+const THINK_CLOSE = "</think>";
+
+// What the growing reply shows: like the server's split (chat/tasktypes.py
+// split_thinking), a leading <think>…</think> is the model's reasoning, which
+// the final message puts under "Thinking"; while it is being written the
+// reply reads "Thinking…", then only what follows it.
+export function visibleText(text) {
+  const start = text.trimStart();
+  if (!start) return { text: "", thinking: false };
+  if (!start.startsWith(THINK_OPEN)) {
+    // "<thi" may still become "<think>": show nothing until it is decided.
+    const undecided = THINK_OPEN.startsWith(start);
+    return { text: undecided ? "" : text, thinking: undecided };
+  }
+  const close = start.indexOf(THINK_CLOSE, THINK_OPEN.length);
+  if (close === -1) return { text: "", thinking: true };
+  return { text: start.slice(close + THINK_CLOSE.length).trimStart(), thinking: false };
+}
+
 // A message.delta frame: text continues the task's partial reply at offset.
 export function applyDelta(frame) {
   const taskId = String(frame.task_id);
@@ -69,7 +89,10 @@ export function applyDelta(frame) {
   state.streams.set(taskId, stream);
   const atBottom = nearBottom();
   const element = item(taskId, true);
-  element.querySelector(".message__body").textContent = stream.points.join("");
+  const body = element.querySelector(".message__body");
+  const visible = visibleText(stream.points.join(""));
+  body.textContent = visible.thinking ? "Thinking…" : visible.text;
+  body.classList.toggle("message__body--thinking", visible.thinking);
   // Follow the growing text unless the reader scrolled up to read.
   if (atBottom) scrollToNewest();
 }
