@@ -9,9 +9,9 @@ Whatever a model writes is untrusted:
 - raw HTML is shown as text, except a few attribute-free inline tags that
   models use for formatting (`<br>`, `<kbd>`, `<sub>`…); so `Vec<T>` or a
   `<script>` in prose reads as written and never runs;
-- the result then goes through nh3 (ammonia) with a short allow-list: no
-  script, `<style>`, `<iframe>`, no event handlers or `style` attributes, only
-  http(s)/mailto links, and just the MathML this module emits;
+- the result then goes through chat/sanitize.py (nh3, ammonia) with a short
+  allow-list: no script, `<style>`, `<iframe>`, no event handlers or `style`
+  attributes, only http(s)/mailto links, and just the MathML this module emits;
 - work is bounded (chat/markdown_budgets.py): markdown-it's nesting guard
   for inline constructs, deep lists and quotes, inline runs and table rows
   past a budget shown as text instead of dropped; formulas and code past a
@@ -29,7 +29,6 @@ import threading
 from html.parser import HTMLParser
 from xml.etree.ElementTree import tostring
 
-import nh3
 from django.utils.safestring import SafeString, mark_safe
 from latex2mathml.converter import convert_to_element
 from markdown_it import MarkdownIt
@@ -40,82 +39,16 @@ from mdit_py_plugins.footnote.index import render_footnote_anchor as _FOOTNOTE_A
 from pygments import highlight as pygments_highlight
 from pygments.formatters import HtmlFormatter
 from pygments.lexers import get_lexer_by_name
-from pygments.token import STANDARD_TYPES
 from pygments.util import ClassNotFound
 
 from . import markdown_budgets as budgets
-
-MATHML_TAGS = {
-    "math", "menclose", "merror", "mfrac", "mi", "mmultiscripts", "mn", "mo", "mover",
-    "mpadded", "mphantom", "mprescripts", "mroot", "mrow", "ms", "mspace", "msqrt", "mstyle",
-    "msub", "msubsup", "msup", "mtable", "mtd", "mtext", "mtr", "munder", "munderover", "none",
-}  # fmt: skip
-MATHML_ATTRIBUTES = {
-    "accent", "columnalign", "columnlines", "columnspacing", "depth", "display",
-    "displaystyle", "fence", "height", "largeop", "linethickness", "lspace", "mathbackground",
-    "mathcolor", "mathsize", "mathvariant", "maxsize", "minsize", "movablelimits", "notation",
-    "rowlines", "rowspacing", "rspace", "scriptlevel", "separator", "stretchy", "voffset",
-    "width", "xmlns",
-}  # fmt: skip
-
-ALLOWED_TAGS = {
-    "a", "abbr", "b", "blockquote", "br", "code", "dd", "del", "div", "dl", "dt", "em",
-    "h1", "h2", "h3", "h4", "h5", "h6", "hr", "i", "input", "kbd", "li", "ol", "p", "pre",
-    "s", "section", "span", "strong", "sub", "sup", "table", "tbody", "td", "th", "thead",
-    "tr", "ul",
-} | MATHML_TAGS  # fmt: skip
-ALLOWED_ATTRIBUTES = {
-    "a": {"href", "title", "id"},
-    "abbr": {"title"},
-    "div": {"data-lang"},
-    "input": {"type", "disabled", "checked"},
-    "li": {"id"},
-    "ol": {"start"},
-    "td": {"align"},
-    "th": {"align"},
-} | {tag: MATHML_ATTRIBUTES for tag in MATHML_TAGS}
-# Pygments' short token classes (`k`, `nf`, `s1`…), the code block wrapper, and
-# the hooks the stylesheet uses for math, task lists and footnotes.
-ALLOWED_CLASSES = {
-    "span": {cls for cls in STANDARD_TYPES.values() if cls} | {"math", "inline"},
-    "div": {"highlight", "math", "block", "table-scroll"},
-    "ul": {"contains-task-list"},
-    "li": {"task-list-item", "footnote-item"},
-    "input": {"task-list-item-checkbox"},
-    "section": {"footnotes"},
-    "sup": {"footnote-ref"},
-    "a": {"footnote-backref"},
-    "hr": {"footnotes-sep"},
-}
-URL_SCHEMES = {"http", "https", "mailto"}
-# Footnote anchors are the only ids: they may not clobber the page's own.
-_FOOTNOTE_ID = re.compile(r"^fn(ref)?-[0-9a-f]{8}-\d+(:\d+)?$")
+from .sanitize import sanitize
 
 COPY_BUTTON = '<button type="button" class="copy-code" aria-label="Copy code" hidden>Copy</button>'
 _CODE_BLOCK = re.compile(r'(<div class="highlight"(?: data-lang="[^"]*")?>)<pre>')
 _LANGUAGE = re.compile(r"^[\w+#.-]{1,32}$")
 # Inline HTML kept as HTML: formatting tags without attributes.
 _SAFE_INLINE_HTML = re.compile(r"^</?(b|br|code|del|em|i|kbd|s|strong|sub|sup)\s*/?>$", re.I)
-
-
-def _attribute_filter(element, attribute, value):
-    if attribute == "id" and not _FOOTNOTE_ID.match(value):
-        return None
-    return value
-
-
-def sanitize(html_text: str) -> str:
-    return nh3.clean(
-        html_text,
-        tags=ALLOWED_TAGS,
-        clean_content_tags={"script", "style", "iframe", "object", "embed", "template"},
-        attributes=ALLOWED_ATTRIBUTES,
-        allowed_classes=ALLOWED_CLASSES,
-        attribute_filter=_attribute_filter,
-        url_schemes=URL_SCHEMES,
-        link_rel="noopener noreferrer nofollow",
-        strip_comments=True,
-    )
 
 
 # --- markdown-it rules -------------------------------------------------------------

@@ -16,11 +16,9 @@ import logging
 
 import httpx
 from django.conf import settings
-from django.db import close_old_connections
 
-from . import n8n, streams
-from .door import TaskConflict, append_partial
-from .models import AsyncTask, TaskStatus
+from . import stream_writes as writes
+from . import streams
 from .n8n_stream import CHUNK_TYPES, announced_execution_id, parse_chunk
 
 logger = logging.getLogger(__name__)
@@ -29,8 +27,6 @@ __all__ = ["CHUNK_TYPES", "StreamReader", "parse_chunk"]
 
 # A line longer than this is not a chunk n8n writes: the stream is dropped.
 MAX_LINE_BYTES = 1_048_576
-# Every this many seconds the open streams' tasks are checked (Stop elsewhere).
-CHECK_SECONDS = 2.0
 
 
 class StreamReader:
@@ -109,7 +105,7 @@ class StreamReader:
         if kind == "refused":
             content, line = detail
             status = self.response.status_code
-            await _on_writer(_fail_refused, self.task_id, status, content, line)
+            await writes.on_writer(writes.fail_refused, self.task_id, status, content, line)
 
     async def _read(self):
         parts = self.response.aiter_bytes()
@@ -132,7 +128,7 @@ class StreamReader:
                 self.items += 1
                 announced = announced_execution_id(content) if self.items == 1 else ""
                 if announced:
-                    await _on_writer(_learn_execution_id, self.task_id, announced)
+                    await writes.on_writer(writes.learn_execution_id, self.task_id, announced)
                 else:
                     self._add(content)
             elif kind == "error":
@@ -214,7 +210,7 @@ class StreamReader:
             text, self.pending = "".join(self.pending), []
             loop = asyncio.get_running_loop()
             self.last_flush = loop.time()
-            self.writing = loop.run_in_executor(streams._writers, _append, self.task_id, text)
+            self.writing = loop.run_in_executor(streams._writers, writes.append, self.task_id, text)
             try:
                 accepted = await self.writing
             finally:
@@ -226,81 +222,6 @@ class StreamReader:
                 reader.cancel()
 
 
-def _append(task_id, text) -> bool:
-    """Runs on a writer thread: False when the task takes no more text."""
-    close_old_connections()
-    try:
-        append_partial(task_id, text)
-        return True
-    except (TaskConflict, AsyncTask.DoesNotExist):
-        return False
-    finally:
-        close_old_connections()
-
-
-async def _on_writer(function, *args):
-    """Run a database function on a writer thread; never raises."""
-    try:
-        return await asyncio.get_running_loop().run_in_executor(streams._writers, function, *args)
-    except Exception:  # noqa: BLE001 - the reader goes on
-        logger.warning("%s for a stream failed", function.__name__, exc_info=True)
-        return None
-
-
-def _learn_execution_id(task_id, execution_id):
-    """The stream announced its execution id (the shipped workflows' Accept node)."""
-    from . import lifecycle
-
-    close_old_connections()
-    try:
-        return lifecycle.learn_execution_id(task_id, execution_id)
-    finally:
-        close_old_connections()
-
-
-def _fail_refused(task_id, status, content, line):
-    """The answer began with an error after the dispatcher stopped waiting for it:
-    fail the task as a refused dispatch, unless it has moved on."""
-    from . import lifecycle
-
-    close_old_connections()
-    try:
-        return lifecycle.fail_late_refusal(task_id, n8n.streamed_refusal(status, content, line))
-    finally:
-        close_old_connections()
-
-
 def _forget(task_id, task):
     if streams._readers.get(task_id) is task:
         del streams._readers[task_id]
-
-
-async def check_forever():
-    """Close the streams of tasks that ended elsewhere (Stop in another process)."""
-    while True:
-        await asyncio.sleep(CHECK_SECONDS)
-        if not streams._readers:
-            continue
-        try:
-            ended = await asyncio.get_running_loop().run_in_executor(
-                streams._writers, _ended_tasks, list(streams._readers)
-            )
-        except Exception:  # noqa: BLE001 - checked again next time
-            logger.warning("checking open streams failed", exc_info=True)
-            continue
-        for task_id in ended:
-            reader = streams._readers.get(task_id)
-            if reader is not None:
-                reader.cancel()
-
-
-def _ended_tasks(task_ids) -> list[int]:
-    close_old_connections()
-    try:
-        return list(
-            AsyncTask.objects.filter(pk__in=task_ids)
-            .exclude(status__in=TaskStatus.unfinished())
-            .values_list("pk", flat=True)
-        )
-    finally:
-        close_old_connections()

@@ -38,7 +38,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 from django.conf import settings
 
-from . import n8n, stream_reader
+from . import n8n, stream_reader, stream_writes
 from .n8n import DispatchResult, Failure, Outcome
 
 logger = logging.getLogger(__name__)
@@ -65,7 +65,7 @@ def _start():
         def run():
             asyncio.set_event_loop(loop)
             loop.call_soon(ready.set)
-            loop.create_task(stream_reader.check_forever())
+            loop.create_task(stream_writes.check_forever())
             loop.run_forever()
 
         threading.Thread(target=run, name="task-streams", daemon=True).start()

@@ -4,8 +4,9 @@ import re
 
 import pytest
 
-from chat.markdown import render_markdown, sanitize
+from chat.markdown import render_markdown
 from chat.models import Role
+from chat.sanitize import sanitize
 from tests import factories
 
 XSS_PAYLOADS = [

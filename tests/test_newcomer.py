@@ -10,7 +10,7 @@ import time
 import pytest
 import requests
 
-from chatproject.settings import base_url_from_run_addr
+from chatproject.runaddr import base_url_from_run_addr
 from tests import support
 from tests.support import BASE_DIR
 

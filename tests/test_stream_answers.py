@@ -8,7 +8,7 @@ import json
 import pytest
 
 from chat.models import Message, Role
-from tasks import dispatch, lifecycle, stream_reader, streams
+from tasks import dispatch, lifecycle, stream_writes, streams
 from tasks.models import AsyncTask
 from tests.stream_support import StreamingN8n, chunk, item
 from tests.task_support import FakeN8n, chat_task, post_callback, wait_for
@@ -134,7 +134,7 @@ def test_an_id_announced_after_the_task_was_stopped_elsewhere_asks_n8n_to_stop(
     """Stop in another process (whose close cannot reach this stream) came
     between the answer's first line and its Accept item."""
     monkeypatch.setattr(streams, "close", lambda task_id: False)
-    monkeypatch.setattr(stream_reader, "_ended_tasks", lambda task_ids: [])  # not noticed yet
+    monkeypatch.setattr(stream_writes, "ended_tasks", lambda task_ids: [])  # not noticed yet
     with FakeN8n([(200, {"status": "canceled"}, 0)]) as api:
         accept = item(json.dumps({"executionId": "31"}), node="Accept")
         with n8n_at(StreamingN8n([chunk("begin"), ("sleep", 0.5), accept, ("hang",)])):

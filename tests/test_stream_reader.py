@@ -6,7 +6,7 @@ import threading
 import pytest
 
 from chat.models import Message, Role
-from tasks import dispatch, lifecycle, stream_reader, streams
+from tasks import dispatch, lifecycle, stream_reader, stream_writes, streams
 from tasks.models import AsyncTask
 from tests.stream_support import StreamingN8n, chunk, item
 from tests.task_support import FakeN8n, chat_task, post_callback, wait_for
@@ -100,16 +100,16 @@ def test_a_stream_of_a_task_stopped_elsewhere_is_closed_by_the_check(n8n_at, use
         dispatch.claim_and_dispatch(task.pk)
         wait_for(lambda: partial(task) == "x", timeout=5, what="the text")
         lifecycle.cancel(task.pk, by="alice")
-        wait_closed(timeout=stream_reader.CHECK_SECONDS + 4)
+        wait_closed(timeout=stream_writes.CHECK_SECONDS + 4)
 
 
 def test_pieces_are_written_in_batches(n8n_at, user, settings, monkeypatch):
     settings.TASK_STREAM_FLUSH_SECONDS = 0.3
     writes = []
-    original = stream_reader._append
+    original = stream_writes.append
     monkeypatch.setattr(
-        stream_reader,
-        "_append",
+        stream_writes,
+        "append",
         lambda task_id, text: writes.append(text) or original(task_id, text),
     )
     script = [item("a")] + [step for n in range(20) for step in (("sleep", 0.02), item("b"))]
@@ -166,7 +166,7 @@ def test_a_flush_waits_for_the_write_before_it_and_never_spins_on_it(monkeypatch
     loop = asyncio.new_event_loop()
     reader = stream_reader.StreamReader(1, response=None, deadline_seconds=10)
     writes = []
-    monkeypatch.setattr(stream_reader, "_append", lambda task_id, text: writes.append(text) or True)
+    monkeypatch.setattr(stream_writes, "append", lambda task_id, text: writes.append(text) or True)
     monkeypatch.setattr(streams, "_writers", ThreadPoolExecutor(1))
     seen_before_release = []
 
