@@ -328,19 +328,6 @@ def search_latency(server_url, cookie, words=("pelican", "webhook"), rounds=40):
     return samples
 
 
-def search_query_count(user, word):
-    from django.db import connection
-    from django.test import Client
-    from django.test.utils import CaptureQueriesContext
-
-    client = Client(HTTP_HOST="127.0.0.1")
-    client.force_login(user)
-    with CaptureQueriesContext(connection) as queries:
-        response = client.get("/chat/search/", {"q": word})
-    assert response.status_code == 200, response.status_code
-    return len(queries)
-
-
 def trivial_get_latency(base_url, n=500):
     """The yardstick: `GET /` (a RedirectView through the whole middleware stack)."""
     import requests
@@ -453,7 +440,8 @@ def page_render(server_url, cookie, conversations, rounds=40):
     return samples
 
 
-def query_count(user, conversation):
+def query_count(user, path, params=None):
+    """The SQL statements of one GET of `path` as `user` (Django's test client)."""
     from django.db import connection
     from django.test import Client
     from django.test.utils import CaptureQueriesContext
@@ -461,7 +449,7 @@ def query_count(user, conversation):
     client = Client(HTTP_HOST="127.0.0.1")
     client.force_login(user)
     with CaptureQueriesContext(connection) as queries:
-        response = client.get(f"/chat/{conversation.pk}/")
+        response = client.get(path, params or {})
     assert response.status_code == 200, response.status_code
     return len(queries)
 
@@ -615,7 +603,10 @@ def main():
         analyze()
         samples = page_render(proc_a.base_url, cookie, conversations)
         for size, big in conversations.items():
-            render[size] = {**summary_ms(samples[size]), "queries": query_count(user, big)}
+            render[size] = {
+                **summary_ms(samples[size]),
+                "queries": query_count(user, f"/chat/{big.pk}/"),
+            }
         # 3b. Search among 10,000 messages of one user (beside the others' rows).
         log("3b. search among 10,000 messages …")
         searcher = make_user("searcher")
@@ -624,7 +615,10 @@ def main():
         found = search_latency(proc_a.base_url, session_cookie(searcher))
         lists = found.pop("list page")
         results["search"] = {
-            word: {**summary_ms(times), "queries": search_query_count(searcher, word)}
+            word: {
+                **summary_ms(times),
+                "queries": query_count(searcher, "/chat/search/", {"q": word}),
+            }
             for word, times in found.items()
         }
         results["search_list_page_ms"] = summary_ms(lists)

@@ -34,7 +34,7 @@ def main():
         "search": {
             word: {
                 **summary_ms(times),
-                "queries": run.search_query_count(searcher, word),
+                "queries": run.query_count(searcher, "/chat/search/", {"q": word}),
             }
             for word, times in found.items()
         },

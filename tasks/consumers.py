@@ -13,11 +13,11 @@ import uuid
 
 from asgiref.sync import sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
-from django.db import close_old_connections
 
 from chatproject import metrics
 
 from . import deltas, live
+from .connections import fresh_connections
 from .models import AsyncTask
 from .throttle import FrameBudget, SocketSlot
 
@@ -44,14 +44,7 @@ def off_thread(function):
     PostgreSQL pool).
     """
 
-    def run(*args, **kwargs):
-        close_old_connections()
-        try:
-            return function(*args, **kwargs)
-        finally:
-            close_old_connections()
-
-    return sync_to_async(run, thread_sensitive=False)
+    return sync_to_async(fresh_connections(function), thread_sensitive=False)
 
 
 class FrameError(ValueError):

@@ -4,12 +4,10 @@ check that closes the streams of tasks that ended in another process.
 """
 
 import asyncio
-import functools
 import logging
 
-from django.db import close_old_connections
-
 from . import n8n, streams
+from .connections import fresh_connections
 from .door import TaskConflict, append_partial
 from .models import AsyncTask, TaskStatus
 
@@ -19,22 +17,7 @@ logger = logging.getLogger(__name__)
 CHECK_SECONDS = 2.0
 
 
-def _database_work(function):
-    """For a function run on a writer thread: a usable connection before it,
-    none kept open after it (the thread may wait long for its next piece)."""
-
-    @functools.wraps(function)
-    def wrapper(*args):
-        close_old_connections()
-        try:
-            return function(*args)
-        finally:
-            close_old_connections()
-
-    return wrapper
-
-
-@_database_work
+@fresh_connections
 def append(task_id, text) -> bool:
     """False when the task takes no more text."""
     try:
@@ -53,7 +36,7 @@ async def on_writer(function, *args):
         return None
 
 
-@_database_work
+@fresh_connections
 def learn_execution_id(task_id, execution_id):
     """The stream announced its execution id (the shipped workflows' Accept node)."""
     from . import lifecycle
@@ -61,7 +44,7 @@ def learn_execution_id(task_id, execution_id):
     return lifecycle.learn_execution_id(task_id, execution_id)
 
 
-@_database_work
+@fresh_connections
 def fail_refused(task_id, status, content, line):
     """The answer began with an error after the dispatcher stopped waiting for it:
     fail the task as a refused dispatch, unless it has moved on."""
@@ -89,7 +72,7 @@ async def check_forever():
                 reader.cancel()
 
 
-@_database_work
+@fresh_connections
 def ended_tasks(task_ids) -> list[int]:
     return list(
         AsyncTask.objects.filter(pk__in=task_ids)

@@ -57,6 +57,13 @@ def _error(http_status, message, **extra):
     return JsonResponse({"error": message, **extra}, status=http_status)
 
 
+def _unknown_task(pk):
+    """The 404 that comes before any other refusal of a callback, or None."""
+    if AsyncTask.objects.filter(pk=pk).exists():
+        return None
+    return _error(404, "no task has this id")
+
+
 def _bearer_token(request):
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
@@ -121,9 +128,7 @@ def task_webhook(request, pk):
     # wait for the row lock below. Only a refused token costs a query here, to
     # answer 404 for an unknown task before 401 (the contract's order).
     if not tokens.check_token(pk, _bearer_token(request)):
-        if not AsyncTask.objects.filter(pk=pk).exists():
-            return _error(404, "no task has this id")
-        return _error(401, "missing or wrong callback token for this task")
+        return _unknown_task(pk) or _error(401, "missing or wrong callback token for this task")
     raw = request.read(limit + 1)
     if len(raw) > limit:
         return _error(413, f"the body is larger than {limit} bytes")
@@ -131,9 +136,7 @@ def task_webhook(request, pk):
         payload = jsonsafe.loads(raw, settings.TASK_WEBHOOK_MAX_DEPTH)
     except jsonsafe.JSONRejected as rejected:
         # A valid token of a task deleted since: the unknown task still comes first.
-        if not AsyncTask.objects.filter(pk=pk).exists():
-            return _error(404, "no task has this id")
-        return _error(400, str(rejected))
+        return _unknown_task(pk) or _error(400, str(rejected))
     if isinstance(payload, dict):  # for the log line: what the workflow said
         request.callback_fields = {
             key: str(payload[key])[:100]
@@ -143,9 +146,7 @@ def task_webhook(request, pk):
     try:
         task, _applied = services.apply_callback(pk, payload)
     except services.CallbackError as exc:
-        if not AsyncTask.objects.filter(pk=pk).exists():  # the unknown task comes first
-            return _error(404, "no task has this id")
-        return _error(400, str(exc))
+        return _unknown_task(pk) or _error(400, str(exc))  # the unknown task comes first
     except services.TaskConflict as exc:
         return _error(
             409, f"the task is already {exc.task.status}", status=exc.task.status, task_id=pk

@@ -111,6 +111,37 @@ class ManagedProcess:
                 self.process.wait(timeout=5)
         self.process = None
 
+    def env(self):
+        """The environment of the child: the project on the test database,
+        then what the subclass adds (`own_env`), then the test's `extra_env`."""
+        env = dict(os.environ)
+        env.update(
+            {
+                "DJANGO_SETTINGS_MODULE": "chatproject.settings",
+                "DATABASE_URL": served_database_url(),
+                "DEBUG": "1",
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
+        env.update(self.own_env())
+        env.update(self.extra_env)
+        return env
+
+    def own_env(self):
+        return {}
+
+    def _launch(self, *args):
+        """Start `python *args` in the project, its output to `self.log_path`."""
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_path, "ab")  # noqa: SIM115 - closed with the process
+        self.process = subprocess.Popen(
+            [sys.executable, *args],
+            cwd=BASE_DIR,
+            env=self.env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+
     def __enter__(self):
         return self.start()
 
@@ -128,31 +159,12 @@ class Server(ManagedProcess):
         self.process = None
         self.log_path = log_path or (BASE_DIR / "artifacts" / f"daphne-{self.port}.log")
 
-    def env(self):
-        env = dict(os.environ)
-        env.update(
-            {
-                "DJANGO_SETTINGS_MODULE": "chatproject.settings",
-                "DATABASE_URL": served_database_url(),
-                "DEBUG": "1",
-                "PUBLIC_BASE_URL": self.base_url,
-                "SECURE_SSL_REDIRECT": "0",
-                "PYTHONUNBUFFERED": "1",
-            }
-        )
-        env.update(self.extra_env)
-        return env
+    def own_env(self):
+        return {"PUBLIC_BASE_URL": self.base_url, "SECURE_SSL_REDIRECT": "0"}
 
     def start(self):
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        log = open(self.log_path, "ab")  # noqa: SIM115 - closed with the process
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port)]
-            + ["chatproject.asgi:application"],
-            cwd=BASE_DIR,
-            env=self.env(),
-            stdout=log,
-            stderr=subprocess.STDOUT,
+        self._launch(
+            "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "chatproject.asgi:application"
         )
         wait_for_http(f"{self.base_url}/healthz", process=self.process)
         return self
@@ -170,23 +182,5 @@ class Worker(ManagedProcess):
         self.log_path = log_path or (BASE_DIR / "artifacts" / f"worker-{os.getpid()}.log")
 
     def start(self):
-        env = dict(os.environ)
-        env.update(
-            {
-                "DJANGO_SETTINGS_MODULE": "chatproject.settings",
-                "DATABASE_URL": served_database_url(),
-                "DEBUG": "1",
-                "PYTHONUNBUFFERED": "1",
-            }
-        )
-        env.update(self.extra_env)
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        log = open(self.log_path, "ab")  # noqa: SIM115 - closed with the process
-        self.process = subprocess.Popen(
-            [sys.executable, "manage.py", "tasks_worker", "--poll", str(self.poll)],
-            cwd=BASE_DIR,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+        self._launch("manage.py", "tasks_worker", "--poll", str(self.poll))
         return self
