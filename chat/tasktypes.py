@@ -29,14 +29,19 @@ def reply_from_output(output):
     return content, thinking if isinstance(thinking, str) else str(thinking)
 
 
+def _taken_over(task, linked_task_id) -> bool:
+    """A reply belongs to the newest task of its message: does the message now
+    name another task (a Retry's) than this one?"""
+    return linked_task_id not in (None, task.pk)
+
+
 def superseded(task) -> bool:
-    """A reply belongs to the newest task of its message: has a later one
-    (a Retry) taken this task's place?"""
+    """Has a later task taken this task's place (see `_taken_over`)?"""
     from .models import Message
 
     message_id = (task.input_data or {}).get("message_id")
     linked = Message.objects.filter(pk=message_id).values_list("async_task_id", flat=True)
-    return any(task_id not in (None, task.pk) for task_id in linked)
+    return any(_taken_over(task, task_id) for task_id in linked)
 
 
 def output_refused(output) -> str:
@@ -68,17 +73,17 @@ def _add_reply(task, content, thinking="", metadata=None):
     known = (
         Message.objects.filter(Q(async_task=task, role=Role.ASSISTANT) | Q(pk=question_id))
         .annotate(answered=Exists(Message.objects.filter(parent_id=OuterRef("pk"))))
-        .values_list("pk", "role", "async_task_id", "conversation_id", "answered")
+        .values("pk", "role", "async_task_id", "conversation_id", "answered")
     )
     question = None
-    for pk, role, task_id, in_conversation, answered in known:
-        if role == Role.ASSISTANT and task_id == task.pk:
+    for row in known:
+        if row["role"] == Role.ASSISTANT and row["async_task_id"] == task.pk:
             return  # this task has its reply already
-        if pk == question_id:
-            question = (task_id, in_conversation, answered)
-    if question is not None and question[0] not in (None, task.pk):
-        return  # a later task (a Retry) took this one's place
-    on_branch = question is not None and question[1] == conversation_id
+        if row["pk"] == question_id:
+            question = row
+    if question is not None and _taken_over(task, question["async_task_id"]):
+        return
+    on_branch = question is not None and question["conversation_id"] == conversation_id
     message = Message(
         conversation_id=conversation_id,
         role=Role.ASSISTANT,
@@ -105,7 +110,7 @@ def _add_reply(task, content, thinking="", metadata=None):
     ):
         Message.objects.filter(pk=message.pk)._raw_delete(Message.objects.db)
         return
-    if on_branch and not question[2]:
+    if on_branch and not question["answered"]:
         message.versions = None  # the question's first answer: no siblings to count
     publish_message(message)
 
