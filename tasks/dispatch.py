@@ -204,6 +204,18 @@ RETRY_RESERVE_SHARE = 0.25
 RETRY_RESERVE_MAX = 30.0
 
 
+def error_details(result, **extra) -> dict:
+    """A failed dispatch's `error_details`: for the admin, never the page."""
+    return {
+        "stage": "dispatch",
+        "kind": str(result.kind),
+        "http_status": result.http_status,
+        "body": result.body,
+        "error": result.error,
+        **extra,
+    }
+
+
 def next_attempt_at(task, now):
     """When to try again: after the backoff, but at the latest while the
     workflow still has time to answer; None when that time has passed (or
@@ -261,14 +273,7 @@ def record_dispatch(task_id, result: DispatchResult) -> Recorded:
             status_message=(
                 REFUSED_WORDS if result.outcome == Outcome.REFUSED else UNREACHABLE_WORDS
             ),
-            error_details={
-                "stage": "dispatch",
-                "kind": str(result.kind),
-                "http_status": result.http_status,
-                "body": result.body,
-                "error": result.error,
-                "attempts": task.attempts,
-            },
+            error_details=error_details(result, attempts=task.attempts),
             **change,
         )
         return Recorded.FAILED

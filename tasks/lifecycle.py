@@ -111,7 +111,7 @@ def cancel(task_id, *, by, source=EventSource.USER) -> AsyncTask:
     Raises TaskConflict when the task is already finished."""
     message = f"Stopped by {by}."
     with transaction.atomic():
-        door.change(
+        task = door.change(
             task_id,
             source=source,
             status=TaskStatus.CANCELLED,
@@ -122,7 +122,7 @@ def cancel(task_id, *, by, source=EventSource.USER) -> AsyncTask:
         # to stop the execution.
         transaction.on_commit(lambda: streams.close(task_id), robust=True)
         transaction.on_commit(lambda: pool.run_in_pool(stop_execution, task_id), robust=True)
-    return AsyncTask.objects.get(pk=task_id)
+    return task
 
 
 def stop_execution(task_id) -> dict | None:
@@ -188,20 +188,13 @@ def fail_late_refusal(task_id, result) -> bool:
     the dispatcher stopped waiting for its first line: the workflow refused the
     task (or failed before writing anything). Fails an unfinished task like a
     refused dispatch; False when it had moved on."""
-    details = {
-        "stage": "dispatch",
-        "kind": str(result.kind),
-        "http_status": result.http_status,
-        "body": result.body,
-        "error": result.error,
-    }
     try:
         door.change(
             task_id,
             source=EventSource.DISPATCH,
             status=TaskStatus.FAILED,
             status_message=dispatch.REFUSED_WORDS,
-            error_details=details,
+            error_details=dispatch.error_details(result),
             last_error=result.error,
         )
     except (TaskConflict, AsyncTask.DoesNotExist):
