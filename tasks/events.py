@@ -47,7 +47,7 @@ SELECT {columns} FROM changed
 """
 
 
-def with_event(update_sql, params, source, columns="*") -> tuple[str, list]:
+def with_event(update_sql, params, source, columns) -> tuple[str, list]:
     """The door's UPDATE and its event as one PostgreSQL statement, which
     returns the changed row's `columns`."""
     cap = settings.TASK_EVENTS_MAX_PER_TASK
