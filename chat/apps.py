@@ -17,7 +17,7 @@ class ChatConfig(AppConfig):
         # A successful login forgives that username's failed attempts.
         from django.contrib.auth.signals import user_logged_in
 
-        from chatproject.limits import forgive_failed_logins
+        from accounts.limits import forgive_failed_logins
 
         user_logged_in.connect(forgive_failed_logins, dispatch_uid="forgive_failed_logins")
         post_migrate.connect(_search_index_in_place, sender=self)
@@ -28,7 +28,7 @@ def _search_index_in_place(using, **kwargs):
     from django.db import connections
     from django.db.migrations.recorder import MigrationRecorder
 
-    from . import search_index
+    from .search import index as search_index
 
     connection = connections[using]
     if connection.vendor != "sqlite":

@@ -19,7 +19,8 @@ Anything else answers `{"type": "error", "error": "…"}` and keeps the socket.
 from django.conf import settings
 from django.db.models import Q
 
-from tasks.consumers import FrameError, LiveConsumer, off_thread, parse_task_ids, task_frames
+from live.consumers import FrameError, LiveConsumer, off_thread
+from tasks.consumers import parse_task_ids, task_frames
 from tasks.models import AsyncTask
 
 from .branches import annotate as annotate_versions

@@ -1,13 +1,8 @@
 from django import forms
-from django.contrib.auth.forms import UserCreationForm
 
 from . import services
 
 TITLE_MAX_LENGTH = 200
-
-
-class SignupForm(UserCreationForm):
-    """Django's own form (username, password1, password2) and password validators."""
 
 
 def _content_field(required=True):

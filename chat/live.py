@@ -4,7 +4,7 @@ Both `chat.services` (sends, retries) and `chat.tasktypes` (replies) publish
 through here, so neither needs the other.
 """
 
-from tasks import live
+from live import publish as live
 
 
 def conversation_group(conversation_id) -> str:

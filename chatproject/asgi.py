@@ -13,10 +13,11 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 
 from chat.routing import websocket_urlpatterns as chat_ws  # noqa: E402
-from chatproject import bodylimit  # noqa: E402
-from chatproject.security import SameOriginValidator  # noqa: E402
-from tasks import live  # noqa: E402
+from live import publish as live  # noqa: E402
 from tasks.routing import websocket_urlpatterns as tasks_ws  # noqa: E402
+
+from . import bodylimit  # noqa: E402
+from .security import SameOriginValidator  # noqa: E402
 
 # Oversized bodies are refused while Daphne receives them, not after.
 bodylimit.install()

@@ -12,7 +12,7 @@ from pathlib import Path
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
-from chatproject.runaddr import base_url_from_run_addr
+from .runaddr import base_url_from_run_addr
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -56,6 +56,11 @@ INSTALLED_APPS = [
     "channels",
     "csp",
     "axes",
+    # The project's apps, lowest layer first (docs/ARCHITECTURE.md).
+    "observability",
+    "n8n",
+    "live",
+    "accounts",
     "tasks",
     "chat",
 ]
@@ -211,8 +216,8 @@ LOGIN_FAILURE_WINDOW_MINUTES = env.int("LOGIN_FAILURE_WINDOW_MINUTES", default=1
 AXES_FAILURE_LIMIT = LOGIN_FAILURE_LIMIT
 AXES_COOLOFF_TIME = timedelta(minutes=LOGIN_FAILURE_WINDOW_MINUTES)
 AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
-AXES_CLIENT_IP_CALLABLE = "chatproject.limits.client_ip"
-AXES_LOCKOUT_CALLABLE = "chatproject.limits.login_lockout"
+AXES_CLIENT_IP_CALLABLE = "accounts.limits.client_ip"
+AXES_LOCKOUT_CALLABLE = "accounts.limits.login_lockout"
 AXES_HTTP_RESPONSE_CODE = 429
 # A success forgives that username's failures only (chatproject.signals), not
 # the address's failures for other usernames.
@@ -301,13 +306,9 @@ _run_addr_url = base_url_from_run_addr(env.str("RUN_ADDR", default=""))
 PUBLIC_BASE_URL = (env.str("PUBLIC_BASE_URL", default="") or _run_addr_url).rstrip("/")
 N8N_BASE_URL = env.str("N8N_BASE_URL", default="").rstrip("/")
 N8N_WEBHOOK_SECRET = env.str("N8N_WEBHOOK_SECRET", default="")
-# Standard Webhooks signing of dispatches (tasks/signing.py): `whsec_` + base64
+# Standard Webhooks signing of dispatches (n8n/signing.py): `whsec_` + base64
 # of random bytes. Unset: no signature headers.
 N8N_WEBHOOK_SIGNING_SECRET = env.str("N8N_WEBHOOK_SIGNING_SECRET", default="")
-if N8N_WEBHOOK_SIGNING_SECRET:
-    from tasks.signing import secret_key
-
-    secret_key(N8N_WEBHOOK_SIGNING_SECRET)  # refuses a malformed secret at start-up
 # n8n's public API key (Settings → n8n API): n8n_setup, and stopping executions.
 N8N_API_KEY = env.str("N8N_API_KEY", default="")
 # n8n_setup creates chat-reply.json's model credential (OpenAI-compatible)

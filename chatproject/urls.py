@@ -9,7 +9,7 @@ urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
     path("metrics", views.metrics, name="metrics"),
     path("admin/", admin.site.urls),
-    path("accounts/", include("chat.account_urls")),
+    path("accounts/", include("accounts.urls")),
     path("chat/", include("chat.urls")),
     path("tasks/", include("tasks.urls")),
 ]

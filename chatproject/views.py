@@ -111,7 +111,7 @@ def metrics(request):
         response = JsonResponse({"error": "a valid metrics token is required"}, status=401)
         response["WWW-Authenticate"] = 'Bearer realm="metrics"'
         return response
-    from . import metrics as prometheus
+    from observability import metrics as prometheus
 
     body, content_type = prometheus.exposition()
     return HttpResponse(body, content_type=content_type)

@@ -40,7 +40,7 @@ if [ -z "${N8N_API_KEY:-}" ]; then
   if [ ! -s "$key_file" ]; then
     (umask 077 && .venv/bin/python -c '
 import sys
-from tasks.n8n_bootstrap import bootstrap_api_key
+from n8n.bootstrap import bootstrap_api_key
 print(bootstrap_api_key(*sys.argv[1:4]))' "$base_url" "$owner_email" "$owner_password" > "$key_file")
   fi
   N8N_API_KEY=$(cat "$key_file")

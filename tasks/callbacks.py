@@ -156,7 +156,7 @@ def apply_callback(task_id, payload, source=EventSource.CALLBACK) -> tuple[Async
         if conflict.task.status == TaskStatus.CANCELLED and not conflict.task.n8n_execution_id:
             # Stopped before n8n told its execution id: keep it, and stop n8n now.
             if "execution_id" in clean:
-                from .lifecycle import learn_execution_id
+                from .executions import learn_execution_id
 
                 learn_execution_id(task_id, clean["execution_id"])
         raise

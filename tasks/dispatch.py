@@ -20,11 +20,13 @@ from django.db.models import F
 from django.urls import reverse
 from django.utils import timezone
 
-from chatproject import metrics
+from n8n import webhooks as n8n
+from n8n.webhooks import DispatchResult, Outcome
+from observability import metrics
 
-from . import door, n8n, registry, tokens
+from . import door, executions, registry, streaming, tokens
+from .door import TaskConflict
 from .models import AsyncTask, EventSource, TaskStatus
-from .n8n import DispatchResult, Outcome
 from .pool import submit
 
 logger = logging.getLogger(__name__)
@@ -132,18 +134,17 @@ def send(task) -> DispatchResult:
     """POST the dispatch to n8n, or to the development runner without N8N_BASE_URL."""
     body, headers = dispatch_body(task), dispatch_headers(task)
     if not settings.N8N_BASE_URL:
-        from . import devrunner
+        from n8n import devrunner
 
         status_code, data = devrunner.accept(body, headers)
         return n8n.classify(status_code, str(data), data)
     if not settings.TASK_STREAM_READER:
         return n8n.post(task.workflow_id, body, headers)
-    from . import streams
-
     # A streamed answer is read until the task's deadline at the latest.
     deadline = task.timeout_counts_from + timedelta(seconds=registry.timeout_for(task.task_type))
     remaining = max((deadline - timezone.now()).total_seconds(), 1.0)
-    return streams.post(n8n.webhook_url(task.workflow_id), body, headers, task.pk, remaining)
+    url = n8n.webhook_url(task.workflow_id)
+    return streaming.post(url, body, headers, task.pk, remaining, STREAM_HOOKS)
 
 
 def dispatch(task) -> Recorded:
@@ -277,3 +278,28 @@ def record_dispatch(task_id, result: DispatchResult) -> Recorded:
             **change,
         )
         return Recorded.FAILED
+
+
+def fail_late_refusal(task_id, result) -> bool:
+    """A streamed answer counted as accepted began with an `error` chunk after
+    the dispatcher stopped waiting for its first line: the workflow refused the
+    task (or failed before writing anything). Fails an unfinished task like a
+    refused dispatch; False when it had moved on."""
+    try:
+        door.change(
+            task_id,
+            source=EventSource.DISPATCH,
+            status=TaskStatus.FAILED,
+            status_message=REFUSED_WORDS,
+            error_details=error_details(result),
+            last_error=result.error,
+        )
+    except (TaskConflict, AsyncTask.DoesNotExist):
+        return False
+    return True
+
+
+# What a stream's reader calls beyond writing its text.
+STREAM_HOOKS = streaming.StreamHooks(
+    execution_id=executions.learn_execution_id, refused=fail_late_refusal
+)

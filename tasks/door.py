@@ -24,6 +24,7 @@ pieces) and publishes coalesced `message.delta` frames.
 import logging
 from contextlib import nullcontext
 from dataclasses import dataclass
+from functools import lru_cache
 
 from django.conf import settings
 from django.db import connections, transaction
@@ -33,12 +34,13 @@ from django.db.models.lookups import GreaterThanOrEqual
 from django.db.models.sql import UpdateQuery
 from django.utils import timezone
 
-from chatproject import metrics
+from observability import metrics
 
-from . import deltas, events, live, registry, returning
+from . import frames, registry
 from .models import (
     REOPENABLE,
     AsyncTask,
+    AsyncTaskEvent,
     EventSource,
     TaskStatus,
     statuses_before,
@@ -109,12 +111,12 @@ def _update_returning(filters, values, source=None) -> AsyncTask | None:
     query = queryset.query.chain(UpdateQuery)
     query.add_update_values(values)
     sql, params = query.get_compiler(queryset.db).as_sql()
-    columns = returning.columns(queryset.db)
+    columns = _returned_columns(queryset.db)
     if source is None:
         sql, params = f"{sql} RETURNING {columns}", list(params)
     else:
-        sql, params = events.with_event(sql, params, source, columns)
-    rows = returning.tasks(sql, params, queryset.db)
+        sql, params = _with_event(sql, params, source, columns)
+    rows = _returned_tasks(sql, params, queryset.db)
     return rows[0] if rows else None
 
 
@@ -159,12 +161,12 @@ def change(
         task = _update_returning(filters, values, source if one_statement else None)
         if task is not None:
             if not one_statement:
-                events.record(task, source)
+                _record_event(task, source)
             if status == TaskStatus.COMPLETED:
                 _run_hook(task, "on_completed")
             elif status in (TaskStatus.FAILED, TaskStatus.TIMEOUT, TaskStatus.CANCELLED):
                 _run_hook(task, "on_failed")
-            live.publish_task(task)
+            frames.publish_task(task)
             transaction.on_commit(lambda: _observe(task, source, status), robust=True)
     if task is None:
         # Raised outside the atomic block, so a caller's transaction stays usable.
@@ -241,7 +243,7 @@ def append_partial(task_id, text) -> Appended:
         return _append_clipped(task_id, text)
     task = rows[0]
     offset = task.partial_length - len(text)
-    deltas.publish_delta(task, offset, text)
+    frames.publish_delta(task, offset, text)
     return Appended(offset, text, task.status)
 
 
@@ -266,7 +268,7 @@ def _append_clipped(task_id, text) -> Appended:
                 AsyncTask.objects.filter(pk=task_id).update(
                     partial_text=Concat(F("partial_text"), Value(piece))
                 )
-                deltas.publish_delta(task, task.partial_length, piece)
+                frames.publish_delta(task, task.partial_length, piece)
     if conflict is not None:
         raise TaskConflict(AsyncTask.objects.get(pk=task_id))
     return Appended(task.partial_length, piece, task.status)
@@ -277,13 +279,144 @@ def note(task_id, **bookkeeping) -> int:
     return AsyncTask.objects.filter(pk=task_id).update(**bookkeeping)
 
 
-def record_creation(task, source=EventSource.USER) -> None:
-    """The first event of a task (called where it is created)."""
-    events.record_creation(task, source)
-
-
 def _run_hook(task, name):
     kind = registry.get(task.task_type)
     hook = getattr(kind, name, None) if kind else None
     if hook is not None:
         hook(task)
+
+
+# --- the changed row, read back ----------------------------------------------
+# The rows of the door's `UPDATE … RETURNING` as AsyncTask instances.
+#
+# `QuerySet.raw()` would do, but it works out the column mapping and the
+# converters anew on every call; for the hottest statement of the app (every
+# callback is one) that work is done once per database here, and each row is
+# converted the way the ORM converts a query's columns (JSON, times on SQLite).
+
+
+@lru_cache(maxsize=8)
+def _shape(alias):
+    """(the column list to return, the attribute names, the converters by index)."""
+    connection = connections[alias]
+    fields = AsyncTask._meta.concrete_fields
+    columns = ", ".join(connection.ops.quote_name(field.column) for field in fields)
+    converters = []
+    for index, field in enumerate(fields):
+        column = field.get_col(AsyncTask._meta.db_table)
+        found = connection.ops.get_db_converters(column) + column.get_db_converters(connection)
+        if found:
+            converters.append((index, column, found))
+    return columns, [field.attname for field in fields], converters
+
+
+def _returned_columns(alias) -> str:
+    """Every column of `async_tasks`, in the order `_returned_tasks()` reads them."""
+    return _shape(alias)[0]
+
+
+def _returned_tasks(sql, params, alias) -> list[AsyncTask]:
+    """Run `sql` (which returns `columns(alias)`) and build a task of each row."""
+    _columns, names, converters = _shape(alias)
+    connection = connections[alias]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    built = []
+    for row in rows:
+        values = list(row)
+        for index, column, functions in converters:
+            for function in functions:
+                values[index] = function(values[index], column, connection)
+        built.append(AsyncTask.from_db(alias, names, values))
+    return built
+
+
+# --- the change's event -----------------------------------------------------
+# A task's history: one `async_task_events` row per change, written by the door.
+#
+# Progress within one step (`processing` with the same `current_step` as the
+# change before) updates that step's row instead of adding one, and at most
+# TASK_EVENTS_MAX_PER_TASK rows are kept per task (the final one always is).
+#
+# On PostgreSQL the change and its event are one statement (`with_event`): the
+# door's conditional `UPDATE … RETURNING` becomes the first part of a query
+# whose data-modifying parts coalesce or insert the event, so a `processing`
+# callback costs one round trip and needs no transaction of its own. Elsewhere
+# (SQLite) `record` writes the event after the update, in the door's
+# transaction. Both follow the same rules, and the same tests run on both.
+#
+# Every change writes at most one row and bumps `version` by one (other saves
+# bump it too), so a task has never more events than its version before the
+# change: the cap needs counting only past that.
+
+_TERMINAL = tuple(str(s) for s in TaskStatus.terminal())
+
+# {update} is the door's compiled UPDATE (its WHERE holds the transition rule).
+_WITH_EVENT = """
+WITH changed AS ({update} RETURNING *),
+merged AS (
+  UPDATE async_task_events e
+  SET version = c.version, status_message = c.status_message
+  FROM changed c
+  WHERE c.status = %s AND e.task_id = c.id AND e.version = c.version - 1
+    AND e.status = %s AND e.current_step = c.current_step
+  RETURNING e.id
+),
+added AS (
+  INSERT INTO async_task_events
+    (task_id, version, status, current_step, status_message, created_at, source)
+  SELECT c.id, c.version, c.status, c.current_step, c.status_message, c.updated_at, %s
+  FROM changed c
+  WHERE NOT EXISTS (SELECT 1 FROM merged)
+    AND (c.status IN ({terminal}) OR c.version <= %s
+         OR (SELECT COUNT(*) FROM async_task_events x WHERE x.task_id = c.id) < %s)
+  RETURNING id
+)
+SELECT {columns} FROM changed
+"""
+
+
+def _with_event(update_sql, params, source, columns) -> tuple[str, list]:
+    """The door's UPDATE and its event as one PostgreSQL statement, which
+    returns the changed row's `columns`."""
+    cap = settings.TASK_EVENTS_MAX_PER_TASK
+    sql = _WITH_EVENT.format(
+        update=update_sql, terminal=", ".join(["%s"] * len(_TERMINAL)), columns=columns
+    )
+    processing = str(TaskStatus.PROCESSING)
+    return sql, [*params, processing, processing, str(source), *_TERMINAL, cap, cap]
+
+
+def _new(task, source, **extra) -> None:
+    AsyncTaskEvent.objects.create(
+        task_id=task.pk,
+        version=task.version,
+        status=task.status,
+        current_step=task.current_step,
+        status_message=task.status_message,
+        source=source,
+        **extra,
+    )
+
+
+def record_creation(task, source=EventSource.USER) -> None:
+    """The first event of a task (called where it is created)."""
+    _new(task, source, created_at=task.created_at)
+
+
+def _record_event(task, source) -> None:
+    """The event of a change just written (the door's path on SQLite)."""
+    events = AsyncTaskEvent.objects.filter(task_id=task.pk)
+    if task.status == TaskStatus.PROCESSING:
+        coalesced = events.filter(
+            version=task.version - 1,
+            status=TaskStatus.PROCESSING,
+            current_step=task.current_step,
+        ).update(version=task.version, status_message=task.status_message)
+        if coalesced:
+            return
+    cap = settings.TASK_EVENTS_MAX_PER_TASK
+    if not task.is_terminal and task.version > cap and events.count() >= cap:
+        return  # capped: the final event is always written
+    _new(task, source, created_at=task.updated_at)

@@ -4,17 +4,15 @@ stopped by a person, dispatched again by an operator. All through the door."""
 import logging
 from datetime import timedelta
 
-from django.conf import settings
 from django.db import transaction
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from chatproject import metrics
+from observability import metrics
 
-from . import dispatch, door, live, pool, registry, streams
+from . import dispatch, door, executions, frames, pool, registry, streaming
 from .door import TaskConflict
 from .models import AsyncTask, EventSource, TaskStatus
-from .n8n_api import N8nApi, N8nApiError
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +33,7 @@ def create_task(*, user, task_type, input_data, metadata=None, source=EventSourc
         metadata=metadata or {},
     )
     door.record_creation(task, source)
-    live.publish_task(task)
+    frames.publish_task(task)
     transaction.on_commit(lambda: _created(task), robust=True)
     transaction.on_commit(lambda: dispatch.schedule_dispatch(task.pk), robust=True)
     return task
@@ -120,86 +118,10 @@ def cancel(task_id, *, by, source=EventSource.USER) -> AsyncTask:
         )
         # Off the request path: close this process's stream of it, and ask n8n
         # to stop the execution.
-        transaction.on_commit(lambda: streams.close(task_id), robust=True)
-        transaction.on_commit(lambda: pool.run_in_pool(stop_execution, task_id), robust=True)
+        transaction.on_commit(lambda: streaming.close(task_id), robust=True)
+        stop = executions.stop_execution
+        transaction.on_commit(lambda: pool.run_in_pool(stop, task_id), robust=True)
     return task
-
-
-def stop_execution(task_id) -> dict | None:
-    """Ask n8n to stop a cancelled task's execution, and record the answer in
-    metadata["n8n_stop"]. Needs N8N_API_KEY and a known execution id.
-
-    Asks once per execution id (metadata["n8n_stop_asked"]). Never raises and
-    never undoes the cancel: an n8n without the public stop
-    endpoint (2.8.x answers 404), an execution that already ended (409) or an
-    unreachable n8n are recorded as they are.
-    """
-    if not (settings.N8N_API_KEY and settings.N8N_BASE_URL):
-        return None
-    with transaction.atomic():
-        task = AsyncTask.objects.select_for_update().filter(pk=task_id).first()
-        if task is None or not task.n8n_execution_id:
-            return None
-        # Asked once per execution: the Stop and a late-learnt id may both get here.
-        if (task.metadata or {}).get("n8n_stop_asked") == task.n8n_execution_id:
-            return None
-        door.note(
-            task_id, metadata={**(task.metadata or {}), "n8n_stop_asked": task.n8n_execution_id}
-        )
-    api = N8nApi.from_settings(timeout=(3.0, 10.0))
-    answer = {"at": timezone.now().isoformat(), "execution_id": task.n8n_execution_id}
-    try:
-        body = api.stop_execution(task.n8n_execution_id)
-    except N8nApiError as exc:
-        answer.update(outcome="failed", http_status=exc.status, reason=exc.reason)
-        if exc.status == 404:
-            answer["outcome"] = "not found (this n8n may have no public stop endpoint)"
-    else:
-        answer.update(outcome="stopped", http_status=200)
-        if isinstance(body, dict) and isinstance(body.get("status"), str):
-            answer["n8n_status"] = body["status"][:64]
-    with transaction.atomic():
-        row = AsyncTask.objects.select_for_update().filter(pk=task_id).first()
-        if row is not None:
-            metadata = dict(row.metadata or {})
-            metadata["n8n_stop"] = answer
-            door.note(task_id, metadata=metadata)
-    return answer
-
-
-def learn_execution_id(task_id, execution_id) -> bool:
-    """Record an execution id the task did not know yet (a late `processing`
-    callback, or one announced in a stream). A task stopped before its id was
-    known could not stop n8n's execution then: it is asked to now, through the
-    same path as Stop (the answer goes to metadata["n8n_stop"]). False when the
-    task is gone or already had an id."""
-    with transaction.atomic():
-        task = AsyncTask.objects.select_for_update().filter(pk=task_id).first()
-        if task is None or task.n8n_execution_id:
-            return False
-        door.note(task_id, n8n_execution_id=str(execution_id)[:255])
-        if task.status == TaskStatus.CANCELLED:
-            transaction.on_commit(lambda: pool.run_in_pool(stop_execution, task_id), robust=True)
-    return True
-
-
-def fail_late_refusal(task_id, result) -> bool:
-    """A streamed answer counted as accepted began with an `error` chunk after
-    the dispatcher stopped waiting for its first line: the workflow refused the
-    task (or failed before writing anything). Fails an unfinished task like a
-    refused dispatch; False when it had moved on."""
-    try:
-        door.change(
-            task_id,
-            source=EventSource.DISPATCH,
-            status=TaskStatus.FAILED,
-            status_message=dispatch.REFUSED_WORDS,
-            error_details=dispatch.error_details(result),
-            last_error=result.error,
-        )
-    except (TaskConflict, AsyncTask.DoesNotExist):
-        return False
-    return True
 
 
 def superseded(task) -> bool:

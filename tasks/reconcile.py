@@ -25,10 +25,11 @@ from datetime import timedelta
 from django.conf import settings
 from django.utils import timezone
 
+from n8n.api import N8nApi, N8nApiError
+
 from . import callbacks, door, pool
 from .door import TaskConflict
 from .models import AsyncTask, EventSource, TaskStatus
-from .n8n_api import N8nApi, N8nApiError
 
 logger = logging.getLogger(__name__)
 

@@ -10,6 +10,8 @@ the room of its concern:
 - `tasks.lifecycle`: create, time out, fail, stop, dispatch again.
 """
 
+from n8n.webhooks import DispatchResult, Outcome
+
 from .callbacks import CallbackError, apply_callback, validate_callback
 from .dispatch import (
     ATTEMPT_HISTORY_MAX,
@@ -26,7 +28,6 @@ from .dispatch import (
 )
 from .door import TaskConflict
 from .lifecycle import cancel, create_task, dispatch_again, expire_overdue, mark_failed
-from .n8n import DispatchResult, Outcome
 
 __all__ = [
     "ATTEMPT_HISTORY_MAX",

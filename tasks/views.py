@@ -10,9 +10,9 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from chatproject import metrics
+from observability import metrics
 
-from . import jsonsafe, live, services, tokens
+from . import frames, jsonsafe, services, tokens
 from .models import AsyncTask, EventSource
 
 logger = logging.getLogger(__name__)
@@ -78,11 +78,11 @@ def _observed(view):
     @functools.wraps(view)
     def wrapper(request, pk):
         started = time.monotonic()
-        marker = live.callback_started.set(started)
+        marker = frames.callback_started.set(started)
         try:
             response = view(request, pk)
         finally:
-            live.callback_started.reset(marker)
+            frames.callback_started.reset(marker)
         metrics.record_callback(response.status_code)
         asked = getattr(request, "callback_fields", {})
         logger.log(

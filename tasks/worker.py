@@ -19,7 +19,7 @@ from django.conf import settings
 from django.db import close_old_connections, connections
 from django.utils import timezone
 
-from chatproject import metrics
+from observability import metrics
 
 from . import dispatch, lifecycle, reconcile
 from .models import AsyncTask, WorkerHeartbeat

@@ -29,8 +29,8 @@ import requests
 from django.core.management import CommandError, call_command
 from django.test import override_settings
 
-from tasks.n8n_api import N8nApi
-from tasks.n8n_bootstrap import bootstrap_api_key
+from n8n.api import N8nApi
+from n8n.bootstrap import bootstrap_api_key
 from tests import support
 from tests.model_standin import ModelStandin
 from tests.support import BASE_DIR, free_port

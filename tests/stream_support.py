@@ -22,9 +22,9 @@ import pytest
 def close_streams():
     """No stream reader outlives its test (and its database)."""
     yield
-    from tasks import streams
+    from tasks import streaming
 
-    streams.close_all()
+    streaming.close_all()
 
 
 @pytest.fixture

@@ -62,7 +62,7 @@ def test_existing_conversations_become_one_branch_each_in_their_order(django_use
 
 @pytest.mark.django_db(transaction=True)
 def test_search_still_finds_messages_after_the_migration(user):
-    from chat import search
+    from chat.search import query as search
     from tests import factories
 
     migrate(BEFORE)

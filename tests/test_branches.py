@@ -661,7 +661,7 @@ def test_shipped_workflows_take_the_branch_from_history_not_from_a_memory_node(p
 def test_a_replys_live_frame_counts_its_versions_only_when_it_has_siblings(
     user, conversation, monkeypatch, django_capture_on_commit_callbacks
 ):
-    from tasks import live
+    from live import publish as live
 
     sent = []
     monkeypatch.setattr(live, "send", lambda sends, on_sent=None: sent.extend(sends))

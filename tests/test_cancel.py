@@ -87,7 +87,7 @@ def test_a_reply_stopped_with_its_text_reads_stopped_once_and_offers_no_retry(
     user_client, client, user, monkeypatch, django_capture_on_commit_callbacks
 ):
     from chat import services as chat_services
-    from tasks import live
+    from live import publish as live
     from tests import factories
 
     sent = []

@@ -15,7 +15,7 @@ from django.template.loader import render_to_string
 from chat import tasktypes
 from chat.models import Conversation, Message, Role
 from chat.services import message_frame, publish_message
-from tasks import live
+from tasks import frames as task_frames
 from tasks.models import AsyncTask, TaskStatus
 from tests import factories
 from tests.contract_names import MESSAGE_FRAME_KEYS
@@ -49,7 +49,7 @@ def move_task(task_id, **fields):
         for name, value in fields.items():
             setattr(task, name, value)
         task.save()
-        live.publish_task(task.pk)
+        task_frames.publish_task(task.pk)
         if task.status == TaskStatus.COMPLETED:
             tasktypes.on_completed(task)
 

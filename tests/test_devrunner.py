@@ -4,7 +4,8 @@ import pytest
 
 from chat.models import Message, Role
 from chat.tasktypes import CHAT
-from tasks import devrunner, services
+from n8n import devrunner
+from tasks import services
 from tests import support
 from tests.task_support import FakeN8n, chat_task, wait_for, wait_for_status
 

@@ -6,9 +6,9 @@ from django.utils import timezone
 
 from chat import services as chat_services
 from chat.models import Message, Role
+from n8n.webhooks import DispatchResult, Outcome
 from tasks import door, services
 from tasks.models import AsyncTask, AsyncTaskEvent, EventSource, TaskStatus
-from tasks.n8n import DispatchResult, Outcome
 from tests import factories
 from tests.task_support import chat_task, post_callback
 
@@ -202,7 +202,7 @@ def test_a_change_field_outside_the_door_list_is_refused(user):
 
 
 def test_the_door_returns_the_row_exactly_as_the_orm_reads_it(user):
-    # tasks/returning.py builds the task from the UPDATE's row with the ORM's
+    # the door (tasks/door.py) builds the task from the UPDATE's row with the ORM's
     # own converters (JSON, times on SQLite): every field equal to a fresh read.
     task = chat_task(user)
     written = door.change(

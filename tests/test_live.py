@@ -10,7 +10,7 @@ import pytest
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 
-from tasks import live
+from live import publish as live
 
 
 async def test_a_sync_to_async_thread_knows_the_loop_that_runs_it():

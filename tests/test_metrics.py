@@ -13,7 +13,7 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from chatproject import metrics
+from observability import metrics
 from tasks.models import AsyncTask
 from tests import factories, support
 from tests.task_support import wait_for

@@ -13,9 +13,9 @@ import requests
 from django.utils import timezone
 
 from chat.models import Conversation, Message, Role
+from n8n.api import N8nApiError
 from tasks import services
 from tasks.models import AsyncTask
-from tasks.n8n_api import N8nApiError
 from tests import model_standin, support
 from tests.n8n_support import MODEL_API_KEY, SECRET, TIMINGS, needs_node24, project_server
 from tests.task_support import chat_task, wait_for, wait_for_status

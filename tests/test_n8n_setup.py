@@ -12,8 +12,8 @@ import uuid
 import pytest
 import requests
 
-from tasks import n8n_stream
-from tasks.n8n_workflows import SetupError, ShippedWorkflow
+from n8n import chunks as n8n_stream
+from n8n.workflows import SetupError, ShippedWorkflow
 from tests import support
 from tests.n8n_support import SECRET, WORKFLOW_FILES
 

@@ -13,7 +13,7 @@ import pytest
 from django.contrib.auth import get_user_model
 
 from chat.models import Message, Role
-from tasks import dispatch, streams
+from tasks import dispatch, streaming
 from tasks.models import AsyncTask
 from tests import model_standin
 from tests.n8n_support import SECRET, needs_node24, project_server
@@ -41,7 +41,7 @@ def to_n8n(settings, n8n, stop_server):
     settings.PUBLIC_BASE_URL = stop_server.base_url
     settings.TASK_STREAM_READER = True
     yield settings
-    streams.close_all()
+    streaming.close_all()
 
 
 def watch_partials(task_id, timeout):
@@ -90,7 +90,7 @@ def test_the_model_workflow_streams_the_models_reply_as_it_is_written(to_n8n, mo
     assert task.partial_text == ""  # the reply is the message now
     assert model.streams_finished == 1
     # n8n ends its answer when the execution ends, just after the callback.
-    wait_for(lambda: streams.open_count() == 0, timeout=10, what="the stream to end")
+    wait_for(lambda: streaming.open_count() == 0, timeout=10, what="the stream to end")
 
 
 def test_the_offline_workflow_streams_its_reply_a_word_at_a_time(to_n8n, n8n, user):
@@ -144,7 +144,7 @@ def test_stopping_a_long_reply_keeps_its_text_and_stops_n8n(to_n8n, n8n, model, 
     assert reply.thinking == model_standin.THINKING
 
     # Our reading of the stream ends (n8n's error line, or the check of open streams).
-    wait_for(lambda: streams.open_count() == 0, timeout=10, what="the stream to close")
+    wait_for(lambda: streaming.open_count() == 0, timeout=10, what="the stream to close")
 
     answer = wait_for(
         lambda: AsyncTask.objects.get(pk=task.pk).metadata.get("n8n_stop"),

@@ -3,8 +3,9 @@
 import pytest
 from django.db import connection
 
-from chat import search, search_index
 from chat.models import Message, Role
+from chat.search import index as search_index
+from chat.search import query as search
 from tests import factories
 from tests.html_tree import parse
 

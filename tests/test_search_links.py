@@ -7,8 +7,8 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from chat import search_index
 from chat.models import Role
+from chat.search import index as search_index
 from tests import factories
 from tests.html_tree import parse
 

@@ -11,7 +11,7 @@ import pytest
 from django.core.exceptions import ImproperlyConfigured
 from standardwebhooks import Webhook, WebhookVerificationError
 
-from tasks import signing
+from n8n import signing
 from tests import support
 
 SECRET = "whsec_" + base64.b64encode(b"k" * 32).decode()

@@ -15,7 +15,8 @@ from unittest import mock
 import pytest
 import requests
 
-from tasks import n8n_stream, signing
+from n8n import chunks as n8n_stream
+from n8n import signing
 from tests import support
 from tests.n8n_support import BASE_DIR, N8n, find_launcher, versions
 from tests.task_support import chat_task

@@ -65,21 +65,21 @@ def test_without_an_api_key_n8n_is_not_asked(settings, fake_n8n, user_client, us
     fake_n8n.expect_request("/api/v1/executions/5/stop", method="POST").respond_with_json({})
     task = chat_task(user, status="processing", n8n_execution_id="5")
     assert user_client.post(f"/tasks/{task.pk}/cancel/", **JSON).status_code == 200
-    from tasks import lifecycle
+    from tasks import executions
 
-    assert lifecycle.stop_execution(task.pk) is None
+    assert executions.stop_execution(task.pk) is None
     assert fake_n8n.log == []
     assert "n8n_stop" not in AsyncTask.objects.get(pk=task.pk).metadata
 
 
 def test_n8n_is_asked_once_per_execution_however_many_paths_get_there(settings, fake_n8n, user):
     """The Stop's own attempt and a late-learnt execution id may both arrive."""
-    from tasks import lifecycle
+    from tasks import executions
 
     settings.N8N_API_KEY = "k"
     stop = fake_n8n.expect_request("/api/v1/executions/12/stop", method="POST")
     stop.respond_with_json({"status": "canceled"})
     task = chat_task(user, status="cancelled", n8n_execution_id="12")
-    assert lifecycle.stop_execution(task.pk)["outcome"] == "stopped"
-    assert lifecycle.stop_execution(task.pk) is None
+    assert executions.stop_execution(task.pk)["outcome"] == "stopped"
+    assert executions.stop_execution(task.pk) is None
     assert [request.path for request, _response in fake_n8n.log] == ["/api/v1/executions/12/stop"]

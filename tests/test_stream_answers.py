@@ -8,7 +8,7 @@ import json
 import pytest
 
 from chat.models import Message, Role
-from tasks import dispatch, lifecycle, stream_writes, streams
+from tasks import dispatch, lifecycle, streaming
 from tasks.models import AsyncTask
 from tests.stream_support import StreamingN8n, chunk, item
 from tests.task_support import FakeN8n, chat_task, post_callback, wait_for
@@ -19,7 +19,7 @@ JSON = {"HTTP_ACCEPT": "application/json"}
 
 
 def wait_closed(timeout=10):
-    wait_for(lambda: streams.open_count() == 0, timeout=timeout, what="the stream to close")
+    wait_for(lambda: streaming.open_count() == 0, timeout=timeout, what="the stream to close")
 
 
 def stop_answer(task_id):
@@ -51,7 +51,7 @@ def test_a_chunked_plain_answer_is_classified_as_before_not_read_as_a_stream(n8n
 
 
 def test_a_chunked_plain_answer_larger_than_the_bound_is_cut_and_classified(n8n_at, user):
-    big = json.dumps({"executionId": "9", "padding": "x" * (streams.MAX_PLAIN_BODY_BYTES + 10)})
+    big = json.dumps({"executionId": "9", "padding": "x" * (streaming.MAX_PLAIN_BODY_BYTES + 10)})
     with n8n_at(StreamingN8n([("raw", big), ("end",)])):
         task = chat_task(user)
         assert dispatch.claim_and_dispatch(task.pk) == dispatch.Recorded.DISPATCHED
@@ -133,8 +133,8 @@ def test_an_id_announced_after_the_task_was_stopped_elsewhere_asks_n8n_to_stop(
 ):
     """Stop in another process (whose close cannot reach this stream) came
     between the answer's first line and its Accept item."""
-    monkeypatch.setattr(streams, "close", lambda task_id: False)
-    monkeypatch.setattr(stream_writes, "ended_tasks", lambda task_ids: [])  # not noticed yet
+    monkeypatch.setattr(streaming, "close", lambda task_id: False)
+    monkeypatch.setattr(streaming, "ended_tasks", lambda task_ids: [])  # not noticed yet
     with FakeN8n([(200, {"status": "canceled"}, 0)]) as api:
         accept = item(json.dumps({"executionId": "31"}), node="Accept")
         with n8n_at(StreamingN8n([chunk("begin"), ("sleep", 0.5), accept, ("hang",)])):

@@ -6,7 +6,7 @@ import threading
 import pytest
 
 from chat.models import Message, Role
-from tasks import dispatch, lifecycle, stream_reader, stream_writes, streams
+from tasks import dispatch, lifecycle, streaming
 from tasks.models import AsyncTask
 from tests.stream_support import StreamingN8n, chunk, item
 from tests.task_support import FakeN8n, chat_task, post_callback, wait_for
@@ -19,7 +19,7 @@ def partial(task):
 
 
 def wait_closed(timeout=10):
-    wait_for(lambda: streams.open_count() == 0, timeout=timeout, what="the stream to close")
+    wait_for(lambda: streaming.open_count() == 0, timeout=timeout, what="the stream to close")
 
 
 def test_the_streamed_items_become_the_partial_reply_as_they_arrive(n8n_at, user):
@@ -76,7 +76,7 @@ def test_a_stream_that_never_ends_is_closed_at_the_tasks_deadline(n8n_at, user, 
         task = chat_task(user)
         dispatch.claim_and_dispatch(task.pk)
         wait_for(lambda: partial(task) == "Still ", timeout=5, what="the first piece")
-        assert streams.open_count() == 1
+        assert streaming.open_count() == 1
         wait_closed(timeout=6)
         wait_for(lambda: server.closed_by_client == 1, timeout=5, what="the client to hang up")
 
@@ -94,21 +94,21 @@ def test_stop_closes_the_stream_and_keeps_the_text(n8n_at, user):
 
 
 def test_a_stream_of_a_task_stopped_elsewhere_is_closed_by_the_check(n8n_at, user, monkeypatch):
-    monkeypatch.setattr(streams, "close", lambda task_id: False)  # "another process"
+    monkeypatch.setattr(streaming, "close", lambda task_id: False)  # "another process"
     with n8n_at(StreamingN8n([item("x"), ("hang",)])):
         task = chat_task(user)
         dispatch.claim_and_dispatch(task.pk)
         wait_for(lambda: partial(task) == "x", timeout=5, what="the text")
         lifecycle.cancel(task.pk, by="alice")
-        wait_closed(timeout=stream_writes.CHECK_SECONDS + 4)
+        wait_closed(timeout=streaming.CHECK_SECONDS + 4)
 
 
 def test_pieces_are_written_in_batches(n8n_at, user, settings, monkeypatch):
     settings.TASK_STREAM_FLUSH_SECONDS = 0.3
     writes = []
-    original = stream_writes.append
+    original = streaming.append
     monkeypatch.setattr(
-        stream_writes,
+        streaming,
         "append",
         lambda task_id, text: writes.append(text) or original(task_id, text),
     )
@@ -129,7 +129,7 @@ def test_a_plain_answer_works_as_before(n8n_at, user):
         assert dispatch.claim_and_dispatch(task.pk) == dispatch.Recorded.DISPATCHED
     task.refresh_from_db()
     assert (task.status, task.n8n_execution_id, task.partial_text) == ("processing", "e-7", "")
-    assert streams.open_count() == 0
+    assert streaming.open_count() == 0
 
 
 def test_two_hundred_streams_take_no_thread_each(n8n_at, user, settings):
@@ -137,15 +137,15 @@ def test_two_hundred_streams_take_no_thread_each(n8n_at, user, settings):
     with n8n_at(StreamingN8n([item("hi"), ("hang",)])) as server:
         tasks = [chat_task(user, f"m{n}") for n in range(200)]
         dispatch.claim_and_dispatch(tasks[0].pk)  # starts the loop and its pools
-        wait_for(lambda: streams.open_count() == 1, timeout=5, what="the first stream")
+        wait_for(lambda: streaming.open_count() == 1, timeout=5, what="the first stream")
         threads_before = threading.active_count()
         for task in tasks[1:]:
             assert dispatch.claim_and_dispatch(task.pk) == dispatch.Recorded.DISPATCHED
-        wait_for(lambda: streams.open_count() == 200, timeout=20, what="200 open streams")
+        wait_for(lambda: streaming.open_count() == 200, timeout=20, what="200 open streams")
         assert threading.active_count() - threads_before <= 5
         assert server.open == 200
         for task in tasks:
-            streams.close(task.pk)
+            streaming.close(task.pk)
         wait_closed(timeout=10)
     texts = set(
         AsyncTask.objects.filter(pk__in=[t.pk for t in tasks]).values_list(
@@ -164,10 +164,13 @@ def test_a_flush_waits_for_the_write_before_it_and_never_spins_on_it(monkeypatch
     from concurrent.futures import ThreadPoolExecutor
 
     loop = asyncio.new_event_loop()
-    reader = stream_reader.StreamReader(1, response=None, deadline_seconds=10)
+    streams = streaming.Streams()
+    streams.writers = ThreadPoolExecutor(1)
+    reader = streaming.StreamReader(
+        streams, 1, response=None, deadline_seconds=10, hooks=dispatch.STREAM_HOOKS
+    )
     writes = []
-    monkeypatch.setattr(stream_writes, "append", lambda task_id, text: writes.append(text) or True)
-    monkeypatch.setattr(streams, "_writers", ThreadPoolExecutor(1))
+    monkeypatch.setattr(streaming, "append", lambda task_id, text: writes.append(text) or True)
     seen_before_release = []
 
     async def scenario():

@@ -6,7 +6,9 @@ import asyncio
 import pytest
 
 from chat.models import Message, Role
-from tasks import deltas, door, live
+from live import deltas
+from live import publish as live
+from tasks import door
 from tasks.models import AsyncTask
 from tests.task_support import chat_task, post_callback
 

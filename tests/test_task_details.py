@@ -5,7 +5,7 @@ import re
 import pytest
 
 from chat import services as chat_services
-from tasks.n8n import DispatchResult, Outcome
+from n8n.webhooks import DispatchResult, Outcome
 from tasks.services import record_dispatch
 from tests import factories
 from tests.task_support import post_callback

@@ -6,7 +6,7 @@ import pytest
 
 from chat import services, taskstatus
 from chat.models import Message
-from tasks import live
+from tasks import frames
 from tasks.models import AsyncTask, TaskStatus
 from tests import factories
 
@@ -77,7 +77,7 @@ def sent_and_failed(user, details):
 
 def test_a_status_frame_carries_the_same_fragment_as_the_page(user_client, user):
     conversation, message = sent_and_failed(user, {"message": "model overloaded"})
-    frame = live.task_frame(message.async_task)
+    frame = frames.task_frame(message.async_task)
     assert frame["type"] == "task.status"
     assert frame["task"]["status"] == "failed"
     html = frame["html"]
@@ -108,7 +108,7 @@ def test_the_page_never_shows_a_technical_error(user_client, user):
 
 def test_a_type_without_status_html_sends_frames_without_html(user):
     task = factories.task(user, task_type="something-else")
-    assert "html" not in live.task_frame(task)
+    assert "html" not in frames.task_frame(task)
 
 
 def test_a_failing_status_renderer_still_sends_the_frame(user, monkeypatch):
@@ -123,6 +123,6 @@ def test_a_failing_status_renderer_still_sends_the_frame(user, monkeypatch):
 
     kind = dataclasses.replace(registry.get("chat"), status_html=broken)
     monkeypatch.setitem(registry._registry, "chat", kind)
-    frame = live.task_frame(task)
+    frame = frames.task_frame(task)
     assert frame["task"]["id"] == task.pk
     assert "html" not in frame

@@ -9,7 +9,7 @@ import pytest
 
 from chat import consumers as chat_consumers
 from chat.models import Message
-from tasks import throttle
+from live import throttle
 from tests import factories
 from tests.ws_support import FRAME_TIMEOUT, communicator, open_socket
 

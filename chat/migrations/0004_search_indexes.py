@@ -1,17 +1,17 @@
 """Full-text search: GIN expression indexes on PostgreSQL, FTS5 tables kept in
-step by triggers on SQLite (chat/search_index.py). Nothing in the model state."""
+step by triggers on SQLite (chat/search/index.py). Nothing in the model state."""
 
 from django.db import migrations
 
 
 def forwards(apps, schema_editor):
-    from chat import search_index
+    from chat.search import index as search_index
 
     search_index.ensure(schema_editor.connection)
 
 
 def backwards(apps, schema_editor):
-    from chat import search_index
+    from chat.search import index as search_index
 
     search_index.drop(schema_editor.connection)
 

@@ -26,7 +26,7 @@ def fill_parents(apps, schema_editor):
         cursor.execute(FILL_PARENTS)
     # SQLite rebuilt chat_messages to add the column, which drops its search
     # triggers: put them back now rather than after the whole migrate.
-    from chat import search_index
+    from chat.search import index as search_index
 
     search_index.ensure(schema_editor.connection)
 

@@ -1,17 +1,17 @@
 """Search indexes without a pending list on PostgreSQL (`fastupdate = off`,
-see chat/search_index.py); nothing changes on SQLite."""
+see chat/search/index.py); nothing changes on SQLite."""
 
 from django.db import migrations
 
 
 def forwards(apps, schema_editor):
-    from chat import search_index
+    from chat.search import index as search_index
 
     search_index.write_through(schema_editor.connection)
 
 
 def backwards(apps, schema_editor):
-    from chat import search_index
+    from chat.search import index as search_index
 
     search_index.write_through(schema_editor.connection, on=False)
 

@@ -1,8 +1,8 @@
 from django import template
 from django.utils.safestring import mark_safe
 
-from chat.fragments import message_html
-from chat.taskstatus import status_html
+from ..fragments import message_html
+from ..taskstatus import status_html
 
 register = template.Library()
 

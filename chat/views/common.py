@@ -7,7 +7,7 @@ Every queryset starts from `Conversation.objects.for_user(request.user)`
 from django.http import Http404, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 
-from chatproject.limits import rate_limited
+from accounts.limits import rate_limited
 
 from ..models import Conversation
 

@@ -10,7 +10,7 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from chatproject.limits import check, rate_limited, too_many
+from accounts.limits import check, rate_limited, too_many
 
 from .. import services
 from ..forms import MessageForm, NewConversationForm, RenameForm

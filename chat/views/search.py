@@ -1,10 +1,10 @@
-"""Search over the user's own messages and titles (chat/search.py)."""
+"""Search over the user's own messages and titles (chat/search/query.py)."""
 
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
-from .. import search as finder
+from ..search import query as finder
 from .common import positive_int, sidebar
 
 

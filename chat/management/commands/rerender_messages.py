@@ -1,8 +1,11 @@
 """Render the stored HTML and previews of messages again (after a renderer upgrade)."""
 
 from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
+from django.db.models import Q
 
-from chat.rendering import rerender
+from chat.models import Message
+from chat.rendering import FIELDS
 
 
 class Command(BaseCommand):
@@ -25,3 +28,28 @@ class Command(BaseCommand):
 
         done = rerender(only_missing=missing, batch_size=batch_size, progress=progress)
         self.stdout.write(f"Rendered {done} messages.")
+
+
+def rerender(*, only_missing=False, batch_size=200, progress=None) -> int:
+    """Render every message again (or only those never rendered), one batch
+    of rows in memory and one short transaction at a time; the count done."""
+    queryset = Message.objects.order_by("pk").only("id", "role", "content", "thinking", *FIELDS)
+    if only_missing:
+        queryset = queryset.filter(
+            Q(role="user", preview_text="", content__gt="")
+            | Q(role="assistant", content_html="", content__gt="")
+            | Q(role="assistant", thinking_html="", thinking__gt="")
+        )
+    done, last_pk = 0, 0
+    while True:
+        batch = list(queryset.filter(pk__gt=last_pk)[:batch_size])
+        if not batch:
+            return done
+        for message in batch:
+            message.render()
+        with transaction.atomic():
+            Message.objects.bulk_update(batch, FIELDS)
+        done += len(batch)
+        last_pk = batch[-1].pk
+        if progress:
+            progress(done)

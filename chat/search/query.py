@@ -3,7 +3,7 @@
 PostgreSQL full-text search (GIN indexes, `websearch_to_tsquery`: words,
 "quoted phrases", `or`, `-word`) on PostgreSQL, FTS5 on SQLite, kept in step
 with every write of a message or a title in the same transaction (the SQL is
-in chat/search_sql.py, the indexes in chat/search_index.py). Both rank
+in chat/search/sql.py, the indexes in chat/search/index.py). Both rank
 nothing: newest first.
 
 Snippets are escaped text with the matches in `<mark>`: the database marks
@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.utils.safestring import SafeString, mark_safe
 
-from . import search_sql
-from .search_sql import START, STOP
+from . import sql
+from .sql import START, STOP
 
 MAX_QUERY_LENGTH = 200
 PAGE_SIZE = 20
@@ -81,7 +81,7 @@ def search(user, text, page=1) -> Results:
         raise SearchRefused("Type one or more words to search for.")
     if not 1 <= page <= MAX_PAGES:
         raise SearchRefused(f"Results go up to page {MAX_PAGES}; narrow the search instead.")
-    rows = search_sql.messages(
+    rows = sql.messages(
         user.pk, query, PAGE_SIZE + 1, (page - 1) * PAGE_SIZE, settings.CHAT_PAGE_SIZE
     )
     conversations = []
@@ -94,7 +94,7 @@ def search(user, text, page=1) -> Results:
                 updated_at=row.updated_at,
                 url=f"/chat/{row.pk}/",
             )
-            for row in search_sql.conversations(user.pk, query, TITLE_RESULTS)
+            for row in sql.conversations(user.pk, query, TITLE_RESULTS)
         ]
     return Results(
         query,
@@ -126,7 +126,7 @@ def _marked(text) -> SafeString:
 
 def _message_hit(row) -> MessageHit:
     """A hit linking to its message on a page that shows it, on a branch
-    that holds it (see chat/search_sql.py for how the place is found)."""
+    that holds it (see chat/search/sql.py for how the place is found)."""
     url = f"/chat/{row.conversation_id}/"
     if row.end_id is not None:
         if row.end_depth < settings.CHAT_PAGE_SIZE:

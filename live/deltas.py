@@ -11,31 +11,10 @@ import logging
 import weakref
 
 from django.conf import settings
-from django.db import transaction
 
-from . import live
+from . import publish as live
 
 logger = logging.getLogger(__name__)
-
-
-def delta_frame(task, offset, text, task_type=None) -> dict:
-    """The `message.delta` frame: `text` continues the task's partial reply at
-    code point `offset`."""
-    from . import registry
-
-    task_type = task_type or registry.get(task.task_type)
-    frame = {"type": "message.delta", "task_id": task.pk, "conversation_id": None}
-    if task_type and task_type.delta_fields:
-        frame.update(task_type.delta_fields(task))
-    frame.update(offset=offset, text=text)
-    return frame
-
-
-def publish_delta(task, offset, text) -> None:
-    """After the commit, send a piece of a task's partial reply, coalesced."""
-    frame = delta_frame(task, offset, text)
-    groups = live.task_groups(task)
-    transaction.on_commit(lambda: send_delta(groups, frame), robust=True)
 
 
 def send_delta(groups, frame) -> None:

@@ -9,7 +9,7 @@ import time
 
 import requests
 
-from .n8n_api import N8nApiError, _reason
+from .api import N8nApiError, _reason
 
 # What n8n_setup, reconciliation and Stop need; the key gets those of them the
 # n8n release offers.

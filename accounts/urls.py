@@ -1,7 +1,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from .views import accounts
+from . import views as accounts
 
 urlpatterns = [
     path("signup/", accounts.signup, name="signup"),

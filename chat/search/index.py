@@ -1,5 +1,5 @@
 """The database side of search: GIN expression indexes on PostgreSQL, FTS5
-tables with triggers on SQLite (see chat/search_sql.py for the queries).
+tables with triggers on SQLite (see chat/search/sql.py for the queries).
 
 The GIN indexes are written through (`fastupdate = off`): by default
 PostgreSQL queues new entries in a pending list that every search then reads

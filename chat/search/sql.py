@@ -1,9 +1,9 @@
-"""The SQL behind chat/search.py: one statement finds a page of the user's
+"""The SQL behind chat/search/query.py: one statement finds a page of the user's
 messages with their snippets and where each hit's link should lead, one more
 finds matching titles.
 
 PostgreSQL: `to_tsvector('english', …)` expression indexes (GIN, written
-through at once: see chat/search_index.py), queried with
+through at once: see chat/search/index.py), queried with
 `websearch_to_tsquery`, snippets by `ts_headline` on the page's rows only.
 SQLite: FTS5 tables over the same columns, the same query syntax translated
 to FTS5's (`fts5_query`), snippets by `snippet()`/`highlight()`.
@@ -123,7 +123,7 @@ LIMIT %s
 def messages(user_id, query, limit, offset, page_size):
     """Messages (with `conversation_title`, `snippet`, `end_id`, `first_id`,
     `end_depth`) of one page of hits, newest first."""
-    from .models import Message
+    from ..models import Message
 
     if connection.vendor == "postgresql":
         found = _POSTGRES_FOUND
@@ -140,7 +140,7 @@ def messages(user_id, query, limit, offset, page_size):
 
 def conversations(user_id, query, limit):
     """Conversations (with `marked`, the highlighted title) whose title matches."""
-    from .models import Conversation
+    from ..models import Conversation
 
     if connection.vendor == "postgresql":
         sql, params = _POSTGRES_TITLES, [TITLE_OPTIONS, query, user_id, limit]

@@ -3,9 +3,9 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from tasks.n8n_api import N8nApi
-from tasks.n8n_setup import Setup, SetupError
-from tasks.n8n_workflows import default_workflow_files
+from n8n.api import N8nApi
+from n8n.setup import Setup, SetupError
+from n8n.workflows import default_workflow_files
 
 
 class Command(BaseCommand):

@@ -15,7 +15,6 @@ from django.conf import settings
 
 from . import signing
 
-# How much of an answer's body error_details keeps.
 BODY_EXCERPT_CHARS = 500
 
 

@@ -1,6 +1,6 @@
 """The shipped n8n workflow files, and the parts of installing them that need no
 n8n session: loading and comparing workflows, the outcome report, the probe.
-`tasks/n8n_setup.py` (the `n8n_setup` command) drives an install with them.
+`n8n/setup.py` (the `n8n_setup` command) drives an install with them.
 """
 
 from __future__ import annotations
@@ -12,8 +12,9 @@ from pathlib import Path
 
 import requests
 
-from . import n8n_stream, signing
-from .n8n_api import N8nApiError, workflow_body
+from . import chunks as n8n_stream
+from . import signing
+from .api import N8nApiError, workflow_body
 
 WEBHOOK_NODE = "n8n-nodes-base.webhook"
 HEADER_AUTH = "httpHeaderAuth"

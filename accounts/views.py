@@ -2,13 +2,10 @@
 
 from django.contrib.auth import login
 from django.shortcuts import redirect, render
-from django.urls import reverse
 from django.views.decorators.http import require_http_methods
 
-from chatproject.limits import rate_limited
-
-from ..forms import SignupForm
-from .common import see_other
+from .forms import SignupForm
+from .limits import rate_limited
 
 
 @require_http_methods(["GET", "POST"])
@@ -20,6 +17,8 @@ def signup(request):
     if request.method == "POST" and form.is_valid():
         user = form.save()
         login(request, user, backend="django.contrib.auth.backends.ModelBackend")
-        return see_other(reverse("chat:list"))
+        response = redirect("chat:list")
+        response.status_code = 303  # See Other, as every form post of the app
+        return response
     status = 400 if request.method == "POST" else 200
     return render(request, "registration/signup.html", {"form": form}, status=status)

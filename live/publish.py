@@ -17,18 +17,14 @@ to one event loop: we run it on the loop that serves the websockets.
 """
 
 import asyncio
-import contextvars
 import logging
 import os
 import threading
-import time
 import weakref
 
 from asgiref.sync import SyncToAsync
 from channels.layers import get_channel_layer
 from django.db import transaction
-
-from chatproject import metrics
 
 logger = logging.getLogger(__name__)
 
@@ -40,13 +36,6 @@ _own_loop_lock = threading.Lock()
 # Tasks scheduled on a running loop: held so they are not garbage-collected
 # before they finish (the loop keeps only a weak reference).
 _pending: set[asyncio.Task] = set()
-
-# When the callback request being handled arrived (time.monotonic()); set by
-# the webhook view, so the task.status frame its change publishes can report
-# the callback → frame latency once the frame is handed to the channel layer.
-callback_started: contextvars.ContextVar[float | None] = contextvars.ContextVar(
-    "callback_started", default=None
-)
 
 
 def remember_server_loop(loop: asyncio.AbstractEventLoop) -> None:
@@ -181,66 +170,3 @@ def send_on_commit(build) -> None:
     committed rows (and nothing is sent for a transaction that rolls back).
     """
     transaction.on_commit(lambda: send(build()), robust=True)
-
-
-def task_frame(task, task_type=None) -> dict:
-    """The `task.status` frame, with the type's status fragment as "html" if it has one."""
-    from . import registry
-
-    frame = {"type": "task.status", "task": task.as_frame()}
-    task_type = task_type or registry.get(task.task_type)
-    if task_type and task_type.status_html:
-        try:
-            frame["html"] = task_type.status_html(task)
-        except Exception:  # noqa: BLE001 - a frame without words beats no frame
-            logger.warning("status_html failed for task %s", task.pk, exc_info=True)
-    return frame
-
-
-def task_sends(task):
-    """Where a task's `task.status` frame goes: its owner, and its type's groups."""
-    from . import registry
-
-    task_type = registry.get(task.task_type)
-    frame = task_frame(task, task_type)
-    groups = task_groups(task, task_type)
-    return [(group, {"type": "live.frame", "frame": frame}) for group in groups]
-
-
-def publish_task(task) -> None:
-    """Publish a task's state after the current transaction commits.
-
-    Given the instance this transaction wrote (under its row lock, so exactly
-    what commits), the frame is built now and no query is spent after the
-    commit; given an id, the committed row is read after the commit.
-    """
-    from .models import AsyncTask
-
-    if isinstance(task, AsyncTask):
-        sends = task_sends(task)
-        on_sent = _callback_latency(callback_started.get())
-        transaction.on_commit(lambda: send(sends, on_sent), robust=True)
-        return
-
-    def build():
-        row = AsyncTask.objects.filter(pk=task).first()
-        return task_sends(row) if row else []
-
-    send_on_commit(build)
-
-
-def _callback_latency(started):
-    """For a change made by a callback: record its callback → frame latency."""
-    if started is None:
-        return None
-    return lambda: metrics.record_callback_publish(time.monotonic() - started)
-
-
-def task_groups(task, task_type=None) -> list[str]:
-    from . import registry
-
-    task_type = task_type or registry.get(task.task_type)
-    groups = [user_group(task.created_by_id)]
-    if task_type and task_type.groups:
-        groups += list(task_type.groups(task))
-    return groups

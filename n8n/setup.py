@@ -25,8 +25,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .n8n_api import N8nApi, N8nApiError
-from .n8n_workflows import (
+from .api import N8nApi, N8nApiError
+from .workflows import (
     HEADER_AUTH,
     MODEL_CREDENTIAL_TYPE,
     Outcome,
