@@ -113,7 +113,7 @@ def status_html(task, message=None, request=None) -> str:
     context = {
         "task": task,
         "unfinished": task.status in TaskStatus.unfinished(),
-        "ended_badly": task.status in (TaskStatus.FAILED, TaskStatus.TIMEOUT, TaskStatus.CANCELLED),
+        "ended_badly": task.status in TaskStatus.ended_badly(),
         "label": status_label(task),
         "error": error_text(task),
         "conversation_id": conversation_id,

@@ -18,7 +18,11 @@ and `/deactivate`, `GET/POST /credentials`, `GET /executions/{id}?includeData=tr
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 import requests
+
+from .executions import execution_id
 
 # What the public API accepts in a workflow body and in its settings: both
 # schemas refuse unknown properties with a 400, so anything else is dropped.
@@ -195,13 +199,22 @@ class N8nApi:
         """One execution: `status` (success, error, running, canceled…), and with
         `include_data` its run data (node outputs, errors)."""
         params = {"includeData": "true" if include_data else "false"}
-        return self.request("GET", f"/executions/{execution_id}", params=params)
+        return self.request("GET", f"/executions/{_path_id(execution_id)}", params=params)
 
     def stop_execution(self, execution_id: str) -> dict:
         """Stop a running execution: 200 `{"status": "canceled"}`; 409 when it has
         already ended; 404 for an unknown id, and on n8n releases (2.8.x) whose
         public API has no stop."""
-        return self.request("POST", f"/executions/{execution_id}/stop")
+        return self.request("POST", f"/executions/{_path_id(execution_id)}/stop")
+
+
+def _path_id(value) -> str:
+    """An execution id as a path segment: only a valid one (n8n/executions.py),
+    quoted all the same; anything else is refused before a request is made."""
+    valid = execution_id(value)
+    if not valid:
+        raise N8nApiError(None, f"not an execution id: {str(value)[:80]!r}")
+    return quote(valid, safe="")
 
 
 def _reason(response) -> str:

@@ -16,6 +16,8 @@ The shipped workflows announce their execution id in the stream: their first
 
 import json
 
+from .executions import execution_id_of
+
 CHUNK_TYPES = {"begin", "item", "end", "error", "keepalive"}
 
 
@@ -42,13 +44,7 @@ def announced_execution_id(content) -> str:
         data = json.loads(content)
     except ValueError:
         return ""
-    if not isinstance(data, dict):
-        return ""
-    for key in ("executionId", "execution_id"):
-        value = data.get(key)
-        if isinstance(value, str | int) and not isinstance(value, bool) and str(value):
-            return str(value)[:255]
-    return ""
+    return execution_id_of(data)
 
 
 def parse_body(text):

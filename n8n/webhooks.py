@@ -14,6 +14,7 @@ import requests
 from django.conf import settings
 
 from . import signing
+from .executions import execution_id_of
 
 BODY_EXCERPT_CHARS = 500
 
@@ -48,16 +49,6 @@ class DispatchResult:
         if self.execution_id:
             attempt["execution_id"] = self.execution_id
         return attempt
-
-
-def execution_id_of(data) -> str:
-    """n8n's execution id in a webhook answer (`executionId` or `execution_id`)."""
-    if isinstance(data, dict):
-        for key in ("executionId", "execution_id"):
-            value = data.get(key)
-            if isinstance(value, str | int) and not isinstance(value, bool) and str(value):
-                return str(value)[:255]
-    return ""
 
 
 _REFUSAL_REASONS = {

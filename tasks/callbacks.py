@@ -10,6 +10,8 @@ retries of a delivered callback are harmless.
 from django.conf import settings
 from django.db import transaction
 
+from n8n.executions import execution_id
+
 from . import door, registry
 from .door import TaskConflict
 from .models import AsyncTask, EventSource, TaskStatus
@@ -37,14 +39,14 @@ def _optional_text(payload, field, max_length):
 
 
 def _execution_id(payload):
+    """A string or an integer (else 400); one that is not an execution id's
+    form (n8n/executions.py) is ignored, never stored."""
     value = payload.get("execution_id")
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, str | int):
         raise CallbackError("execution_id must be a string or an integer")
-    if len(str(value)) > 255:
-        raise CallbackError("execution_id is longer than 255 characters")
-    return str(value)
+    return execution_id(value) or None
 
 
 def _usable_output(output, task_type) -> bool:

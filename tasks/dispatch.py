@@ -16,7 +16,6 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import connections, transaction
-from django.db.models import F
 from django.urls import reverse
 from django.utils import timezone
 
@@ -24,7 +23,7 @@ from n8n import webhooks as n8n
 from n8n.webhooks import DispatchResult, Outcome
 from observability import metrics
 
-from . import door, executions, registry, streaming, tokens
+from . import door, executions, streaming, tokens
 from .door import TaskConflict
 from .models import AsyncTask, EventSource, TaskStatus
 from .pool import submit
@@ -84,14 +83,8 @@ def dispatch_due(limit) -> list[Future]:
 
 def claim(task_id, now=None) -> bool:
     """Atomically take a dispatchable task for one attempt (bookkeeping only)."""
-    now = now or timezone.now()
     lease = timedelta(seconds=settings.TASK_DISPATCH_LEASE_SECONDS)
-    claimed = (
-        AsyncTask.objects.dispatchable(now)
-        .filter(pk=task_id)
-        .update(claimed_until=now + lease, attempts=F("attempts") + 1)
-    )
-    return claimed == 1
+    return door.claim(task_id, now or timezone.now(), lease)
 
 
 def claim_and_dispatch(task_id) -> Recorded | None:
@@ -119,7 +112,7 @@ def dispatch_body(task) -> dict:
         "input": task.input_data,
         "callback_url": callback_url(task.pk),
         "callback_token": tokens.make_token(task.pk),
-        "timeout_seconds": registry.timeout_for(task.task_type),
+        "timeout_seconds": task.timeout_seconds,
     }
 
 
@@ -141,8 +134,7 @@ def send(task) -> DispatchResult:
     if not settings.TASK_STREAM_READER:
         return n8n.post(task.workflow_id, body, headers)
     # A streamed answer is read until the task's deadline at the latest.
-    deadline = task.timeout_counts_from + timedelta(seconds=registry.timeout_for(task.task_type))
-    remaining = max((deadline - timezone.now()).total_seconds(), 1.0)
+    remaining = max((task.deadline - timezone.now()).total_seconds(), 1.0)
     url = n8n.webhook_url(task.workflow_id)
     return streaming.post(url, body, headers, task.pk, remaining, STREAM_HOOKS)
 
@@ -224,9 +216,8 @@ def next_attempt_at(task, now):
     cap = settings.TASK_DISPATCH_MAX_ATTEMPTS
     if cap and task.attempts >= cap:
         return None
-    timeout = registry.timeout_for(task.task_type)
-    reserve = min(timeout * RETRY_RESERVE_SHARE, RETRY_RESERVE_MAX)
-    latest = task.timeout_counts_from + timedelta(seconds=timeout - reserve)
+    reserve = min(task.timeout_seconds * RETRY_RESERVE_SHARE, RETRY_RESERVE_MAX)
+    latest = task.deadline - timedelta(seconds=reserve)
     if now >= latest:
         return None
     return min(now + timedelta(seconds=backoff_seconds(task.attempts)), latest)

@@ -164,7 +164,7 @@ def change(
                 _record_event(task, source)
             if status == TaskStatus.COMPLETED:
                 _run_hook(task, "on_completed")
-            elif status in (TaskStatus.FAILED, TaskStatus.TIMEOUT, TaskStatus.CANCELLED):
+            elif status in TaskStatus.ended_badly():
                 _run_hook(task, "on_failed")
             frames.publish_task(task)
             transaction.on_commit(lambda: _observe(task, source, status), robust=True)
@@ -274,9 +274,52 @@ def _append_clipped(task_id, text) -> Appended:
     return Appended(task.partial_length, piece, task.status)
 
 
+# What `note()` may write: bookkeeping of dispatch, reconciliation and Stop,
+# which no page shows and no frame carries.
+BOOKKEEPING_FIELDS = frozenset(
+    {
+        "n8n_execution_id",
+        "metadata",
+        "attempts",
+        "last_error",
+        "next_attempt_at",
+        "claimed_until",
+        "reconciled_at",
+    }
+)
+
+
 def note(task_id, **bookkeeping) -> int:
-    """Write dispatch bookkeeping (no version, no event, no frame)."""
+    """Write bookkeeping fields (no version, no event, no frame); any other
+    field is a change and goes through `change()`."""
+    unknown = set(bookkeeping) - BOOKKEEPING_FIELDS
+    if unknown:
+        raise ValueError(f"not bookkeeping, use change(): {', '.join(sorted(unknown))}")
     return AsyncTask.objects.filter(pk=task_id).update(**bookkeeping)
+
+
+def claim(task_id, now, lease) -> bool:
+    """Take a dispatchable task for one attempt: one conditional UPDATE, so of
+    any number of workers exactly one gets it (bookkeeping only)."""
+    claimed = (
+        AsyncTask.objects.dispatchable(now)
+        .filter(pk=task_id)
+        .update(claimed_until=now + lease, attempts=F("attempts") + 1)
+    )
+    return claimed == 1
+
+
+def create(*, task_type, workflow_id, input_data, created_by, metadata=None, source) -> AsyncTask:
+    """Store a new pending task and its first event (in the caller's transaction)."""
+    task = AsyncTask.objects.create(
+        task_type=task_type,
+        workflow_id=workflow_id,
+        input_data=input_data,
+        created_by=created_by,
+        metadata=metadata or {},
+    )
+    record_creation(task, source)
+    return task
 
 
 def _run_hook(task, name):

@@ -63,7 +63,7 @@ def learn_execution_id(task_id, execution_id) -> bool:
         task = AsyncTask.objects.select_for_update().filter(pk=task_id).first()
         if task is None or task.n8n_execution_id:
             return False
-        door.note(task_id, n8n_execution_id=str(execution_id)[:255])
+        door.note(task_id, n8n_execution_id=execution_id)
         if task.status == TaskStatus.CANCELLED:
             transaction.on_commit(lambda: pool.run_in_pool(stop_execution, task_id), robust=True)
     return True

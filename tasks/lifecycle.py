@@ -25,14 +25,14 @@ def create_task(*, user, task_type, input_data, metadata=None, source=EventSourc
     kind = registry.get(task_type)
     if kind is None:
         raise ValueError(f"unknown task type {task_type!r}")
-    task = AsyncTask.objects.create(
+    task = door.create(
         task_type=task_type,
         workflow_id=kind.get_workflow(),
         input_data=input_data,
         created_by=user,
-        metadata=metadata or {},
+        metadata=metadata,
+        source=source,
     )
-    door.record_creation(task, source)
     frames.publish_task(task)
     transaction.on_commit(lambda: _created(task), robust=True)
     transaction.on_commit(lambda: dispatch.schedule_dispatch(task.pk), robust=True)

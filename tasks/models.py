@@ -1,8 +1,10 @@
 """The generic async task: one row of `async_tasks` per piece of n8n work."""
 
+from datetime import timedelta
+
 from django.conf import settings
 from django.db import models
-from django.db.models import F, Q, Value
+from django.db.models import Q, Value
 from django.db.models.functions import Now
 from django.urls import reverse
 from django.utils import timezone
@@ -20,24 +22,29 @@ class TaskStatus(models.TextChoices):
     TIMEOUT = "timeout", "Timed out"
     CANCELLED = "cancelled", "Cancelled"
 
+    # The sets every caller asks (as Celery's states.py): nobody lists the
+    # statuses again.
+    @classmethod
+    def unfinished(cls):
+        """Still expected to change: waiting for dispatch, or running in n8n."""
+        return (cls.PENDING, cls.PROCESSING)
+
     @classmethod
     def terminal(cls):
+        """Final: no callback changes it any more (409)."""
         return (cls.COMPLETED, cls.FAILED, cls.TIMEOUT, cls.CANCELLED)
 
     @classmethod
-    def unfinished(cls):
-        return (cls.PENDING, cls.PROCESSING)
+    def ended_badly(cls):
+        """Final without a result: the page shows why and offers a retry."""
+        return (cls.FAILED, cls.TIMEOUT, cls.CANCELLED)
 
 
 # Which status may follow which: forward only, `processing` may repeat.
-_ENDINGS = {TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.TIMEOUT, TaskStatus.CANCELLED}
 ALLOWED_TRANSITIONS = {
-    TaskStatus.PENDING: {TaskStatus.PROCESSING, *_ENDINGS},
-    TaskStatus.PROCESSING: {TaskStatus.PROCESSING, *_ENDINGS},
-    TaskStatus.COMPLETED: set(),
-    TaskStatus.FAILED: set(),
-    TaskStatus.TIMEOUT: set(),
-    TaskStatus.CANCELLED: set(),
+    TaskStatus.PENDING: {TaskStatus.PROCESSING, *TaskStatus.terminal()},
+    TaskStatus.PROCESSING: {TaskStatus.PROCESSING, *TaskStatus.terminal()},
+    **{status: set() for status in TaskStatus.terminal()},
 }
 # The one way back, an operator's decision ("dispatch again" in the admin):
 # a task that failed or timed out may be sent to its workflow once more.
@@ -153,20 +160,23 @@ class AsyncTask(models.Model):
         return self.restarted_at or self.created_at
 
     @property
+    def timeout_seconds(self) -> int:
+        """Its type's timeout (TASK_TIMEOUT_SECONDS for an unknown type)."""
+        from .registry import timeout_for
+
+        return timeout_for(self.task_type)
+
+    @property
+    def deadline(self):
+        """When it becomes `timeout` if still unfinished: the one deadline that
+        dispatch retries, a stream's reading and the worker's expiry all use."""
+        return self.timeout_counts_from + timedelta(seconds=self.timeout_seconds)
+
+    @property
     def duration(self):
         if self.processing_completed_at and self.created_at:
             return self.processing_completed_at - self.created_at
         return None
-
-    def save(self, *args, **kwargs):
-        # Changes go through tasks.door; a plain save of an existing row (a
-        # script, the shell) still bumps the version so pages notice it.
-        if self.pk is not None and not self._state.adding:
-            self.version = F("version") + 1
-            self.updated_at = timezone.now()
-        super().save(*args, **kwargs)
-        if not isinstance(self.version, int):
-            self.refresh_from_db(fields=["version"])
 
     def as_frame(self):
         """The `task` object of a `task.status` frame (docs/PROTOCOL.md, "Frames")."""

@@ -12,11 +12,10 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.template.loader import render_to_string
 
-from chat import tasktypes
 from chat.models import Conversation, Message, Role
 from chat.services import message_frame, publish_message
-from tasks import frames as task_frames
-from tasks.models import AsyncTask, TaskStatus
+from tasks import door
+from tasks.models import EventSource, TaskStatus
 from tests import factories
 from tests.contract_names import MESSAGE_FRAME_KEYS
 from tests.ws_support import (
@@ -44,14 +43,9 @@ def conversation(user):
 
 @database_sync_to_async
 def move_task(task_id, **fields):
-    with transaction.atomic():
-        task = AsyncTask.objects.select_for_update().get(pk=task_id)
-        for name, value in fields.items():
-            setattr(task, name, value)
-        task.save()
-        task_frames.publish_task(task.pk)
-        if task.status == TaskStatus.COMPLETED:
-            tasktypes.on_completed(task)
+    """A change made the way every change is made: through the door, which
+    publishes it and runs the task type's hooks (a completed chat task's reply)."""
+    door.change(task_id, source=EventSource.ADMIN, **fields)
 
 
 @database_sync_to_async
@@ -162,7 +156,8 @@ async def test_every_transition_reaches_the_conversation_and_the_owner(conversat
     assert processing["task"]["version"] > pending["task"]["version"]
 
     await move_task(task_id, status=TaskStatus.COMPLETED, output_data={"content": "A tool."})
-    completed, reply = await frames(chat_socket, 2)
+    by_type = {frame["type"]: frame for frame in await frames(chat_socket, 2)}
+    completed, reply = by_type["task.status"], by_type["message.created"]
     assert completed["task"]["status"] == "completed"
     assert completed["task"]["version"] > processing["task"]["version"]
     assert reply["type"] == "message.created"

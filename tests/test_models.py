@@ -58,15 +58,28 @@ def test_updated_at_moves_when_a_message_is_added(user):
     assert conversation.created_at == past
 
 
-def test_every_task_save_bumps_its_version(user):
+def test_a_plain_save_never_bumps_the_version_only_the_door_does(user):
+    from tasks import door
+    from tasks.models import EventSource
+
     task = factories.task(user)
     assert task.version == 1
     task.status_message = "edited"
     task.save()
-    assert task.version == 2
-    task.save()
     task.refresh_from_db()
-    assert task.version == 3
+    assert task.version == 1
+    assert door.change(task.pk, source=EventSource.ADMIN, status_message="x").version == 2
+
+
+def test_note_writes_bookkeeping_only(user):
+    from tasks import door
+
+    task = factories.task(user)
+    assert door.note(task.pk, last_error="boom") == 1
+    with pytest.raises(ValueError, match="status"):
+        door.note(task.pk, status="completed")
+    task.refresh_from_db()
+    assert (task.status, task.last_error, task.version) == ("pending", "boom", 1)
 
 
 def test_deleting_a_user_deletes_their_conversations_and_messages(user, other_user):
