@@ -42,6 +42,7 @@ from pygments.lexers import get_lexer_by_name
 from pygments.util import ClassNotFound
 
 from . import markdown_budgets as budgets
+from .markdown_linkify import linkify
 from .sanitize import sanitize
 
 COPY_BUTTON = '<button type="button" class="copy-code" aria-label="Copy code" hidden>Copy</button>'
@@ -156,6 +157,8 @@ def _build() -> MarkdownIt:
         },
     )
     md.enable(["table", "strikethrough", "linkify"])
+    # The library's rule is quadratic in the links of a paragraph (see the module).
+    md.core.ruler.at("linkify", linkify)
     md.use(footnote_plugin, inline=False)
     md.use(
         dollarmath_plugin,
