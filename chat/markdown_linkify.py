@@ -15,6 +15,8 @@ import re
 from markdown_it.common.utils import isLinkClose, isLinkOpen
 from markdown_it.token import Token
 
+from . import markdown_budgets as budgets
+
 _HTTP = re.compile(r"^http://")
 _MAILTO = re.compile(r"^mailto:")
 _TEST_MAILTO = re.compile(r"^mailto:", flags=re.IGNORECASE)
@@ -64,6 +66,7 @@ def _replacements(md, tokens) -> dict:
         if html_link_level > 0:
             continue
         if current.type == "text" and md.linkify.test(current.content):
+            budgets.tick()
             previous = tokens[i - 1] if i > 0 else None
             replaced[i] = _split(md, current, previous)
     return replaced

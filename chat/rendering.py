@@ -11,10 +11,13 @@ FIELDS = ("content_html", "thinking_html", "preview_text")
 
 def rendered_fields(role, content, thinking) -> dict:
     from .markdown import plain_text, render_markdown
+    from .markdown_budgets import deadline
 
     if role == "assistant":
-        content_html = str(render_markdown(content))
-        thinking_html = str(render_markdown(thinking))
+        # One CPU deadline for the message: its content and thinking together.
+        until = deadline()
+        content_html = str(render_markdown(content, until))
+        thinking_html = str(render_markdown(thinking, until))
         preview = plain_text(content_html, limit=PREVIEW_LENGTH)
     else:
         # User messages are shown as the text they wrote, never as Markdown.
