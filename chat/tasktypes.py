@@ -29,6 +29,16 @@ def reply_from_output(output):
     return content, thinking if isinstance(thinking, str) else str(thinking)
 
 
+def bounded_thinking(thinking: str) -> str:
+    """A reply's thinking within CHAT_THINKING_MAX_LENGTH: past it, the text is
+    cut there with a note saying so (never refused whole: the reply is what
+    matters). Cutting an already cut text changes nothing."""
+    limit = settings.CHAT_THINKING_MAX_LENGTH
+    if len(thinking) <= limit:
+        return thinking
+    return f"{thinking[:limit]}\n\n[… thinking cut at {limit:,} characters]"
+
+
 def _taken_over(task, linked_task_id) -> bool:
     """A reply belongs to the newest task of its message: does the message now
     name another task (a Retry's) than this one?"""
@@ -88,7 +98,8 @@ def _add_reply(task, content, thinking="", metadata=None):
         conversation_id=conversation_id,
         role=Role.ASSISTANT,
         content=content,
-        thinking=thinking,
+        # Every stored reply comes through here: completed, stopped, reconciled.
+        thinking=bounded_thinking(thinking),
         async_task=task,
         metadata=metadata or {},
         parent_id=question_id if on_branch else None,
