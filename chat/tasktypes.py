@@ -131,6 +131,16 @@ def on_completed(task):
     _add_reply(task, content, thinking)
 
 
+def prepare(output):
+    """Before the door locks the task: render the reply `on_completed` will
+    store (the message's save then finds it; see chat/rendering.py)."""
+    from .models import Role
+    from .rendering import prepare as prepare_render
+
+    content, thinking = reply_from_output(output)
+    prepare_render(Role.ASSISTANT, content, bounded_thinking(thinking))
+
+
 def split_thinking(text):
     """Streamed text → (content, thinking): models served through OpenAI-compatible
     APIs often begin with their reasoning in <think>…</think> (the shipped
@@ -181,6 +191,7 @@ def register():
             name=CHAT,
             workflow=_workflow,
             on_completed=on_completed,
+            prepare=prepare,
             on_failed=on_failed,
             partial_max_chars=_partial_max_chars,
             delta_fields=_delta_fields,
