@@ -15,7 +15,8 @@ Whatever a model writes is untrusted:
 - work is bounded (chat/markdown_budgets.py): markdown-it's nesting guard
   for inline constructs, deep lists and quotes, inline runs and table rows
   past a budget shown as text instead of dropped; formulas and code past a
-  size are shown unconverted / unhighlighted.
+  size are shown unconverted / unhighlighted; and a message whose render goes
+  past a CPU-time limit anyway is shown as its plain text, escaped.
 
 Code blocks are highlighted by Pygments (CSS classes, no inline styles) and get
 a Copy button, added after sanitizing so nh3 never has to allow `<button>`.
@@ -24,6 +25,7 @@ a Copy button, added after sanitizing so nh3 never has to allow `<button>`.
 import functools
 import hashlib
 import html
+import logging
 import re
 import threading
 from html.parser import HTMLParser
@@ -42,6 +44,7 @@ from pygments.lexers import get_lexer_by_name
 from pygments.util import ClassNotFound
 
 from . import markdown_budgets as budgets
+from .markdown_linkify import linkify
 from .sanitize import sanitize
 
 COPY_BUTTON = '<button type="button" class="copy-code" aria-label="Copy code" hidden>Copy</button>'
@@ -49,6 +52,8 @@ _CODE_BLOCK = re.compile(r'(<div class="highlight"(?: data-lang="[^"]*")?>)<pre>
 _LANGUAGE = re.compile(r"^[\w+#.-]{1,32}$")
 # Inline HTML kept as HTML: formatting tags without attributes.
 _SAFE_INLINE_HTML = re.compile(r"^</?(b|br|code|del|em|i|kbd|s|strong|sub|sup)\s*/?>$", re.I)
+
+logger = logging.getLogger(__name__)
 
 
 # --- markdown-it rules -------------------------------------------------------------
@@ -68,6 +73,7 @@ def _render_math(latex, options):
     display = "block" if options.get("display_mode") else "inline"
     if not budgets.formula_fits(latex):
         return f"<code>{escapeHtml(latex)}</code>"
+    budgets.check_deadline()
     return _mathml(latex, display)
 
 
@@ -88,6 +94,7 @@ def _mathml(latex, display):
 def _code_html(code, language):
     lexer = None
     if language and budgets.highlight_fits(code):
+        budgets.check_deadline()
         try:
             lexer = get_lexer_by_name(language)
             budgets.spend_highlight(code)
@@ -156,6 +163,8 @@ def _build() -> MarkdownIt:
         },
     )
     md.enable(["table", "strikethrough", "linkify"])
+    # The library's rule is quadratic in the links of a paragraph (see the module).
+    md.core.ruler.at("linkify", linkify)
     md.use(footnote_plugin, inline=False)
     md.use(
         dollarmath_plugin,
@@ -192,20 +201,47 @@ def _parser() -> MarkdownIt:
     return md
 
 
-def render_markdown(text: str | None) -> SafeString:
+def render_markdown(text: str | None, until: float | None = None) -> SafeString:
     """Markdown → sanitized HTML, safe to put into a page.
 
     Callers store the result (`Message.content_html`): pages and frames never
-    render on their own.
+    render on their own. A render that goes past its CPU deadline (`until`, a
+    `markdown_budgets.deadline()` shared by a message's texts; by default
+    RENDER_CPU_SECONDS from now) shows the text as it is instead.
     """
     if not text:
         return mark_safe("")
     # Footnote anchors get a prefix of their text's digest, so two replies on
     # one page never share an id.
-    budgets.start()
+    budgets.start(until)
     env = {"docId": hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()[:8]}
-    clean = sanitize(_parser().render(text, env))
+    try:
+        rendered = _parser().render(text, env)
+    except budgets.RenderTooSlow:
+        logger.warning(
+            "Markdown of %s characters went past its CPU limit: shown as plain text",
+            len(text),
+            extra={"event": "markdown.too_slow", "length": len(text)},
+        )
+        return plain_paragraphs(text)
+    clean = sanitize(rendered)
     return mark_safe(_CODE_BLOCK.sub(rf"\1{COPY_BUTTON}<pre>", clean))  # noqa: S308
+
+
+def plain_paragraphs(text: str) -> SafeString:
+    """The text as it is, escaped: a paragraph per run of lines between blank
+    ones, `<br>` between the lines of one."""
+    paragraphs, lines = [], []
+    for line in text.split("\n"):
+        if line.strip():
+            lines.append(escapeHtml(line))
+        elif lines:
+            paragraphs.append(lines)
+            lines = []
+    if lines:
+        paragraphs.append(lines)
+    html_text = "".join("<p>" + "<br>\n".join(lines) + "</p>\n" for lines in paragraphs)
+    return mark_safe(html_text)  # noqa: S308
 
 
 # --- plain text ---------------------------------------------------------------------

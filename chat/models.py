@@ -157,10 +157,11 @@ class Message(models.Model):
         )
 
     def render(self) -> list[str]:
-        """Fill the stored HTML and preview from the text; the fields it set."""
-        from .rendering import rendered_fields
+        """Fill the stored HTML and preview from the text (rendered now, or
+        before the transaction by `rendering.prepare`); the fields it set."""
+        from .rendering import stored_fields
 
-        fields = rendered_fields(self.role, self.content, self.thinking)
+        fields = stored_fields(self.role, self.content, self.thinking)
         for name, value in fields.items():
             setattr(self, name, value)
         return list(fields)
@@ -187,8 +188,9 @@ class Message(models.Model):
         """A new message is activity: it moves its conversation's `updated_at`
         (unless the caller just did, `touch_conversation=False`).
 
-        Its HTML and preview are rendered here, in the transaction that stores
-        its text, whenever the text is saved.
+        Its HTML and preview are rendered here whenever the text is saved, in
+        the transaction that stores it, unless `rendering.prepare` rendered
+        them before (a task's reply: see chat/rendering.py).
         """
         adding = self._state.adding
         if adding and self.parent_id is None and not getattr(self, "starts_branch", False):

@@ -29,6 +29,16 @@ def reply_from_output(output):
     return content, thinking if isinstance(thinking, str) else str(thinking)
 
 
+def bounded_thinking(thinking: str) -> str:
+    """A reply's thinking within CHAT_THINKING_MAX_LENGTH: past it, the text is
+    cut there with a note saying so (never refused whole: the reply is what
+    matters). Cutting an already cut text changes nothing."""
+    limit = settings.CHAT_THINKING_MAX_LENGTH
+    if len(thinking) <= limit:
+        return thinking
+    return f"{thinking[:limit]}\n\n[… thinking cut at {limit:,} characters]"
+
+
 def _taken_over(task, linked_task_id) -> bool:
     """A reply belongs to the newest task of its message: does the message now
     name another task (a Retry's) than this one?"""
@@ -88,7 +98,8 @@ def _add_reply(task, content, thinking="", metadata=None):
         conversation_id=conversation_id,
         role=Role.ASSISTANT,
         content=content,
-        thinking=thinking,
+        # Every stored reply comes through here: completed, stopped, reconciled.
+        thinking=bounded_thinking(thinking),
         async_task=task,
         metadata=metadata or {},
         parent_id=question_id if on_branch else None,
@@ -118,6 +129,16 @@ def _add_reply(task, content, thinking="", metadata=None):
 def on_completed(task):
     content, thinking = reply_from_output(task.output_data)
     _add_reply(task, content, thinking)
+
+
+def prepare(output):
+    """Before the door locks the task: render the reply `on_completed` will
+    store (the message's save then finds it; see chat/rendering.py)."""
+    from .models import Role
+    from .rendering import prepare as prepare_render
+
+    content, thinking = reply_from_output(output)
+    prepare_render(Role.ASSISTANT, content, bounded_thinking(thinking))
 
 
 def split_thinking(text):
@@ -170,6 +191,7 @@ def register():
             name=CHAT,
             workflow=_workflow,
             on_completed=on_completed,
+            prepare=prepare,
             on_failed=on_failed,
             partial_max_chars=_partial_max_chars,
             delta_fields=_delta_fields,

@@ -382,6 +382,9 @@ TASK_STREAMS_MAX = env.int("TASK_STREAMS_MAX", default=1000)
 CHAT_MESSAGE_MAX_LENGTH = env.int("CHAT_MESSAGE_MAX_LENGTH", default=8000)
 # A reply longer than this fails its task with plain words instead of being stored.
 CHAT_REPLY_MAX_LENGTH = env.int("CHAT_REPLY_MAX_LENGTH", default=100_000)
+# A reply's `thinking` keeps at most this many characters; the rest is cut with
+# a note saying so (the reply itself is still stored).
+CHAT_THINKING_MAX_LENGTH = env.int("CHAT_THINKING_MAX_LENGTH", default=100_000)
 CHAT_HISTORY_LIMIT = env.int("CHAT_HISTORY_LIMIT", default=20)
 CHAT_PAGE_SIZE = env.int("CHAT_PAGE_SIZE", default=50)
 

@@ -142,12 +142,18 @@ def apply_callback(task_id, payload, source=EventSource.CALLBACK) -> tuple[Async
     Raises CallbackError (bad body), TaskConflict (not allowed now) or
     AsyncTask.DoesNotExist (unknown task).
     """
-    task_type = None
+    task_type = status = None
     if isinstance(payload, dict) and payload.get("status") == TaskStatus.COMPLETED:
         # Whether an output is usable depends on the task's type.
-        task_type = AsyncTask.objects.values_list("task_type", flat=True).get(pk=task_id)
+        task_type, status = AsyncTask.objects.values_list("task_type", "status").get(pk=task_id)
     clean = validate_callback(payload, task_type)
     change = _change(clean, task_type)
+    if change["status"] == TaskStatus.COMPLETED and status not in TaskStatus.terminal():
+        # Before the door locks the row (n8n's retries of a delivered reply,
+        # which find the task finished, skip it).
+        kind = registry.get(task_type)
+        if kind is not None and kind.prepare is not None:
+            kind.prepare(change["output_data"])
     try:
         if "delta" in clean:
             return _apply_delta(task_id, clean, change, source), True

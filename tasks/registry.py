@@ -4,7 +4,8 @@ A task type names its n8n workflow and timeout (read from settings when asked,
 so tests and `override_settings` see current values) and says what happens when
 one of its tasks completes or fails. Hooks run inside the transaction that
 applies the change, with the task row locked, so their writes commit (or roll
-back) together with the status change.
+back) together with the status change; slow work they need (chat: rendering
+the reply) is done by `prepare` before that transaction begins.
 """
 
 from collections.abc import Callable
@@ -29,6 +30,10 @@ class TaskType:
     timeout_seconds: int | Callable[[], int] = _default_timeout
     # on_completed(task): the task has just become `completed` (output_data set).
     on_completed: Callable | None = None
+    # prepare(output): a `completed` callback's usable output, before the door
+    # takes the task's row lock to apply it (the task may still move on
+    # meanwhile): work `on_completed` needs that should not hold the lock.
+    prepare: Callable | None = None
     # on_failed(task): the task has just become `failed` or `timeout`.
     on_failed: Callable | None = None
     # groups(task) -> extra channel-layer groups that receive its live frames.

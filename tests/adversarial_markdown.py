@@ -1,7 +1,7 @@
 """Inputs that make naive Markdown renderers slow, at a given size.
 
-Shared by tests/test_render_bounds.py (correctness: no error, bounded output)
-and `make bench` (the render budget).
+Shared by tests/test_render_bounds.py (correctness: no error, bounded output;
+at the largest reply's size, time) and `make bench` (the render budget).
 """
 
 
@@ -48,6 +48,15 @@ def cases(size) -> dict[str, str]:
         "table rows": "|a|b|\n|-|-|\n" + _repeat("|x|y|\n", size),
         "footnote refs": _repeat("[^1]", size) + "\n\n[^1]: n\n",
         "bare urls": _repeat("http://a.example/ ", size),
+        "bare urls per line": _repeat("http://x.io\n", size),
+        "www per line": _repeat("www.x.io\n", size),
+        "bare domains per line": _repeat("x.io\n", size),
+        "bare domains": _repeat("x.io ", size),
+        "emails per line": _repeat("a@x.io\n", size),
+        "pipe rows": _repeat("|a|\n", size),
+        "dollar formulas": _repeat("$x$", size),
+        "reference definitions": _repeat("[ref]: http://x.io/ 'title'\n", size) + "\n[ref]\n",
+        "long reference definition": _repeat("[", 999) + "]: http://x.io/" + "a" * size,
         "entities": _repeat("&amp;", size),
         "less-than signs": "<" * size,
         "code": "```python\n" + _repeat("def f(x): return [x, {x: (x,)}]\n", size) + "```\n",

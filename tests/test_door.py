@@ -195,6 +195,26 @@ def test_a_reply_over_the_limit_fails_its_task_in_plain_words(client, user, sett
     assert not Message.objects.filter(async_task=task, role=Role.ASSISTANT).exists()
 
 
+def test_a_completed_callbacks_thinking_past_the_limit_is_cut_with_a_note(client, user, settings):
+    settings.CHAT_THINKING_MAX_LENGTH = 10
+    task = chat_task(user)
+    output = {"content": "the reply", "thinking": "0123456789abcdef"}
+    response = post_callback(client, task.pk, {"status": "completed", "output": output})
+    assert response.json()["status"] == "completed"
+    reply = Message.objects.get(async_task=task, role=Role.ASSISTANT)
+    assert reply.content == "the reply"
+    assert reply.thinking == "0123456789\n\n[… thinking cut at 10 characters]"
+    assert "thinking cut at 10 characters" in reply.thinking_html
+
+
+def test_thinking_at_the_limit_is_kept_whole(client, user, settings):
+    settings.CHAT_THINKING_MAX_LENGTH = 10
+    task = chat_task(user)
+    output = {"content": "the reply", "thinking": "0123456789"}
+    post_callback(client, task.pk, {"status": "completed", "output": output})
+    assert Message.objects.get(async_task=task, role=Role.ASSISTANT).thinking == "0123456789"
+
+
 def test_a_change_field_outside_the_door_list_is_refused(user):
     task = chat_task(user)
     with pytest.raises(TypeError):

@@ -80,6 +80,28 @@ def test_a_lost_completed_callback_is_recovered_from_n8n(n8n_api, user):
     assert asked(api) == [("/api/v1/executions/77?includeData=true", KEY)]
 
 
+def test_a_reconciled_replys_thinking_past_the_limit_is_cut_with_a_note(n8n_api, user, settings):
+    settings.CHAT_THINKING_MAX_LENGTH = 4
+    result = {"status": "completed", "output": {"content": "found", "thinking": "pondering"}}
+    n8n_api({"77": execution("success", result=result)})
+    task = quiet_task(user)
+    assert reconcile.reconcile_task(task.pk) == "completed"
+    reply = Message.objects.get(async_task=task, role=Role.ASSISTANT)
+    assert reply.thinking == "pond\n\n[… thinking cut at 4 characters]"
+
+
+def test_a_reconciled_reply_is_rendered_before_the_door_locks_its_task(n8n_api, user, monkeypatch):
+    from tests.test_rendering import record_renders_and_door_changes
+
+    n8n_api({"77": execution("success", result=COMPLETED)})
+    task = quiet_task(user)
+    calls = record_renders_and_door_changes(monkeypatch)
+    assert reconcile.reconcile_task(task.pk) == "completed"
+    assert calls == ["render", "door"]
+    reply = Message.objects.get(async_task=task, role=Role.ASSISTANT)
+    assert reply.content_html == "<p>found in n8n</p>\n"
+
+
 def test_the_late_callback_after_reconciliation_adds_nothing(n8n_api, client, user):
     n8n_api({"77": execution("success", result=COMPLETED)})
     task = quiet_task(user)

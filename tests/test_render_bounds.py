@@ -1,18 +1,23 @@
 """Adversarial Markdown of the largest stored size renders without error, with
-bounded output, and deep nesting degrades to text instead of vanishing.
-(How long each takes is measured by `make bench`, not here.)"""
+bounded output, and deep nesting degrades to text instead of vanishing; at the
+largest reply's size each shape costs well under a CPU second, and a render
+past its CPU limit shows the text as it is. (Typical times: `make bench`.)"""
 
+import time
 from pathlib import Path
 
 import pytest
 from django.conf import settings
 
+from chat import markdown, markdown_budgets
 from chat.markdown import plain_text, render_markdown
 from chat.markdown_budgets import HIGHLIGHT_BUDGET, INLINE_BUDGET, TABLE_ROWS_BUDGET
+from chat.rendering import rendered_fields
 from tests.adversarial_markdown import cases
 from tests.html_tree import parse
 
 SIZE = settings.CHAT_MESSAGE_MAX_LENGTH
+REPLY_SIZE = settings.CHAT_REPLY_MAX_LENGTH
 
 
 @pytest.mark.parametrize(("name", "text"), list(cases(SIZE).items()), ids=list(cases(SIZE)))
@@ -101,3 +106,96 @@ def test_table_rows_past_the_budget_show_as_text():
     assert len(tree.find("tbody").find_all("tr")) == TABLE_ROWS_BUDGET
     assert f"| r{TABLE_ROWS_BUDGET + 49} | v |" in tree.text()
     assert tree.find_all("p")[-1].text() == "after"
+
+
+def _cpu_seconds(text):
+    started = time.thread_time()
+    render_markdown(text)
+    return time.thread_time() - started
+
+
+def _no_fallback(text):
+    raise AssertionError("went past the CPU limit and fell back to plain text")
+
+
+@pytest.mark.parametrize(
+    ("name", "text"), list(cases(REPLY_SIZE).items()), ids=list(cases(REPLY_SIZE))
+)
+def test_the_largest_reply_of_each_adversarial_shape_renders_within_a_cpu_second(
+    name, text, monkeypatch
+):
+    """Formatted (by the rules and budgets, not cut off by the CPU limit) in
+    under a second of this thread's CPU time; the worst here is about 0.6 s.
+    A shared machine can slow one run down, so a slow first run is measured
+    twice more and the fastest counts."""
+    monkeypatch.setattr(markdown, "plain_paragraphs", _no_fallback)
+    render_markdown("warm *up*")
+    elapsed = _cpu_seconds(text)
+    if elapsed >= 1:
+        elapsed = min(elapsed, _cpu_seconds(text), _cpu_seconds(text))
+    assert elapsed < 1, f"{name}: {elapsed:.2f} CPU seconds"
+
+
+def test_a_genuine_reply_of_the_largest_size_renders_formatted(monkeypatch):
+    monkeypatch.setattr(markdown, "plain_paragraphs", _no_fallback)
+    sample = (Path(__file__).parent / "markdown" / "model_reply.md").read_text()
+    text = sample * (REPLY_SIZE // len(sample))
+    fields = rendered_fields("assistant", text, text)
+    assert fields["content_html"].count("<table>") == REPLY_SIZE // len(sample)
+    assert fields["thinking_html"] == fields["content_html"]
+
+
+FALLBACK_TEXT = """Some **bold** words and a <script>alert(1)</script> tag,
+a [link](https://example.com) and x.io.
+
+- a list item
+- another one & more
+
+```python
+print("code")
+```
+"""
+
+
+def test_a_render_past_its_cpu_limit_shows_the_escaped_text_as_paragraphs(monkeypatch):
+    monkeypatch.setattr(markdown_budgets, "RENDER_CPU_SECONDS", 0)
+    html = str(render_markdown(FALLBACK_TEXT))
+    assert html == (
+        "<p>Some **bold** words and a &lt;script&gt;alert(1)&lt;/script&gt; tag,<br>\n"
+        "a [link](https://example.com) and x.io.</p>\n"
+        "<p>- a list item<br>\n- another one &amp; more</p>\n"
+        "<p>```python<br>\nprint(&quot;code&quot;)<br>\n```</p>\n"
+    )
+    assert plain_text(html, limit=1000).split() == FALLBACK_TEXT.split()
+    for tag in ("<script", "<strong", "<a ", "<ul", "<li", "<pre", "<code"):
+        assert tag not in html
+
+
+def test_the_cpu_limit_is_checked_while_parsing_not_only_after(monkeypatch):
+    """A render that started in time stops at the clock rules once the limit
+    passes (here: the first look at the clock after the deadline moved)."""
+    looks = []
+
+    def check():
+        looks.append(1)
+        if len(looks) == 3:
+            raise markdown_budgets.RenderTooSlow
+
+    monkeypatch.setattr(markdown_budgets, "check_deadline", check)
+    html = str(render_markdown("*line*\n" * 5_000))
+    assert len(looks) == 3
+    assert html.count("*line*<br>") == 4_999 and "<em>" not in html
+
+
+def test_a_messages_content_and_thinking_share_one_cpu_limit(monkeypatch):
+    deadlines = []
+    real_start = markdown_budgets.start
+
+    def start(until=None):
+        deadlines.append(until)
+        real_start(until)
+
+    monkeypatch.setattr(markdown_budgets, "start", start)
+    rendered_fields("assistant", "*content*", "*thinking*")
+    assert len(deadlines) == 2 and deadlines[0] is not None
+    assert deadlines[0] == deadlines[1]

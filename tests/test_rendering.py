@@ -5,8 +5,10 @@ import io
 import pytest
 from django.core.management import CommandError, call_command
 
+from chat import rendering
 from chat.models import Message, Role
 from chat.services import message_frame
+from tasks import door
 from tests import factories
 from tests.task_support import chat_task, post_callback
 
@@ -26,6 +28,71 @@ def test_a_completed_callback_stores_the_replys_html_and_preview(client, user):
     assert reply.content_html == "<p>A <strong>bold</strong> reply</p>\n"
     assert reply.thinking_html == "<p><em>hm</em></p>\n"
     assert reply.preview_text == "A bold reply"
+
+
+def record_renders_and_door_changes(monkeypatch):
+    """The order of Markdown renders and of the door's changes, as they happen."""
+    calls = []
+    real_render, real_change = rendering.rendered_fields, door.change
+
+    def render(*args):
+        calls.append("render")
+        return real_render(*args)
+
+    def change(*args, **kwargs):
+        calls.append("door")
+        return real_change(*args, **kwargs)
+
+    monkeypatch.setattr(rendering, "rendered_fields", render)
+    monkeypatch.setattr(door, "change", change)
+    return calls
+
+
+def test_a_completed_reply_is_rendered_before_the_door_locks_its_task(client, user, monkeypatch):
+    task = chat_task(user)
+    calls = record_renders_and_door_changes(monkeypatch)
+    assert post_callback(client, task.pk, REPLY).status_code == 200
+    # Once, before the change: the message's save inside the door found it.
+    assert calls == ["render", "door"]
+    reply = Message.objects.get(async_task=task, role=Role.ASSISTANT)
+    assert reply.content_html == "<p>A <strong>bold</strong> reply</p>\n"
+    assert reply.thinking_html == "<p><em>hm</em></p>\n"
+
+
+def test_a_repeated_completed_callback_renders_nothing(client, user, monkeypatch):
+    task = chat_task(user)
+    post_callback(client, task.pk, REPLY)
+    calls = record_renders_and_door_changes(monkeypatch)
+    assert post_callback(client, task.pk, REPLY).status_code == 200
+    assert calls == ["door"]
+
+
+def test_a_reply_whose_prepared_render_was_evicted_is_rendered_when_stored(
+    client, user, monkeypatch
+):
+    monkeypatch.setattr(rendering, "PREPARED_MAX", 0)
+    task = chat_task(user)
+    calls = record_renders_and_door_changes(monkeypatch)
+    post_callback(client, task.pk, REPLY)
+    assert calls == ["render", "door", "render"]
+    reply = Message.objects.get(async_task=task, role=Role.ASSISTANT)
+    assert reply.content_html == "<p>A <strong>bold</strong> reply</p>\n"
+
+
+def test_prepared_renders_are_bounded_and_taken_once(monkeypatch):
+    monkeypatch.setattr(rendering, "PREPARED_MAX", 2)
+    for text in ("*one*", "*two*", "*three*"):
+        rendering.prepare("assistant", text, "")
+    assert len(rendering._prepared) == 2
+    calls = record_renders_and_door_changes(monkeypatch)
+    assert rendering.stored_fields("assistant", "*three*", "")["content_html"] == (
+        "<p><em>three</em></p>\n"
+    )
+    assert calls == []
+    rendering.stored_fields("assistant", "*three*", "")  # taken: rendered again
+    rendering.stored_fields("assistant", "*one*", "")  # evicted
+    assert calls == ["render", "render"]
+    rendering.stored_fields("assistant", "*two*", "")
 
 
 def test_the_frame_of_a_stored_reply_uses_its_stored_html(user, monkeypatch):

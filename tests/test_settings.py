@@ -72,6 +72,7 @@ DOCUMENTED_VARIABLES = (
     "N8N_CHAT_WORKFLOW",
     "TASK_TIMEOUT_SECONDS",
     "TASK_WEBHOOK_MAX_BYTES",
+    "CHAT_THINKING_MAX_LENGTH",
 )
 
 PRINT_SETTINGS = """
@@ -91,6 +92,7 @@ print(json.dumps({
     "N8N_CHAT_WORKFLOW": s.N8N_CHAT_WORKFLOW,
     "TASK_TIMEOUT_SECONDS": s.TASK_TIMEOUT_SECONDS,
     "TASK_WEBHOOK_MAX_BYTES": s.TASK_WEBHOOK_MAX_BYTES,
+    "CHAT_THINKING_MAX_LENGTH": s.CHAT_THINKING_MAX_LENGTH,
 }))
 """
 
@@ -126,6 +128,7 @@ def test_configuration_defaults():
     assert values["N8N_CHAT_WORKFLOW"] == "chat-reply"
     assert values["TASK_TIMEOUT_SECONDS"] == 120
     assert values["TASK_WEBHOOK_MAX_BYTES"] == 1048576
+    assert values["CHAT_THINKING_MAX_LENGTH"] == 100_000
 
 
 @pytest.mark.skipif((BASE_DIR / ".env").exists(), reason="a local .env overrides the defaults")
@@ -142,6 +145,7 @@ def test_configuration_from_the_environment():
         N8N_CHAT_WORKFLOW="my-chat",
         TASK_TIMEOUT_SECONDS="30",
         TASK_WEBHOOK_MAX_BYTES="2048",
+        CHAT_THINKING_MAX_LENGTH="5000",
     )
     assert values["DEBUG"] is True
     assert values["SECRET_KEY"]  # the development key, accepted with DEBUG on
@@ -155,3 +159,4 @@ def test_configuration_from_the_environment():
     assert values["N8N_CHAT_WORKFLOW"] == "my-chat"
     assert values["TASK_TIMEOUT_SECONDS"] == 30
     assert values["TASK_WEBHOOK_MAX_BYTES"] == 2048
+    assert values["CHAT_THINKING_MAX_LENGTH"] == 5000

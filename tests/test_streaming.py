@@ -211,6 +211,18 @@ def test_a_stopped_reply_keeps_a_streamed_think_part_as_its_thinking(
     assert (reply.content, reply.thinking, reply.metadata) == (content, thinking, {"stopped": True})
 
 
+def test_a_stopped_replys_streamed_thinking_past_the_limit_is_cut_with_a_note(
+    client, user_client, user, settings
+):
+    settings.CHAT_THINKING_MAX_LENGTH = 5
+    task = chat_task(user)
+    delta(client, task, "<think>Weighing it</think>The answer")
+    user_client.post(f"/tasks/{task.pk}/cancel/", HTTP_ACCEPT="application/json")
+    reply = Message.objects.get(async_task=task, role=Role.ASSISTANT)
+    assert reply.content == "The answer"
+    assert reply.thinking == "Weigh\n\n[… thinking cut at 5 characters]"
+
+
 def test_a_stopped_reply_without_text_adds_no_message(user_client, user):
     task = chat_task(user)
     user_client.post(f"/tasks/{task.pk}/cancel/", HTTP_ACCEPT="application/json")

@@ -1,0 +1,77 @@
+"""Bare links: chat/markdown_linkify.py decides as markdown-it's own rule does,
+in time that grows with the paragraph, not with its square."""
+
+import time
+from pathlib import Path
+
+import pytest
+from markdown_it.rules_core.linkify import linkify as library_linkify
+
+from chat import markdown_budgets
+from chat.markdown import _build, render_markdown
+from tests.adversarial_markdown import cases
+
+SAMPLE = (Path(__file__).parent / "markdown" / "model_reply.md").read_text()
+
+LINK_TEXTS = {
+    "bare domains per line": "x.io\n" * 50,
+    "bare domains in prose": "See example.com, docs.n8n.io and settings.py.\nAlso www.x.io!",
+    "emails": "Write to a@x.io or mailto:b@y.io, not c@d.\nOr <e@f.io>.",
+    "schemes": "http://a.io https://b.io/p?q=1#f ftp://c.io //d.io",
+    "markdown links keep their text": "[x.io](http://y.io) z.io [see w.io](http://v.io) u.io",
+    "nested link text": "[**x.io** and `y.io` *z.io*](http://w.io) after.io",
+    "html links keep their text": 'a.io <a href="http://b.io">c.io</a> d.io <A HREF=x>e.io</A> f',
+    "unclosed html link": "a.io <a href=x> b.io c.io",
+    "escaped scheme": "http\\://example.com/ and \\www.x.io and x\\.io",
+    "invalid links": "javascript:alert(1) vbscript:x data:text/html,x",
+    "unicode domain": "пример.рф and münchen.de and xn--80ak6aa92e.com",
+    "autolinks": "<http://x.io> and <y@z.io> beside w.io",
+    "links in emphasis": "*x.io* **y.io** ~~z.io~~ `code.io` $a.io$",
+    "table": "| a | b |\n|---|---|\n| x.io | [y](http://y.io) z.io |\n",
+    "footnote": "Text[^1] x.io\n\n[^1]: see y.io and http://z.io\n",
+    "list and quote": "- x.io\n  - y.io\n> z.io\n> > w.io\n",
+    "trailing punctuation": "(x.io) x.io. 'y.io' \"z.io\" x.io/path). x.io:8080/a",
+    "mixed with html tags": "<b>x.io</b> <kbd>y.io</kbd><br>z.io",
+}
+
+
+def _library_parser():
+    md = _build()
+    md.core.ruler.at("linkify", library_linkify)
+    return md
+
+
+@pytest.fixture(scope="module")
+def parsers():
+    return _build(), _library_parser()
+
+
+def _inputs():
+    texts = dict(LINK_TEXTS)
+    texts["model reply"] = SAMPLE
+    texts.update({f"adversarial {name}": text for name, text in cases(2_000).items()})
+    return texts
+
+
+@pytest.mark.parametrize(("name", "text"), list(_inputs().items()), ids=list(_inputs()))
+def test_the_linear_rule_renders_what_the_librarys_rule_renders(parsers, name, text):
+    ours, library = parsers
+    markdown_budgets.start()
+    expected = library.render(text, {"docId": "t"})
+    markdown_budgets.start()
+    assert ours.render(text, {"docId": "t"}) == expected
+
+
+def test_bare_domains_one_per_line_cost_time_linear_in_their_number(monkeypatch):
+    """100,000 characters of `x.io` lines: a paragraph of 20,000 text tokens
+    holding a link each; the library's rule rebuilt the children list for
+    each one (11–25 CPU seconds here). The inline budget and the CPU limit
+    are lifted so that the linkifier sees them all."""
+    monkeypatch.setattr(markdown_budgets, "INLINE_BUDGET", 10**9)
+    monkeypatch.setattr(markdown_budgets, "RENDER_CPU_SECONDS", 60)
+    text = "x.io\n" * 20_000
+    started = time.thread_time()
+    html = str(render_markdown(text))
+    elapsed = time.thread_time() - started
+    assert html.count('href="http://x.io"') == 20_000
+    assert elapsed < 5, f"{elapsed:.2f} CPU seconds"
