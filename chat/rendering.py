@@ -34,7 +34,7 @@ _prepared_lock = threading.Lock()
 
 def rendered_fields(role, content, thinking) -> dict:
     from .markdown import plain_text, render_markdown
-    from .markdown_budgets import deadline
+    from .markdown.budgets import deadline
 
     if role == "assistant":
         # One CPU deadline for the message: its content and thinking together.

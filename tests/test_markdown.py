@@ -5,8 +5,8 @@ import re
 import pytest
 
 from chat.markdown import render_markdown
+from chat.markdown.sanitize import sanitize
 from chat.models import Role
-from chat.sanitize import sanitize
 from tests import factories
 
 XSS_PAYLOADS = [

@@ -1,4 +1,4 @@
-"""Bare links: chat/markdown_linkify.py decides as markdown-it's own rule does,
+"""Bare links: chat/markdown/linkify.py decides as markdown-it's own rule does,
 in time that grows with the paragraph, not with its square."""
 
 import time
@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 from markdown_it.rules_core.linkify import linkify as library_linkify
 
-from chat import markdown_budgets
-from chat.markdown import _build, render_markdown
+from chat.markdown import budgets as markdown_budgets
+from chat.markdown import render_markdown
+from chat.markdown.render import _build
 from tests.adversarial_markdown import cases
 
 SAMPLE = (Path(__file__).parent / "markdown" / "model_reply.md").read_text()

@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
-from chat import markdown, markdown_budgets
+from chat.markdown import budgets as markdown_budgets
 from chat.markdown import plain_text, render_markdown
-from chat.markdown_budgets import HIGHLIGHT_BUDGET, INLINE_BUDGET, TABLE_ROWS_BUDGET
+from chat.markdown import render as markdown
+from chat.markdown.budgets import HIGHLIGHT_BUDGET, INLINE_BUDGET, TABLE_ROWS_BUDGET
 from chat.rendering import rendered_fields
 from tests.adversarial_markdown import cases
 from tests.html_tree import parse

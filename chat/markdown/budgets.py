@@ -1,4 +1,4 @@
-"""How much work one message's Markdown may cost (chat/markdown.py renders it).
+"""How much work one message's Markdown may cost (chat/markdown/render.py renders it).
 
 A reply is untrusted input of up to CHAT_REPLY_MAX_LENGTH (100,000) characters
 of content and as many of thinking, and markdown-it-py, Pygments and

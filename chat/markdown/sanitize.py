@@ -2,7 +2,7 @@
 
 No script, `<style>`, `<iframe>`, no event handlers or `style` attributes,
 only http(s)/mailto links, the classes the stylesheet and Pygments use, and
-just the MathML that chat/markdown.py emits. Footnote anchors are the only ids.
+just the MathML that chat/markdown/render.py emits. Footnote anchors are the only ids.
 """
 
 import re

@@ -15,7 +15,7 @@ import re
 from markdown_it.common.utils import isLinkClose, isLinkOpen
 from markdown_it.token import Token
 
-from . import markdown_budgets as budgets
+from . import budgets
 
 _HTTP = re.compile(r"^http://")
 _MAILTO = re.compile(r"^mailto:")

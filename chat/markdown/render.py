@@ -9,10 +9,10 @@ Whatever a model writes is untrusted:
 - raw HTML is shown as text, except a few attribute-free inline tags that
   models use for formatting (`<br>`, `<kbd>`, `<sub>`…); so `Vec<T>` or a
   `<script>` in prose reads as written and never runs;
-- the result then goes through chat/sanitize.py (nh3, ammonia) with a short
+- the result then goes through chat/markdown/sanitize.py (nh3, ammonia) with a short
   allow-list: no script, `<style>`, `<iframe>`, no event handlers or `style`
   attributes, only http(s)/mailto links, and just the MathML this module emits;
-- work is bounded (chat/markdown_budgets.py): markdown-it's nesting guard
+- work is bounded (chat/markdown/budgets.py): markdown-it's nesting guard
   for inline constructs, deep lists and quotes, inline runs and table rows
   past a budget shown as text instead of dropped; formulas and code past a
   size are shown unconverted / unhighlighted; and a message whose render goes
@@ -43,8 +43,8 @@ from pygments.formatters import HtmlFormatter
 from pygments.lexers import get_lexer_by_name
 from pygments.util import ClassNotFound
 
-from . import markdown_budgets as budgets
-from .markdown_linkify import linkify
+from . import budgets
+from .linkify import linkify
 from .sanitize import sanitize
 
 COPY_BUTTON = '<button type="button" class="copy-code" aria-label="Copy code" hidden>Copy</button>'
