@@ -257,7 +257,7 @@ def redis_child(port: int) -> Child:
 
 
 def daphne_child(name: str, port: int, env: dict) -> Child:
-    # The README's production command, on a private port.
+    # The production command of docs/OPERATIONS.md, on a private port.
     return Child(
         name,
         [

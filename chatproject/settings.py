@@ -1,6 +1,6 @@
 """Settings, read from environment variables and an optional `.env` file.
 
-Every variable is listed in `.env.example` and in the README's configuration
+Every variable is listed in `.env.example` and in docs/OPERATIONS.md's settings
 table; the defaults are the embedded ones (SQLite, in-memory channel layer,
 development workflow runner) so a laptop needs nothing else.
 """
@@ -119,7 +119,7 @@ if _db["ENGINE"] == "django.db.backends.sqlite3":
 elif _db["ENGINE"] in ("django.db.backends.postgresql", "django.contrib.gis.db.backends.postgis"):
     # Under ASGI every request runs in its own thread, so CONN_MAX_AGE keeps
     # nothing: Django's pool does. Size it for Daphne's sync threads plus the
-    # in-process dispatcher and worker (see README, "Deploying").
+    # in-process dispatcher and worker (docs/OPERATIONS.md, "Database connections").
     _db["CONN_MAX_AGE"] = 0
     # With the pool this makes Django pass psycopg-pool's check_connection:
     # a pooled connection is tested before it is handed out, so after a
@@ -219,8 +219,8 @@ AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
 AXES_CLIENT_IP_CALLABLE = "accounts.limits.client_ip"
 AXES_LOCKOUT_CALLABLE = "accounts.limits.login_lockout"
 AXES_HTTP_RESPONSE_CODE = 429
-# A success forgives that username's failures only (chatproject.signals), not
-# the address's failures for other usernames.
+# A success forgives that username's failures only (accounts.limits, connected
+# in chat/apps.py), not the address's failures for other usernames.
 AXES_RESET_ON_SUCCESS = False
 AXES_VERBOSE = False
 
@@ -395,7 +395,7 @@ METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 # prometheus-client's multiprocess mode: every process (Daphne processes, the
 # worker) writes its metrics to files here and /metrics sums them. Read by
 # prometheus-client itself from the environment; empty the directory before
-# the processes start (README, "Metrics").
+# the processes start (docs/OPERATIONS.md, "Metrics").
 PROMETHEUS_MULTIPROC_DIR = env.str("PROMETHEUS_MULTIPROC_DIR", default="")
 if PROMETHEUS_MULTIPROC_DIR:
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = PROMETHEUS_MULTIPROC_DIR

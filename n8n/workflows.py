@@ -215,13 +215,13 @@ def probe_webhook(base_url: str, path: str, secret: str) -> None:
         raise SetupError(
             "webhook refused the signature (an error in its streamed answer)",
             f"the workflow's signature check said: {description[:200]}; give n8n the same "
-            "N8N_WEBHOOK_SIGNING_SECRET as this app (see the README, signed dispatches)",
+            "N8N_WEBHOOK_SIGNING_SECRET as this app (see docs/N8N.md, signed dispatches)",
         )
     if response.status_code == 401 and "signature refused" in response.text:
         raise SetupError(
             "webhook refused the signature (401)",
             f"the workflow's signature check said: {excerpt}; give n8n the same "
-            "N8N_WEBHOOK_SIGNING_SECRET as this app (see the README, signed dispatches)",
+            "N8N_WEBHOOK_SIGNING_SECRET as this app (see docs/N8N.md, signed dispatches)",
         )
     if response.status_code in (401, 403):
         raise SetupError(

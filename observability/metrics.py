@@ -5,7 +5,7 @@ Several processes (Daphne processes, `tasks_worker`) each count what they do.
 With `PROMETHEUS_MULTIPROC_DIR` set (before the process starts), every process
 writes its values to files in that directory and `/metrics` in any process
 sums them all (prometheus_client's multiprocess mode); the directory must be
-emptied before the processes start (see the README, "Metrics"). Without it,
+emptied before the processes start (see docs/OPERATIONS.md, "Metrics"). Without it,
 each process serves its own counters only: fine for one process.
 
 Every `record_*` function is cheap (an in-memory or mmap'd file update) and

@@ -9,8 +9,8 @@ and "dispatch again" all call `change()`. It
   nothing can move a task backwards, whoever races it;
 - bumps `version` and fills what follows from the status (start and end
   times, claims cleared);
-- records who made the change as an `async_task_events` row (tasks.events),
-  in the same statement on PostgreSQL, the same transaction elsewhere;
+- records who made the change as an `async_task_events` row, in the same
+  statement on PostgreSQL, the same transaction elsewhere;
 - runs the task type's hooks (`on_completed`, `on_failed`) in that
   transaction, and publishes the new state after the commit.
 

@@ -15,7 +15,8 @@ every `processing` task that has a known execution id and has not changed for
   node's output fails the task with n8n's error;
 - a running one is left alone, its status line saying so.
 
-The calls run on the bounded dispatch pool, so a hanging n8n never delays the
+What a workflow must do for this to work is in docs/PROTOCOL.md
+("Reconciliation"). The calls run on the bounded dispatch pool, so a hanging n8n never delays the
 worker's pass (timeouts and other dispatches go on).
 """
 

@@ -4,7 +4,7 @@ Views, the admin, the worker, other apps and tests call these; each lives in
 the room of its concern:
 
 - `tasks.door`: the one function through which every change of a task goes.
-- `tasks.n8n`: HTTP to n8n's webhooks (no database).
+- `n8n.webhooks` (the adapter, no database): a dispatch answer's outcome types.
 - `tasks.dispatch`: claim, send, record the answer, back off; the bounded pool.
 - `tasks.callbacks`: what a workflow's callback may say, and applying it.
 - `tasks.lifecycle`: create, time out, fail, stop, dispatch again.

@@ -7,33 +7,25 @@ one answer; what it must do beyond writing text (learn an execution id, fail
 a late refusal) it is handed by the dispatcher (`StreamHooks`), so this
 module imports nothing above the door.
 
-A workflow whose Webhook node is in *Streaming* mode answers the dispatch at
-once (headers, `Transfer-Encoding: chunked`) and then writes one JSON object
-per line while it runs: `begin`, `item` (its `content` is the next piece of
-the reply), `end`, `error`, and on newer n8n `keepalive`. This module sends
-dispatches with an asyncio HTTP client (httpx) on one event-loop thread per
-process ("task-streams"), so that such a body can be read for minutes
+How a streamed answer looks and how its first line is judged (a stream, a
+refusal, a plain answer that came chunked) is the protocol's, in
+docs/PROTOCOL.md ("A streamed answer"); this module is how the app reads it.
+Dispatches go out with an asyncio HTTP client (httpx) on one event-loop
+thread per process ("task-streams"), so that a body can be read for minutes
 without holding a thread or a database connection: a pool thread waits only
 until the answer's headers and first line (a plain answer: its body) are in,
-at most as long as it did with a blocking client.
-
-- A plain answer (with a `Content-Length`, or a chunked body whose first line
-  is not one of n8n's chunks) is classified as before (`n8n.webhooks.classify`).
-- A chunked answer whose first line is an `error` chunk is a refusal (final,
-  like a 4xx): the workflow failed before writing anything, e.g. its signature
-  check refused the request, since n8n sends status 200 before any node runs.
-- A streamed answer is accepted at its first line (or when that line takes
-  longer than TASK_DISPATCH_READ_TIMEOUT); its reader appends each `item`'s
-  content to the task's partial reply (`tasks.door.append_partial`) in
-  batches, the first piece at once and then at most every
-  TASK_STREAM_FLUSH_SECONDS, from a small thread pool of its own (so at most
-  TASK_STREAM_WRITERS database connections for all streams of the process).
-- A stream ends with its body, with an `error` chunk (a stopped execution
-  leaves its response open after that line), at the task's deadline, when the
-  task is stopped or finished (the next write is refused, or the periodic
-  check of this process's open streams sees it; Stop in this process closes
-  it at once), or at shutdown. Nothing is lost when a stream breaks: the
-  `completed` callback still brings the whole reply.
+at most as long as it did with a blocking client. A plain answer is
+classified as before (`n8n.webhooks.classify`). A stream's reader appends
+each piece of text to the task's partial reply (`tasks.door.append_partial`)
+in batches, the first piece at once and then at most every
+TASK_STREAM_FLUSH_SECONDS, from a small thread pool of its own (so at most
+TASK_STREAM_WRITERS database connections for all streams of the process).
+A stream ends with its body, with an `error` chunk (a stopped execution
+leaves its response open after that line), at the task's deadline, when the
+task is stopped or finished (the next write is refused, or the periodic
+check of this process's open streams sees it; Stop in this process closes
+it at once), or at shutdown. Nothing is lost when a stream breaks: the
+`completed` callback still brings the whole reply.
 """
 
 import asyncio

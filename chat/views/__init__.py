@@ -1,5 +1,5 @@
 """The chat pages: short views that parse, call chat.services, and render.
 
-One module per concern (`accounts`, `conversations`, `messages`, `search`,
-`export`), helpers they share in `common`; chat/urls.py names each view.
+One module per concern (`conversations`, `messages`, `search`, `export`),
+helpers they share in `common`; chat/urls.py names each view.
 """
