@@ -48,21 +48,29 @@ from .models import (
 
 logger = logging.getLogger(__name__)
 
-# The fields a change may set besides `status` (others are bookkeeping).
+# What `note()` may write: bookkeeping of dispatch, reconciliation and Stop,
+# which no page shows and no frame carries.
+BOOKKEEPING_FIELDS = frozenset(
+    {
+        "n8n_execution_id",
+        "metadata",
+        "attempts",
+        "last_error",
+        "next_attempt_at",
+        "claimed_until",
+        "reconciled_at",
+    }
+)
+# The fields a change may set besides `status`: what pages show, and bookkeeping.
 CHANGE_FIELDS = {
     "current_step",
     "status_message",
     "output_data",
     "error_details",
-    "n8n_execution_id",
-    "metadata",
-    "attempts",
-    "last_error",
-    "next_attempt_at",
-    "claimed_until",
     "restarted_at",
     "processing_started_at",
     "processing_completed_at",
+    *BOOKKEEPING_FIELDS,
 }
 
 
@@ -272,21 +280,6 @@ def _append_clipped(task_id, text) -> Appended:
     if conflict is not None:
         raise TaskConflict(AsyncTask.objects.get(pk=task_id))
     return Appended(task.partial_length, piece, task.status)
-
-
-# What `note()` may write: bookkeeping of dispatch, reconciliation and Stop,
-# which no page shows and no frame carries.
-BOOKKEEPING_FIELDS = frozenset(
-    {
-        "n8n_execution_id",
-        "metadata",
-        "attempts",
-        "last_error",
-        "next_attempt_at",
-        "claimed_until",
-        "reconciled_at",
-    }
-)
 
 
 def note(task_id, **bookkeeping) -> int:
