@@ -65,7 +65,7 @@ def loop_of_calling_thread() -> asyncio.AbstractEventLoop | None:
     asgiref records it for the threads that `sync_to_async` runs code in
     (Django's request threads under Daphne, `database_sync_to_async`). It
     keeps no public API for it, so this is the one place that reads asgiref's
-    internals; tests/test_live.py fails if an upgrade moves them. A pool
+    internals; tests/live/test_live.py fails if an upgrade moves them. A pool
     thread keeps the value after its call, hence the checks.
     """
     outer = getattr(SyncToAsync.threadlocal, "main_event_loop", None)

@@ -1,6 +1,6 @@
 """Inputs that make naive Markdown renderers slow, at a given size.
 
-Shared by tests/test_render_bounds.py (correctness: no error, bounded output;
+Shared by tests/chat/test_render_bounds.py (correctness: no error, bounded output;
 at the largest reply's size, time) and `make bench` (the render budget).
 """
 

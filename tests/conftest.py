@@ -1,5 +1,4 @@
 import os
-import time
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -151,21 +150,7 @@ def redis_url():
     return url
 
 
-_SESSION_STARTED = time.time()
-
-
-def pytest_terminal_summary(terminalreporter):
-    """Say where the browser tests' screenshots are (artifacts/ is git-ignored)."""
-    folder = support.BASE_DIR / "artifacts" / "screenshots"
-    started = _SESSION_STARTED
-    shots = sorted(p for p in folder.glob("*.png") if p.stat().st_mtime >= started)
-    if shots:
-        terminalreporter.write_line(f"browser screenshots ({len(shots)}): {folder}")
-
-
-# The real-n8n fixtures live with their helpers; imported here so that every
-# test module shares one n8n per version and session.
-from tests.n8n_support import model, n8n, standin_model  # noqa: E402, F401
+# The streaming stand-in's fixtures live with their helpers.
 from tests.stream_support import close_streams, n8n_at  # noqa: E402, F401
 
 # The websocket fixtures (a flushed in-memory layer, session cookies) likewise.

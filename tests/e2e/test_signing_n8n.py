@@ -18,9 +18,9 @@ import requests
 from n8n import chunks as n8n_stream
 from n8n import signing
 from tests import support
-from tests.n8n_support import BASE_DIR, N8n, find_launcher, versions
+from tests.e2e.n8n_support import BASE_DIR, N8n, find_launcher, versions
+from tests.n8n.test_signing import SECRET
 from tests.task_support import chat_task
-from tests.test_signing import SECRET
 
 pytestmark = [pytest.mark.n8n, pytest.mark.django_db(transaction=True)]
 

@@ -1,4 +1,4 @@
-"""End to end against a real n8n, each version of N8N_VERSIONS (tests/n8n_support.py).
+"""End to end against a real n8n, each version of N8N_VERSIONS (tests/e2e/n8n_support.py).
 
 One n8n per version and test session, taken from empty to working workflows
 by `manage.py n8n_setup`, and a real Daphne server of the project that n8n
@@ -16,8 +16,9 @@ from chat.models import Conversation, Message, Role
 from n8n.api import N8nApiError
 from tasks import services
 from tasks.models import AsyncTask
-from tests import model_standin, support
-from tests.n8n_support import MODEL_API_KEY, SECRET, TIMINGS, needs_node24, project_server
+from tests import support
+from tests.e2e import model_standin
+from tests.e2e.n8n_support import MODEL_API_KEY, SECRET, TIMINGS, needs_node24, project_server
 from tests.task_support import chat_task, wait_for, wait_for_status
 
 pytestmark = [pytest.mark.n8n, pytest.mark.django_db(transaction=True)]

@@ -1,6 +1,6 @@
 """The webhook with every request committing for real, as in production.
 
-Every callback takes the same path through the door (tests/test_webhook.py
+Every callback takes the same path through the door (tests/tasks/test_webhook.py
 runs inside a test transaction); here the statements are counted with
 nothing to roll back.
 """
@@ -8,8 +8,8 @@ nothing to roll back.
 import pytest
 from django.db import connection
 
-from tests import test_webhook
 from tests.task_support import chat_task, post_callback
+from tests.tasks import test_webhook
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -11,10 +11,9 @@ import pytest
 
 from chat.models import Message
 from tests import factories, support
-from tests.browser_support import (  # noqa: F401 - fixtures by name
+from tests.browser.browser_support import (
     WIDTHS,
     axe_source,
-    browser_fixture,
     csp_violations,
     describe,
     log_in,

@@ -1,5 +1,5 @@
 """Shared pieces of the browser tests: Chromium, a live server, logging in,
-axe-core, screenshots. Import `browser_fixture` into a test module to get the `browser` fixture.
+axe-core, screenshots. The `browser` fixture itself is in tests/browser/conftest.py.
 
 Playwright's sync API runs an event loop in the test's thread, under which
 Django refuses the ORM: tests prepare rows before the browser starts (the
@@ -12,8 +12,6 @@ import os
 import subprocess
 import time
 from pathlib import Path
-
-import pytest
 
 from tests import support
 
@@ -34,20 +32,6 @@ def server_env(step_seconds, **extra):
     }
     env.update({key: str(value) for key, value in extra.items()})
     return env
-
-
-@pytest.fixture(name="browser")
-def browser_fixture(transactional_db):
-    support.need(os.path.exists(CHROMIUM), f"needs Debian's Chromium at {CHROMIUM}")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
-        yield browser
-        browser.close()
 
 
 def new_context(browser, width=1280, height=800, **options):

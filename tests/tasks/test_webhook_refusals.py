@@ -8,7 +8,7 @@ import pytest
 from tasks.models import AsyncTask
 from tests import factories
 from tests.task_support import auth, chat_task, post_callback, webhook_url
-from tests.test_webhook import COMPLETED, assistant_messages, snapshot
+from tests.tasks.test_webhook import COMPLETED, assistant_messages, snapshot
 
 pytestmark = pytest.mark.django_db
 

@@ -1,5 +1,5 @@
 """The three tables: constraints, timestamps, cascades, names and indexes (their
-columns and database defaults: tests/test_schema.py)."""
+columns and database defaults: tests/chat/test_schema.py)."""
 
 import datetime
 

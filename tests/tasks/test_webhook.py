@@ -1,5 +1,5 @@
 """POST /tasks/{id}/webhook/: the callbacks that apply (200), and what an applied
-change does; the refusals are in tests/test_webhook_refusals.py."""
+change does; the refusals are in tests/tasks/test_webhook_refusals.py."""
 
 import pytest
 

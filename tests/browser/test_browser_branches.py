@@ -7,9 +7,8 @@ import re
 import pytest
 
 from tests import factories, support
-from tests.browser_support import (  # noqa: F401 - fixtures by name
+from tests.browser.browser_support import (
     PASSWORD,
-    browser_fixture,
     csp_violations,
     log_in,
     new_context,

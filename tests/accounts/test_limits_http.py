@@ -1,5 +1,5 @@
 """Login, sign-up, send and conversation limits (one process; the Redis-shared
-version across two servers is in tests/test_limits_multiprocess.py)."""
+version across two servers is in tests/e2e/test_limits_multiprocess.py)."""
 
 import pytest
 from axes.models import AccessAttempt

@@ -1,5 +1,5 @@
 """The shipped workflows stream through a real n8n (each version of N8N_VERSIONS,
-the session's n8n of tests/n8n_support.py), and a long reply is stopped.
+the session's n8n of tests/e2e/n8n_support.py), and a long reply is stopped.
 
 chat-reply.json's AI Agent asks the stand-in model with `"stream": true` and
 gets OpenAI's server-sent events a piece at a time; chat-reply-offline.json
@@ -15,10 +15,10 @@ from django.contrib.auth import get_user_model
 from chat.models import Message, Role
 from tasks import dispatch, streaming
 from tasks.models import AsyncTask
-from tests import model_standin
-from tests.n8n_support import SECRET, needs_node24, project_server
+from tests.e2e import model_standin
+from tests.e2e.n8n_support import SECRET, needs_node24, project_server
+from tests.e2e.test_n8n_e2e import _form_post, sign_up
 from tests.task_support import chat_task, wait_for, wait_for_status
-from tests.test_n8n_e2e import _form_post, sign_up
 
 pytestmark = [pytest.mark.n8n, pytest.mark.django_db(transaction=True)]
 

@@ -15,7 +15,7 @@ import requests
 
 from chat.models import Message
 from tests import factories, support
-from tests.browser_support import browser_fixture, wait_js  # noqa: F401 - the browser fixture
+from tests.browser.browser_support import wait_js
 
 SCREENSHOTS = support.BASE_DIR / "artifacts" / "screenshots"
 WAIT_MS = 20000

@@ -1,12 +1,12 @@
 """The task system is generic: a throwaway type rides the same rails as chat."""
 
 import ast
-from pathlib import Path
 
 import pytest
 
 from tasks import registry, services
 from tasks.models import AsyncTask
+from tests import support
 from tests.task_support import post_callback
 
 
@@ -82,7 +82,7 @@ def test_an_unregistered_type_still_gets_callbacks_applied(user, client):
 
 
 def test_the_tasks_app_never_imports_chat():
-    root = Path(__file__).resolve().parent.parent / "tasks"
+    root = support.BASE_DIR / "tasks"
     offenders = []
     for path in root.rglob("*.py"):
         tree = ast.parse(path.read_text())

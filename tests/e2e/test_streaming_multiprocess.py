@@ -5,11 +5,11 @@ import json
 
 import pytest
 
-from tests import test_multiprocess
-from tests.test_multiprocess import callback
+from tests.e2e import test_multiprocess
+from tests.e2e.test_multiprocess import callback
 from tests.ws_support import next_frame, next_of_type, real_socket
 
-# The two-process fixtures of tests/test_multiprocess.py.
+# The two-process fixtures of tests/e2e/test_multiprocess.py.
 two_servers = test_multiprocess.two_servers
 chat = test_multiprocess.chat
 

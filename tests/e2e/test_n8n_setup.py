@@ -1,6 +1,6 @@
 """`manage.py n8n_setup` against a real n8n (each version of N8N_VERSIONS).
 
-The session's n8n (tests/n8n_support.py) starts empty and is set up by
+The session's n8n (tests/e2e/n8n_support.py) starts empty and is set up by
 n8n_setup itself; these tests look at that first run, run it again, and run it
 into each failure it must name. Workflows a test adds get names and webhook
 paths of their own, so the shipped ones stay as the other tests need them.
@@ -15,7 +15,7 @@ import requests
 from n8n import chunks as n8n_stream
 from n8n.workflows import SetupError, ShippedWorkflow
 from tests import support
-from tests.n8n_support import SECRET, WORKFLOW_FILES
+from tests.e2e.n8n_support import SECRET, WORKFLOW_FILES
 
 pytestmark = pytest.mark.n8n
 

@@ -7,15 +7,14 @@ import time
 import pytest
 
 from tests import support
-from tests.browser_support import (  # noqa: F401 - fixtures by name
-    browser_fixture,
+from tests.browser.browser_support import (
     csp_violations,
     new_context,
     screenshot,
     server_env,
     wait_js,
 )
-from tests.test_browser import sign_up_and_start_conversation, wait_live
+from tests.browser.test_browser import sign_up_and_start_conversation, wait_live
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

@@ -10,7 +10,7 @@ Each test session starts an empty n8n with a user folder of its own, waits for
 the log line saying the editor is accessible, sets up its owner and an API key
 the way a person would (`POST /rest/owner/setup`, `/rest/login`,
 `/rest/api-keys`), and then runs `manage.py n8n_setup`, which creates the
-credentials (the model's pointing at the stand-in model, tests/model_standin.py),
+credentials (the model's pointing at the stand-in model, tests/e2e/model_standin.py),
 installs, links, activates and probes the workflows.
 """
 
@@ -32,7 +32,7 @@ from django.test import override_settings
 from n8n.api import N8nApi
 from n8n.bootstrap import bootstrap_api_key
 from tests import support
-from tests.model_standin import ModelStandin
+from tests.e2e.model_standin import ModelStandin
 from tests.support import BASE_DIR, free_port
 
 CACHE = Path.home() / ".cache" / "chatproject"
