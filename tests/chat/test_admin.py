@@ -20,13 +20,6 @@ def rows(user):
     return {"chat_conversation": conversation, "chat_message": message, "tasks_asynctask": task}
 
 
-@pytest.fixture
-def admin_client(client, make_user):
-    admin = make_user("root", is_staff=True, is_superuser=True)
-    client.force_login(admin)
-    return client
-
-
 @pytest.mark.parametrize("model", MODELS)
 def test_superuser_sees_changelist_change_form_and_search(admin_client, rows, model):
     changelist = reverse(f"admin:{model}_changelist")

@@ -12,12 +12,6 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def admin_client(client, make_user):
-    client.force_login(make_user("root", is_staff=True, is_superuser=True))
-    return client
-
-
-@pytest.fixture
 def big_conversation(user):
     conversation = factories.conversation(user, title="Long one")
     Message.objects.bulk_create(

@@ -4,7 +4,6 @@ task's JSON, the sync frames and the admin all still answer."""
 import json
 
 import pytest
-from django.test import Client
 
 from chat.consumers import sync_frames
 from chat.models import Message, Role
@@ -34,14 +33,6 @@ NASTY_OUTPUTS = {
     "deep markdown quote": {"content": ">" * 250 + " quoted"},
     "html": {"content": "<script>alert(1)</script><img src=x onerror=alert(1)>" * 100},
 }
-
-
-@pytest.fixture
-def admin_client(make_user):
-    admin = make_user("root", is_staff=True, is_superuser=True)
-    client = Client()
-    client.force_login(admin)
-    return client
 
 
 @pytest.mark.parametrize("kind", list(NASTY_OUTPUTS))

@@ -4,7 +4,6 @@ need nothing the strict Content-Security-Policy forbids."""
 import re
 
 import pytest
-from django.test import Client
 
 from tests import factories
 
@@ -21,15 +20,7 @@ def csp_directives(response):
 
 
 @pytest.fixture
-def staff_client(make_user):
-    admin = make_user("root", is_staff=True, is_superuser=True)
-    client = Client()
-    client.force_login(admin)
-    return client
-
-
-@pytest.fixture
-def page_kinds(user_client, user, client, staff_client, settings):
+def page_kinds(user_client, user, client, admin_client, settings):
     conversation = factories.conversation(user)
     factories.message(conversation, "hello")
     # Django leaves the CSP off its own debug error pages; these are the real ones.
@@ -40,8 +31,8 @@ def page_kinds(user_client, user, client, staff_client, settings):
         "login": lambda: client.get("/accounts/login/"),
         "signup": lambda: client.get("/accounts/signup/"),
         "admin login": lambda: client.get("/admin/login/"),
-        "admin": lambda: staff_client.get("/admin/chat/conversation/"),
-        "admin change": lambda: staff_client.get(
+        "admin": lambda: admin_client.get("/admin/chat/conversation/"),
+        "admin change": lambda: admin_client.get(
             f"/admin/chat/conversation/{conversation.pk}/change/"
         ),
         "not found": lambda: user_client.get("/chat/999999/"),

@@ -10,12 +10,6 @@ from tests.task_support import chat_task
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def admin_client(client, make_user):
-    client.force_login(make_user("root", is_staff=True, is_superuser=True))
-    return client
-
-
 def run_action(admin_client, action, *tasks):
     return admin_client.post(
         reverse("admin:tasks_asynctask_changelist"),
@@ -24,13 +18,13 @@ def run_action(admin_client, action, *tasks):
     )
 
 
-def test_mark_failed_action_fails_unfinished_tasks(admin_client, user):
+def test_mark_failed_action_fails_unfinished_tasks(admin_client, admin_user, user):
     task = chat_task(user)
     response = run_action(admin_client, "mark_failed", task)
     assert response.status_code == 200
     task.refresh_from_db()
     assert task.status == "failed"
-    assert "root" in task.status_message
+    assert f"by {admin_user.get_username()} in the admin" in task.status_message
     assert "Marked failed: 1" in response.content.decode()
 
 

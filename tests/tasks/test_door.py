@@ -17,12 +17,6 @@ pytestmark = pytest.mark.django_db
 TERMINAL = [s.value for s in TaskStatus.terminal()]
 
 
-@pytest.fixture
-def admin_client(client, make_user):
-    client.force_login(make_user("root", is_staff=True, is_superuser=True))
-    return client
-
-
 def ended(user, status):
     """A chat task that reached `status` through the door."""
     task = chat_task(user)
