@@ -2,7 +2,7 @@
 frame at a browser's socket, 200 concurrent streams on one server process, and
 Stop → the `cancelled` frame.
 
-n8n is played by tests.stream_support.StreamingN8n (its Streaming response
+n8n is played by tests.standins.N8nStandin (its Streaming response
 mode: chunked JSON lines, each `item` written at a known time). Each figure is
 read beside the trivial GET of the same server in the same run.
 """
@@ -19,7 +19,7 @@ STREAMS = 200
 
 
 def _script(pieces, gap, tag):
-    from tests.stream_support import chunk, item
+    from tests.standins import chunk, item
 
     steps = [chunk("begin")]
     for i in range(pieces):
@@ -100,9 +100,9 @@ def piece_to_delta(server_factory, user, make_conversation):
     """A piece written by n8n → the `message.delta` carrying it, at a browser
     socket on the conversation; PIECES pieces per reply, LATENCY_SENDS replies."""
     from bench.run import trivial_get_latency
-    from tests.stream_support import StreamingN8n
+    from tests.standins import N8nStandin
 
-    with StreamingN8n(_script(PIECES, PIECE_GAP_SECONDS, "p")) as n8n:
+    with N8nStandin(_script(PIECES, PIECE_GAP_SECONDS, "p")) as n8n:
         with server_factory(N8N_BASE_URL=n8n.base_url) as srv:
             trivial = trivial_get_latency(srv.base_url)
             browser = Browser(srv, user)
@@ -135,9 +135,9 @@ async def _stop_latency(browser, conversations):
 def stop_to_cancelled(server_factory, user, make_conversation):
     """Stop (POST /tasks/{id}/cancel/) → the `cancelled` task.status frame, with
     the reply streaming (a piece every 200 ms)."""
-    from tests.stream_support import StreamingN8n
+    from tests.standins import N8nStandin
 
-    with StreamingN8n(_script(150, 0.2, "s")) as n8n:
+    with N8nStandin(_script(150, 0.2, "s")) as n8n:
         with server_factory(N8N_BASE_URL=n8n.base_url) as srv:
             browser = Browser(srv, user)
             conversations = [make_conversation(user, f"stop {i}") for i in range(STOP_SENDS)]
@@ -149,10 +149,10 @@ def many_streams(server_factory, user, make_conversation):
     second each): its extra RSS, and the trivial GET p50 while they run ÷ before."""
     from bench.run import rss_kib, trivial_get_latency
     from tasks.models import AsyncTask
-    from tests.stream_support import StreamingN8n
+    from tests.standins import N8nStandin
 
     conversations = [make_conversation(user, f"many {i}") for i in range(STREAMS)]
-    with StreamingN8n(_script(90, 1.0, "m")) as n8n:
+    with N8nStandin(_script(90, 1.0, "m")) as n8n:
         with server_factory(N8N_BASE_URL=n8n.base_url) as srv:
             browser = Browser(srv, user)
             before_get = trivial_get_latency(srv.base_url, n=300)

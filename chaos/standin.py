@@ -25,6 +25,8 @@ each one became a stored assistant message.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import itertools
 import json
 import random
@@ -33,10 +35,11 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import requests
+
+from tests.standins import Answer, N8nStandin
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 WORKFLOW_FILE = BASE_DIR / "n8n" / "chat-reply-offline.json"
@@ -202,25 +205,23 @@ class StandInN8n:
         self.failed = retry_settings("Report failed")
         self.pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="n8n-run")
         self.http = requests.Session()
-        self.server = None
-        self.thread = None
+        self.web: N8nStandin | None = None
         self.stopping = False
 
-    # --- serving ----------------------------------------------------------------------
+    # --- serving (the shared asyncio stand-in of tests/standins.py) ----------------------
 
     def start(self):
-        handler = type("Handler", (_Handler,), {"standin": self})
-        server = ThreadingHTTPServer(("127.0.0.1", self.port), handler)
-        server.daemon_threads = True
-        self.server = server
-        self.thread = threading.Thread(target=server.serve_forever, daemon=True, name="n8n-http")
-        self.thread.start()
+        if self.web is None:
+            self.web = N8nStandin(handler=functools.partial(answer, self), port=self.port)
+        else:
+            self.web.listen()
 
     def close_port(self):
-        if self.server:
-            self.server.shutdown()
-            self.server.server_close()
-            self.server = None
+        if self.web is not None:
+            self.web.close_port()
+
+    def listening(self) -> bool:
+        return self.web is not None and self.web.server is not None
 
     def set_mode(self, mode: str):
         """`ok`, `refuse` (port closed), `503` or `hang`."""
@@ -228,14 +229,15 @@ class StandInN8n:
             self.mode = "refuse"
             self.close_port()
             return
-        if self.server is None:
+        if not self.listening():
             self.start()
         self.mode = mode
 
     def stop(self):
         self.stopping = True
         self.mode = "ok"
-        self.close_port()
+        if self.web is not None:
+            self.web.close()
         self.pool.shutdown(wait=False, cancel_futures=True)
 
     def count(self, name: str, n: int = 1):
@@ -350,70 +352,63 @@ EXECUTION_PATH = re.compile(r"^/api/v1/executions/(\d+)$")
 WEBHOOK_PATH = re.compile(r"^/webhook/[\w.-]+/?$")
 
 
-class _Handler(BaseHTTPRequestHandler):
-    standin: StandInN8n
-    protocol_version = "HTTP/1.1"
+# --- the answers -------------------------------------------------------------------------
 
-    def log_message(self, *args):  # quiet: the harness keeps its own counts
-        pass
 
-    def answer(self, status: int, body: dict):
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json; charset=utf-8")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+async def fault(standin: StandInN8n, counter: str | None = None):
+    """The current fault's answer: a 503, HUNG once a hang ends (the request is
+    let go unanswered), or None when the request gets its regular answer."""
+    if standin.mode == "503":
+        if counter:
+            standin.count(counter)
+        return Answer(503, {"code": 503, "message": "Service Unavailable"})
+    if standin.mode == "hang":
+        if counter:
+            standin.count("dispatch_hung")
+        deadline = time.monotonic() + HANG_LIMIT_SECONDS
+        while standin.mode == "hang" and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+        return HUNG
+    return None
 
-    def faulty(self, counter: str | None = None) -> bool:
-        """Applies the current fault; True when the request got no regular answer."""
-        standin = self.standin
-        if standin.mode == "503":
-            if counter:
-                standin.count(counter)
-            self.answer(503, {"code": 503, "message": "Service Unavailable"})
-            return True
-        if standin.mode == "hang":
-            if counter:
-                standin.count("dispatch_hung")
-            deadline = time.monotonic() + HANG_LIMIT_SECONDS
-            while standin.mode == "hang" and time.monotonic() < deadline:
-                time.sleep(0.2)
-            self.close_connection = True
-            return True
-        return False
 
-    def do_POST(self):
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b""
-        if not WEBHOOK_PATH.match(self.path.split("?")[0]):
-            self.answer(404, {"message": "not found"})
-            return
-        if self.faulty("dispatch_503"):
-            return
-        try:
-            body = json.loads(raw)
-        except ValueError:
-            self.answer(400, {"message": "not JSON"})
-            return
-        self.answer(200, {"executionId": self.standin.accept(body)})
+HUNG = object()
 
-    def do_GET(self):
-        path, _, query = self.path.partition("?")
-        match = EXECUTION_PATH.match(path)
-        if not match:
-            self.answer(404, {"message": "not found"})
-            return
-        if self.faulty():
-            return
-        if self.headers.get("X-N8N-API-KEY") != self.standin.api_key:
-            self.answer(401, {"message": "'X-N8N-API-KEY' header required"})
-            return
-        self.standin.count("api_reads")
-        execution = self.standin.executions.get(match.group(1))
-        if execution is None:
-            self.answer(404, {"message": "Not Found"})
-            return
-        with execution.lock:  # a snapshot: the workflow thread may be adding a run
-            snapshot = json.loads(json.dumps(execution.public("includeData=true" in query)))
-        self.answer(200, snapshot)
+
+async def answer(standin: StandInN8n, request):
+    if request.method == "POST":
+        return await answer_webhook(standin, request)
+    if request.method == "GET":
+        return await answer_api(standin, request)
+    return Answer(501, {"message": "Unsupported method"})
+
+
+async def answer_webhook(standin: StandInN8n, request):
+    if not WEBHOOK_PATH.match(request.path):
+        return Answer(404, {"message": "not found"})
+    faulty = await fault(standin, "dispatch_503")
+    if faulty is not None:
+        return None if faulty is HUNG else faulty
+    try:
+        body = json.loads(request.body)
+    except ValueError:
+        return Answer(400, {"message": "not JSON"})
+    return Answer(200, {"executionId": standin.accept(body)})
+
+
+async def answer_api(standin: StandInN8n, request):
+    match = EXECUTION_PATH.match(request.path)
+    if not match:
+        return Answer(404, {"message": "not found"})
+    faulty = await fault(standin)
+    if faulty is not None:
+        return None if faulty is HUNG else faulty
+    if request.headers.get("x-n8n-api-key") != standin.api_key:
+        return Answer(401, {"message": "'X-N8N-API-KEY' header required"})
+    standin.count("api_reads")
+    execution = standin.executions.get(match.group(1))
+    if execution is None:
+        return Answer(404, {"message": "Not Found"})
+    with execution.lock:  # a snapshot: the workflow thread may be adding a run
+        snapshot = json.loads(json.dumps(execution.public("includeData=true" in request.query)))
+    return Answer(200, snapshot)

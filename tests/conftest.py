@@ -63,6 +63,27 @@ def fake_n8n(httpserver, settings):
 
 
 @pytest.fixture
+def n8n_at(settings):
+    """Point dispatches at a stand-in n8n (tests/standins.py), with the stream reader on."""
+
+    def point(server):
+        settings.N8N_BASE_URL = server.base_url
+        settings.TASK_STREAM_READER = True
+        return server
+
+    return point
+
+
+@pytest.fixture
+def close_streams():
+    """No stream reader outlives its test (and its database)."""
+    yield
+    from tasks import streaming
+
+    streaming.close_all()
+
+
+@pytest.fixture
 def make_user(db):
     def make(username="alice", password="a-long-Passphrase-42", **extra):
         return get_user_model().objects.create_user(username=username, password=password, **extra)
@@ -150,8 +171,5 @@ def redis_url():
     return url
 
 
-# The streaming stand-in's fixtures live with their helpers.
-from tests.stream_support import close_streams, n8n_at  # noqa: E402, F401
-
-# The websocket fixtures (a flushed in-memory layer, session cookies) likewise.
+# The websocket fixtures (a flushed in-memory layer, session cookies) live with their helpers.
 from tests.ws_support import alice_cookie, fresh_layer, mallory_cookie, no_dispatch  # noqa: E402, F401

@@ -81,7 +81,7 @@ class FakeN8n:
     until the `with` block ends.
 
     Not everything fits pytest-httpserver: the streaming n8n of
-    tests/stream_support.py writes a chunked body with pauses and holds
+    tests/standins.py writes a chunked body with pauses and holds
     hundreds of streams on one asyncio thread (werkzeug's threaded server would
     spend a thread per stream, which test_stream_reader counts), so it keeps
     its own server, as does the stand-in model the real n8n calls."""

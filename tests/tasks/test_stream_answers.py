@@ -10,7 +10,7 @@ import pytest
 from chat.models import Message, Role
 from tasks import dispatch, lifecycle, streaming
 from tasks.models import AsyncTask
-from tests.stream_support import StreamingN8n, chunk, item
+from tests.standins import N8nStandin, chunk, item
 from tests.task_support import FakeN8n, chat_task, post_callback, wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("close_streams")]
@@ -40,7 +40,7 @@ def stop_answer(task_id):
 )
 def test_a_chunked_plain_answer_is_classified_as_before_not_read_as_a_stream(n8n_at, user, pieces):
     script = [step for piece in pieces for step in (("raw", piece), ("sleep", 0.05))]
-    with n8n_at(StreamingN8n([*script, ("end",)])):
+    with n8n_at(N8nStandin([*script, ("end",)])):
         task = chat_task(user)
         assert dispatch.claim_and_dispatch(task.pk) == dispatch.Recorded.DISPATCHED
     task.refresh_from_db()
@@ -52,7 +52,7 @@ def test_a_chunked_plain_answer_is_classified_as_before_not_read_as_a_stream(n8n
 
 def test_a_chunked_plain_answer_larger_than_the_bound_is_cut_and_classified(n8n_at, user):
     big = json.dumps({"executionId": "9", "padding": "x" * (streaming.MAX_PLAIN_BODY_BYTES + 10)})
-    with n8n_at(StreamingN8n([("raw", big), ("end",)])):
+    with n8n_at(N8nStandin([("raw", big), ("end",)])):
         task = chat_task(user)
         assert dispatch.claim_and_dispatch(task.pk) == dispatch.Recorded.DISPATCHED
     task.refresh_from_db()
@@ -62,7 +62,7 @@ def test_a_chunked_plain_answer_larger_than_the_bound_is_cut_and_classified(n8n_
 
 def test_an_error_chunk_first_is_a_refusal_that_fails_the_task_at_once(n8n_at, user):
     refusal = chunk("error", content="signature refused - bad signature")
-    with n8n_at(StreamingN8n([refusal, ("end",)])):
+    with n8n_at(N8nStandin([refusal, ("end",)])):
         task = chat_task(user)
         assert dispatch.claim_and_dispatch(task.pk) == dispatch.Recorded.FAILED
     task.refresh_from_db()
@@ -77,7 +77,7 @@ def test_an_error_chunk_first_is_a_refusal_that_fails_the_task_at_once(n8n_at, u
 
 
 def test_an_error_chunk_without_description_still_refuses(n8n_at, user):
-    with n8n_at(StreamingN8n([chunk("error", content=None), ("hang",)])):
+    with n8n_at(N8nStandin([chunk("error", content=None), ("hang",)])):
         task = chat_task(user)
         assert dispatch.claim_and_dispatch(task.pk) == dispatch.Recorded.FAILED
         wait_closed()
@@ -88,7 +88,7 @@ def test_an_error_chunk_without_description_still_refuses(n8n_at, user):
 def test_a_refusal_after_the_dispatcher_stopped_waiting_fails_the_task_then(n8n_at, user, settings):
     settings.TASK_DISPATCH_READ_TIMEOUT = 0.3
     script = [("sleep", 1.0), chunk("error", content="signature refused - stale"), ("end",)]
-    with n8n_at(StreamingN8n(script)):
+    with n8n_at(N8nStandin(script)):
         task = chat_task(user)
         # No first line within the read time-out: taken as a stream for now.
         assert dispatch.claim_and_dispatch(task.pk) == dispatch.Recorded.DISPATCHED
@@ -106,7 +106,7 @@ def test_a_refusal_after_the_dispatcher_stopped_waiting_fails_the_task_then(n8n_
 
 def test_an_error_chunk_after_the_text_began_is_no_refusal(n8n_at, user):
     script = [chunk("begin"), item("Half"), chunk("error", content="the model failed"), ("end",)]
-    with n8n_at(StreamingN8n(script)):
+    with n8n_at(N8nStandin(script)):
         task = chat_task(user)
         assert dispatch.claim_and_dispatch(task.pk) == dispatch.Recorded.DISPATCHED
         wait_closed()
@@ -119,7 +119,7 @@ def test_a_first_item_announcing_the_execution_id_is_bookkeeping_not_text(n8n_at
     accept = item(json.dumps({"accepted": True, "executionId": "17"}), node="Accept")
     script = [chunk("begin"), accept, chunk("end"), chunk("begin"), item("Hello")]
     script += [item(' {"executionId": "not this one"}'), chunk("end"), ("end",)]
-    with n8n_at(StreamingN8n(script)):
+    with n8n_at(N8nStandin(script)):
         task = chat_task(user)
         assert dispatch.claim_and_dispatch(task.pk) == dispatch.Recorded.DISPATCHED
         wait_closed()
@@ -137,7 +137,7 @@ def test_an_id_announced_after_the_task_was_stopped_elsewhere_asks_n8n_to_stop(
     monkeypatch.setattr(streaming, "ended_tasks", lambda task_ids: [])  # not noticed yet
     with FakeN8n([(200, {"status": "canceled"}, 0)]) as api:
         accept = item(json.dumps({"executionId": "31"}), node="Accept")
-        with n8n_at(StreamingN8n([chunk("begin"), ("sleep", 0.5), accept, ("hang",)])):
+        with n8n_at(N8nStandin([chunk("begin"), ("sleep", 0.5), accept, ("hang",)])):
             settings.N8N_API_KEY = "the-api-key"
             task = chat_task(user)
             assert dispatch.claim_and_dispatch(task.pk) == dispatch.Recorded.DISPATCHED

@@ -8,7 +8,7 @@ import pytest
 from chat.models import Message, Role
 from tasks import dispatch, lifecycle, streaming
 from tasks.models import AsyncTask
-from tests.stream_support import StreamingN8n, chunk, item
+from tests.standins import N8nStandin, chunk, item
 from tests.task_support import FakeN8n, chat_task, post_callback, wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("close_streams")]
@@ -25,7 +25,7 @@ def wait_closed(timeout=10):
 def test_the_streamed_items_become_the_partial_reply_as_they_arrive(n8n_at, user):
     script = [chunk("begin"), item("Hel"), ("sleep", 1.0), item("lo, "), item("wörld 🌍")]
     script += [("sleep", 1.0), chunk("end"), ("end",)]
-    with n8n_at(StreamingN8n(script)):
+    with n8n_at(N8nStandin(script)):
         task = chat_task(user)
         assert dispatch.claim_and_dispatch(task.pk) == dispatch.Recorded.DISPATCHED
         # The dispatch is recorded when the headers are in, not when the body ends.
@@ -39,7 +39,7 @@ def test_the_streamed_items_become_the_partial_reply_as_they_arrive(n8n_at, user
 def test_a_stream_may_pause_longer_than_the_read_time_out(n8n_at, user, settings):
     settings.TASK_DISPATCH_READ_TIMEOUT = 0.3
     script = [item("before "), ("sleep", 1.2), item("after"), ("end",)]
-    with n8n_at(StreamingN8n(script)):
+    with n8n_at(N8nStandin(script)):
         task = chat_task(user)
         dispatch.claim_and_dispatch(task.pk)
         wait_closed()
@@ -49,7 +49,7 @@ def test_a_stream_may_pause_longer_than_the_read_time_out(n8n_at, user, settings
 def test_a_broken_stream_keeps_what_arrived_and_the_completed_callback_still_wins(
     n8n_at, user, client
 ):
-    with n8n_at(StreamingN8n([item("Half a "), item("reply"), ("sleep", 0.2), ("break",)])):
+    with n8n_at(N8nStandin([item("Half a "), item("reply"), ("sleep", 0.2), ("break",)])):
         task = chat_task(user)
         dispatch.claim_and_dispatch(task.pk)
         wait_closed()
@@ -62,7 +62,7 @@ def test_a_broken_stream_keeps_what_arrived_and_the_completed_callback_still_win
 
 def test_an_error_chunk_ends_reading_even_if_the_response_stays_open(n8n_at, user):
     script = [item("Before the error"), ("sleep", 0.1), chunk("error", content=None), ("hang",)]
-    with n8n_at(StreamingN8n(script)) as server:
+    with n8n_at(N8nStandin(script)) as server:
         task = chat_task(user)
         dispatch.claim_and_dispatch(task.pk)
         wait_closed()
@@ -72,7 +72,7 @@ def test_an_error_chunk_ends_reading_even_if_the_response_stays_open(n8n_at, use
 
 def test_a_stream_that_never_ends_is_closed_at_the_tasks_deadline(n8n_at, user, settings):
     settings.TASK_TIMEOUT_SECONDS = 2
-    with n8n_at(StreamingN8n([item("Still "), chunk("keepalive"), ("hang",)])) as server:
+    with n8n_at(N8nStandin([item("Still "), chunk("keepalive"), ("hang",)])) as server:
         task = chat_task(user)
         dispatch.claim_and_dispatch(task.pk)
         wait_for(lambda: partial(task) == "Still ", timeout=5, what="the first piece")
@@ -82,7 +82,7 @@ def test_a_stream_that_never_ends_is_closed_at_the_tasks_deadline(n8n_at, user, 
 
 
 def test_stop_closes_the_stream_and_keeps_the_text(n8n_at, user):
-    with n8n_at(StreamingN8n([item("Stop me "), item("here"), ("hang",)])) as server:
+    with n8n_at(N8nStandin([item("Stop me "), item("here"), ("hang",)])) as server:
         task = chat_task(user)
         dispatch.claim_and_dispatch(task.pk)
         wait_for(lambda: partial(task) == "Stop me here", timeout=5, what="the text")
@@ -95,7 +95,7 @@ def test_stop_closes_the_stream_and_keeps_the_text(n8n_at, user):
 
 def test_a_stream_of_a_task_stopped_elsewhere_is_closed_by_the_check(n8n_at, user, monkeypatch):
     monkeypatch.setattr(streaming, "close", lambda task_id: False)  # "another process"
-    with n8n_at(StreamingN8n([item("x"), ("hang",)])):
+    with n8n_at(N8nStandin([item("x"), ("hang",)])):
         task = chat_task(user)
         dispatch.claim_and_dispatch(task.pk)
         wait_for(lambda: partial(task) == "x", timeout=5, what="the text")
@@ -113,7 +113,7 @@ def test_pieces_are_written_in_batches(n8n_at, user, settings, monkeypatch):
         lambda task_id, text: writes.append(text) or original(task_id, text),
     )
     script = [item("a")] + [step for n in range(20) for step in (("sleep", 0.02), item("b"))]
-    with n8n_at(StreamingN8n([*script, ("end",)])):
+    with n8n_at(N8nStandin([*script, ("end",)])):
         task = chat_task(user)
         dispatch.claim_and_dispatch(task.pk)
         wait_closed()
@@ -134,7 +134,7 @@ def test_a_plain_answer_works_as_before(n8n_at, user):
 
 def test_two_hundred_streams_take_no_thread_each(n8n_at, user, settings):
     settings.TASK_STREAM_FLUSH_SECONDS = 0.2
-    with n8n_at(StreamingN8n([item("hi"), ("hang",)])) as server:
+    with n8n_at(N8nStandin([item("hi"), ("hang",)])) as server:
         tasks = [chat_task(user, f"m{n}") for n in range(200)]
         dispatch.claim_and_dispatch(tasks[0].pk)  # starts the loop and its pools
         wait_for(lambda: streaming.open_count() == 1, timeout=5, what="the first stream")
