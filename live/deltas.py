@@ -45,9 +45,10 @@ class DeltaCoalescer:
     # Forget a task this long after its last frame (it finished or went quiet).
     FORGET_SECONDS = 30.0
 
-    def __init__(self, loop):
-
+    def __init__(self, loop, enqueue=None):
         self.loop = loop
+        # enqueue(loop, sends): the live layer's sender task of `loop`, unless given.
+        self.enqueue = enqueue or live._enqueue
         self.interval = settings.TASK_DELTA_FRAME_SECONDS
         # task id -> {"sent": loop time of the last frame, "frame": pending or None,
         #             "groups": [...], "timer": handle or None}
@@ -87,7 +88,7 @@ class DeltaCoalescer:
     def _send(self, entry, frame, now) -> None:
         entry["frame"] = None
         entry["sent"] = now
-        live._enqueue(
+        self.enqueue(
             self.loop,
             [(group, {"type": "live.frame", "frame": frame}) for group in entry["groups"]],
         )

@@ -93,17 +93,18 @@ class RedisSlots:
         await self._client().zrem(self.key(user_id), socket_id)
 
 
-_slots = None
+# This process's slot store, chosen from the settings on first use (None until then).
+store = None
 
 
 def slots():
-    global _slots
-    if _slots is None:
+    global store
+    if store is None:
         if settings.REDIS_URL:
-            _slots = RedisSlots(settings.REDIS_URL, settings.CACHE_KEY_PREFIX)
+            store = RedisSlots(settings.REDIS_URL, settings.CACHE_KEY_PREFIX)
         else:
-            _slots = LocalSlots()
-    return _slots
+            store = LocalSlots()
+    return store
 
 
 class SocketSlot:

@@ -107,18 +107,19 @@ class Worker:
         logger.info("tasks worker stopped")
 
 
-_in_process: Worker | None = None
+# The worker a server process runs in a daemon thread (None until it starts).
+in_process: Worker | None = None
 _in_process_lock = threading.Lock()
 
 
 def start_in_process_worker() -> Worker:
     """Run the worker loop in a daemon thread of the server process (idempotent)."""
-    global _in_process
+    global in_process
     with _in_process_lock:
-        if _in_process is None:
-            _in_process = Worker()
-            _in_process.thread = threading.Thread(
-                target=_in_process.run_forever, name="tasks-worker", daemon=True
+        if in_process is None:
+            in_process = Worker()
+            in_process.thread = threading.Thread(
+                target=in_process.run_forever, name="tasks-worker", daemon=True
             )
-            _in_process.thread.start()
-        return _in_process
+            in_process.thread.start()
+        return in_process

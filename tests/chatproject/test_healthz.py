@@ -38,7 +38,7 @@ def test_healthz_is_503_naming_a_failing_database(client, monkeypatch):
     def broken():
         raise RuntimeError("database unreachable")
 
-    monkeypatch.setattr(views, "_check_database", broken)
+    monkeypatch.setattr(views, "check_database", broken)
     response = client.get("/healthz")
     assert response.status_code == 503
     assert response.json()["database"].startswith("error")

@@ -13,7 +13,7 @@ def test_healthz_failure_shows_no_exception_text(client, monkeypatch, caplog):
     def broken():
         raise RuntimeError("could not connect to postgres://admin:hunter2@db.internal:5432")
 
-    monkeypatch.setattr(views, "_check_database", broken)
+    monkeypatch.setattr(views, "check_database", broken)
     with caplog.at_level(logging.ERROR):
         response = client.get("/healthz")
     assert response.status_code == 503

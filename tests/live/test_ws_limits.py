@@ -17,10 +17,8 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("
 
 
 @pytest.fixture(autouse=True)
-def _fresh_slots():
-    throttle._slots = None
-    yield
-    throttle._slots = None
+def _fresh_slots(monkeypatch):
+    monkeypatch.setattr(throttle, "store", None)
 
 
 async def frame(socket):

@@ -7,7 +7,6 @@ import pytest
 
 from chat.models import Message, Role
 from live import deltas
-from live import publish as live
 from tasks import door
 from tasks.models import AsyncTask
 from tests.task_support import chat_task, post_callback
@@ -119,22 +118,20 @@ def run_coalescer(pieces, interval=0.05, gap=0.0, settle=0.2):
 
     async def scenario():
         loop = asyncio.get_running_loop()
-        coalescer = deltas.DeltaCoalescer(loop)
-        coalescer.interval = interval
-        original = live._enqueue
-        live._enqueue = lambda _loop, sends: sent.append(
-            (loop.time(), sends[0][1]["frame"], [g for g, _ in sends])
+        coalescer = deltas.DeltaCoalescer(
+            loop,
+            enqueue=lambda _loop, sends: sent.append(
+                (loop.time(), sends[0][1]["frame"], [g for g, _ in sends])
+            ),
         )
-        try:
-            offset = 0
-            for text in pieces:
-                coalescer.add(["g1", "g2"], {"task_id": 1, "offset": offset, "text": text})
-                offset += len(text)
-                if gap:
-                    await asyncio.sleep(gap)
-            await asyncio.sleep(settle)
-        finally:
-            live._enqueue = original
+        coalescer.interval = interval
+        offset = 0
+        for text in pieces:
+            coalescer.add(["g1", "g2"], {"task_id": 1, "offset": offset, "text": text})
+            offset += len(text)
+            if gap:
+                await asyncio.sleep(gap)
+        await asyncio.sleep(settle)
 
     asyncio.run(scenario())
     return sent
@@ -161,16 +158,13 @@ def test_pieces_that_do_not_continue_each_other_are_sent_apart_in_order():
 
     async def scenario():
         loop = asyncio.get_running_loop()
-        coalescer = deltas.DeltaCoalescer(loop)
-        original = live._enqueue
-        live._enqueue = lambda _loop, sends: sent.append(sends[0][1]["frame"])
-        try:
-            coalescer.add(["g"], {"task_id": 1, "offset": 0, "text": "ab"})
-            coalescer.add(["g"], {"task_id": 1, "offset": 2, "text": "cd"})
-            coalescer.add(["g"], {"task_id": 1, "offset": 9, "text": "xy"})
-            await asyncio.sleep(0.15)
-        finally:
-            live._enqueue = original
+        coalescer = deltas.DeltaCoalescer(
+            loop, enqueue=lambda _loop, sends: sent.append(sends[0][1]["frame"])
+        )
+        coalescer.add(["g"], {"task_id": 1, "offset": 0, "text": "ab"})
+        coalescer.add(["g"], {"task_id": 1, "offset": 2, "text": "cd"})
+        coalescer.add(["g"], {"task_id": 1, "offset": 9, "text": "xy"})
+        await asyncio.sleep(0.15)
 
     asyncio.run(scenario())
     assert [(f["offset"], f["text"]) for f in sent] == [(0, "ab"), (2, "cd"), (9, "xy")]

@@ -163,7 +163,7 @@ def test_the_command_stops_gracefully_on_sigterm():
 
 @pytest.mark.django_db(transaction=True)
 def test_the_in_process_worker_starts_once(monkeypatch):
-    monkeypatch.setattr(worker, "_in_process", None)
+    monkeypatch.setattr(worker, "in_process", None)
     first = worker.start_in_process_worker()
     try:
         assert worker.start_in_process_worker() is first
