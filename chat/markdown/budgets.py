@@ -58,7 +58,7 @@ HIGHLIGHT_BUDGET = 6_000
 # a busy machine does not inflate) one message's Markdown may cost, content and
 # thinking together; past them it is shown as plain text. A genuine reply of
 # the largest size (100,000 characters of prose, lists, tables, code and
-# formulas, tests/markdown/model_reply.md repeated) costs 0.2-0.35 s here, with
+# formulas, tests/chat/markdown/model_reply.md repeated) costs 0.2-0.35 s here, with
 # these budgets lifted too; the adversarial shapes of tests/adversarial_markdown.py
 # stay under 1 s each. 2 s leaves a genuine reply and its thinking three times
 # their cost before the fallback, and bounds what a hostile one can take.

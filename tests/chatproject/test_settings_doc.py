@@ -2,9 +2,9 @@
 docs/OPERATIONS.md's settings table, and the two lists are the same."""
 
 import re
-from pathlib import Path
 
-BASE_DIR = Path(__file__).resolve().parent.parent
+from tests.support import BASE_DIR
+
 SETTINGS = BASE_DIR / "chatproject" / "settings.py"
 ENV_EXAMPLE = BASE_DIR / ".env.example"
 OPERATIONS = BASE_DIR / "docs" / "OPERATIONS.md"

@@ -5,9 +5,9 @@ fails here, and so does a path the page still names after it is gone.
 """
 
 import re
-from pathlib import Path
 
-BASE_DIR = Path(__file__).resolve().parent.parent
+from tests.support import BASE_DIR
+
 DOC = BASE_DIR / "docs" / "ARCHITECTURE.md"
 PACKAGES = ("accounts", "chat", "chatproject", "live", "n8n", "observability", "tasks")
 # A module path as the page writes it: `tasks/door.py`, `chat/search/sql.py`.

@@ -20,9 +20,10 @@ from chat import services as chat_services
 from chat.models import Conversation
 from tasks import dispatch, lifecycle
 from tasks.models import AsyncTask
+from tests.support import BASE_DIR
 from tests.task_support import FakeN8n, post_callback
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = BASE_DIR
 PRODUCT = ("accounts", "chat", "chatproject", "live", "n8n", "observability", "tasks")
 WRITES = re.compile(r'^\s*(WITH\b.*?\(\s*)?(INSERT\s+INTO|UPDATE)\s+"?async_tasks"?\s', re.I | re.S)
 
