@@ -10,8 +10,9 @@ from tests.support import BASE_DIR
 
 DOC = BASE_DIR / "docs" / "ARCHITECTURE.md"
 PACKAGES = ("accounts", "chat", "chatproject", "live", "n8n", "observability", "tasks")
-# A module path as the page writes it: `tasks/door.py`, `chat/search/sql.py`.
-MODULE_PATH = re.compile(rf"\b(?:{'|'.join(PACKAGES)})/[\w/]*\w\.py\b")
+# A module path as the page writes it: `tasks/door.py`, `chat/search/sql.py` (not a
+# path inside another folder: tests/chatproject/… names no module of chatproject/).
+MODULE_PATH = re.compile(rf"(?<![\w/])(?:{'|'.join(PACKAGES)})/[\w/]*\w\.py\b")
 
 
 def product_modules(base=BASE_DIR):

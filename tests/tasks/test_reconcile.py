@@ -91,7 +91,7 @@ def test_a_reconciled_replys_thinking_past_the_limit_is_cut_with_a_note(n8n_api,
 
 
 def test_a_reconciled_reply_is_rendered_before_the_door_locks_its_task(n8n_api, user, monkeypatch):
-    from tests.test_rendering import record_renders_and_door_changes
+    from tests.chat.test_rendering import record_renders_and_door_changes
 
     n8n_api({"77": execution("success", result=COMPLETED)})
     task = quiet_task(user)
