@@ -24,14 +24,12 @@ pieces) and publishes coalesced `message.delta` frames.
 import logging
 from contextlib import nullcontext
 from dataclasses import dataclass
-from functools import lru_cache
 
 from django.conf import settings
 from django.db import connections, transaction
 from django.db.models import Case, F, Value, When
 from django.db.models.functions import Coalesce, Concat, Length
 from django.db.models.lookups import GreaterThanOrEqual
-from django.db.models.sql import UpdateQuery
 from django.utils import timezone
 
 from observability import metrics
@@ -112,19 +110,15 @@ def _one_statement() -> bool:
     return connections[AsyncTask.objects.db].vendor == "postgresql"
 
 
-def _update_returning(filters, values, source=None) -> AsyncTask | None:
-    """One conditional UPDATE … RETURNING the row, built by the ORM's own compiler;
-    with `source`, the change's event is written by the same statement."""
+def _update_returning(filters, values, source) -> AsyncTask | None:
+    """The change as one conditional UPDATE … RETURNING the row, and its event."""
     queryset = AsyncTask.objects.filter(**filters)
-    query = queryset.query.chain(UpdateQuery)
-    query.add_update_values(values)
-    sql, params = query.get_compiler(queryset.db).as_sql()
-    columns = _returned_columns(queryset.db)
-    if source is None:
-        sql, params = f"{sql} RETURNING {columns}", list(params)
+    if _one_statement():
+        rows = queryset.update_returning(values, compose=_with_event(source))
     else:
-        sql, params = _with_event(sql, params, source, columns)
-    rows = _returned_tasks(sql, params, queryset.db)
+        rows = queryset.update_returning(values)
+        if rows:
+            _add_event(rows[0], source)
     return rows[0] if rows else None
 
 
@@ -166,10 +160,8 @@ def change(
     # of its own (in a caller's, it joins that one).
     atomic = nullcontext() if one_statement and not hooked else transaction.atomic(savepoint=False)
     with atomic:
-        task = _update_returning(filters, values, source if one_statement else None)
+        task = _update_returning(filters, values, source)
         if task is not None:
-            if not one_statement:
-                _record_event(task, source)
             if status == TaskStatus.COMPLETED:
                 _run_hook(task, "on_completed")
             elif status in TaskStatus.ended_badly():
@@ -242,11 +234,11 @@ def append_partial(task_id, text) -> Appended:
         pk=task_id,
         status__in=TaskStatus.unfinished(),
     )
-    query = queryset.query.chain(UpdateQuery)
-    query.add_update_values({"partial_text": Concat(F("partial_text"), Value(text))})
-    sql, params = query.get_compiler(queryset.db).as_sql()
-    returning = "id, task_type, status, created_by, input_data, LENGTH(partial_text)"
-    rows = list(AsyncTask.objects.raw(f"{sql} RETURNING {returning} AS partial_length", params))
+    rows = queryset.update_returning(
+        {"partial_text": Concat(F("partial_text"), Value(text))},
+        fields=("task_type", "status", "created_by_id", "input_data"),
+        extra=(("partial_length", "LENGTH(partial_text)"),),
+    )
     if not rows:
         return _append_clipped(task_id, text)
     task = rows[0]
@@ -322,106 +314,99 @@ def _run_hook(task, name):
         hook(task)
 
 
-# --- the changed row, read back ----------------------------------------------
-# The rows of the door's `UPDATE … RETURNING` as AsyncTask instances.
-#
-# `QuerySet.raw()` would do, but it works out the column mapping and the
-# converters anew on every call; for the hottest statement of the app (every
-# callback is one) that work is done once per database here, and each row is
-# converted the way the ORM converts a query's columns (JSON, times on SQLite).
-
-
-@lru_cache(maxsize=8)
-def _shape(alias):
-    """(the column list to return, the attribute names, the converters by index)."""
-    connection = connections[alias]
-    fields = AsyncTask._meta.concrete_fields
-    columns = ", ".join(connection.ops.quote_name(field.column) for field in fields)
-    converters = []
-    for index, field in enumerate(fields):
-        column = field.get_col(AsyncTask._meta.db_table)
-        found = connection.ops.get_db_converters(column) + column.get_db_converters(connection)
-        if found:
-            converters.append((index, column, found))
-    return columns, [field.attname for field in fields], converters
-
-
-def _returned_columns(alias) -> str:
-    """Every column of `async_tasks`, in the order `_returned_tasks()` reads them."""
-    return _shape(alias)[0]
-
-
-def _returned_tasks(sql, params, alias) -> list[AsyncTask]:
-    """Run `sql` (which returns `columns(alias)`) and build a task of each row."""
-    _columns, names, converters = _shape(alias)
-    connection = connections[alias]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        rows = cursor.fetchall()
-    built = []
-    for row in rows:
-        values = list(row)
-        for index, column, functions in converters:
-            for function in functions:
-                values[index] = function(values[index], column, connection)
-        built.append(AsyncTask.from_db(alias, names, values))
-    return built
-
-
-# --- the change's event -----------------------------------------------------
+# --- the change's event ---------------------------------------------------------
 # A task's history: one `async_task_events` row per change, written by the door.
 #
-# Progress within one step (`processing` with the same `current_step` as the
-# change before) updates that step's row instead of adding one, and at most
-# TASK_EVENTS_MAX_PER_TASK rows are kept per task (the final one always is).
+# The rule, written once below for both databases: progress within one step
+# (`processing` with the same `current_step` as the change before) updates that
+# step's row instead of adding one (_EVENT_MERGE), and at most
+# TASK_EVENTS_MAX_PER_TASK rows are kept per task, the final one always
+# (_EVENT_ADD). `c` is the changed row. On PostgreSQL the change and its event
+# are one statement (the UPDATE … RETURNING becomes the first part of a query
+# whose data-modifying parts merge or add the event), so a `processing`
+# callback costs one round trip and needs no transaction of its own; on SQLite,
+# which has no data-modifying CTEs, the same two statements follow the UPDATE
+# in the door's transaction, reading the changed row back by its id.
 #
-# On PostgreSQL the change and its event are one statement (`with_event`): the
-# door's conditional `UPDATE … RETURNING` becomes the first part of a query
-# whose data-modifying parts coalesce or insert the event, so a `processing`
-# callback costs one round trip and needs no transaction of its own. Elsewhere
-# (SQLite) `record` writes the event after the update, in the door's
-# transaction. Both follow the same rules, and the same tests run on both.
-#
-# Every change writes at most one row and bumps `version` by one (other saves
-# bump it too), so a task has never more events than its version before the
-# change: the cap needs counting only past that.
+# Every change writes at most one row and bumps `version` by one, so a task has
+# never more events than its version before the change: the cap needs
+# counting only past that.
 
 _TERMINAL = tuple(str(s) for s in TaskStatus.terminal())
 
-# {update} is the door's compiled UPDATE (its WHERE holds the transition rule).
-_WITH_EVENT = """
-WITH changed AS ({update} RETURNING *),
-merged AS (
-  UPDATE async_task_events e
-  SET version = c.version, status_message = c.status_message
-  FROM changed c
-  WHERE c.status = %s AND e.task_id = c.id AND e.version = c.version - 1
-    AND e.status = %s AND e.current_step = c.current_step
-  RETURNING e.id
-),
-added AS (
-  INSERT INTO async_task_events
-    (task_id, version, status, current_step, status_message, created_at, source)
-  SELECT c.id, c.version, c.status, c.current_step, c.status_message, c.updated_at, %s
-  FROM changed c
-  WHERE NOT EXISTS (SELECT 1 FROM merged)
-    AND (c.status IN ({terminal}) OR c.version <= %s
-         OR (SELECT COUNT(*) FROM async_task_events x WHERE x.task_id = c.id) < %s)
-  RETURNING id
-)
-SELECT {columns} FROM changed
+_EVENT_MERGE = """
+UPDATE async_task_events AS e
+SET version = c.version, status_message = c.status_message
+FROM {changed} c
+WHERE c.status = %s AND e.task_id = c.id AND e.version = c.version - 1
+  AND e.status = %s AND e.current_step = c.current_step
 """
 
+_EVENT_ADD = """
+INSERT INTO async_task_events
+  (task_id, version, status, current_step, status_message, created_at, source)
+SELECT c.id, c.version, c.status, c.current_step, c.status_message, c.updated_at, %s
+FROM {changed} c
+WHERE {not_merged}
+  AND (c.status IN ({terminal}) OR c.version <= %s
+       OR (SELECT COUNT(*) FROM async_task_events x WHERE x.task_id = c.id) < %s)
+"""
 
-def _with_event(update_sql, params, source, columns) -> tuple[str, list]:
-    """The door's UPDATE and its event as one PostgreSQL statement, which
-    returns the changed row's `columns`."""
-    cap = settings.TASK_EVENTS_MAX_PER_TASK
-    sql = _WITH_EVENT.format(
-        update=update_sql, terminal=", ".join(["%s"] * len(_TERMINAL)), columns=columns
-    )
+_TERMINAL_PLACES = ", ".join(["%s"] * len(_TERMINAL))
+
+
+def _merge_params():
     processing = str(TaskStatus.PROCESSING)
-    return sql, [*params, processing, processing, str(source), *_TERMINAL, cap, cap]
+    return [processing, processing]
+
+
+def _add_params(source):
+    cap = settings.TASK_EVENTS_MAX_PER_TASK
+    return [str(source), *_TERMINAL, cap, cap]
+
+
+def _with_event(source):
+    """For PostgreSQL: wrap the door's UPDATE and the event rule into one statement."""
+
+    def compose(update_sql, params, columns):
+        merge = _EVENT_MERGE.format(changed="changed")
+        add = _EVENT_ADD.format(
+            changed="changed",
+            not_merged="NOT EXISTS (SELECT 1 FROM merged)",
+            terminal=_TERMINAL_PLACES,
+        )
+        sql = (
+            f"WITH changed AS ({update_sql} RETURNING *),\n"
+            f"merged AS ({merge} RETURNING e.id),\n"
+            f"added AS ({add} RETURNING id)\n"
+            f"SELECT {columns} FROM changed"
+        )
+        return sql, [*params, *_merge_params(), *_add_params(source)]
+
+    return compose
+
+
+# The changed row, read back by its id (SQLite).
+_CHANGED_BY_ID = (
+    "(SELECT id, status, version, current_step, status_message, updated_at"
+    " FROM async_tasks WHERE id = %s)"
+)
+
+
+def _add_event(task, source) -> None:
+    """For SQLite: the same rule as two statements after the UPDATE."""
+    connection = connections[AsyncTask.objects.db]
+    with connection.cursor() as cursor:
+        if task.status == TaskStatus.PROCESSING:  # the merge's own first condition
+            merge = _EVENT_MERGE.format(changed=_CHANGED_BY_ID)
+            cursor.execute(merge, [task.pk, *_merge_params()])
+            if cursor.rowcount:
+                return
+        add = _EVENT_ADD.format(
+            changed=_CHANGED_BY_ID, not_merged="1 = 1", terminal=_TERMINAL_PLACES
+        )
+        source_param, *rest = _add_params(source)
+        cursor.execute(add, [source_param, task.pk, *rest])
 
 
 def _new(task, source, **extra) -> None:
@@ -439,20 +424,3 @@ def _new(task, source, **extra) -> None:
 def record_creation(task, source=EventSource.USER) -> None:
     """The first event of a task (called where it is created)."""
     _new(task, source, created_at=task.created_at)
-
-
-def _record_event(task, source) -> None:
-    """The event of a change just written (the door's path on SQLite)."""
-    events = AsyncTaskEvent.objects.filter(task_id=task.pk)
-    if task.status == TaskStatus.PROCESSING:
-        coalesced = events.filter(
-            version=task.version - 1,
-            status=TaskStatus.PROCESSING,
-            current_step=task.current_step,
-        ).update(version=task.version, status_message=task.status_message)
-        if coalesced:
-            return
-    cap = settings.TASK_EVENTS_MAX_PER_TASK
-    if not task.is_terminal and task.version > cap and events.count() >= cap:
-        return  # capped: the final event is always written
-    _new(task, source, created_at=task.updated_at)

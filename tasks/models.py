@@ -3,9 +3,10 @@
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import models
+from django.db import connections, models
 from django.db.models import Q, Value
 from django.db.models.functions import Now
+from django.db.models.sql import UpdateQuery
 from django.urls import reverse
 from django.utils import timezone
 
@@ -67,6 +68,45 @@ class EventSource(models.TextChoices):
 
 
 class AsyncTaskQuerySet(models.QuerySet):
+    def update_returning(self, values, *, fields=None, extra=(), compose=None) -> list["AsyncTask"]:
+        """UPDATE this queryset's rows with `values` and return them as written,
+        in one statement (`UPDATE … RETURNING`, PostgreSQL and SQLite alike).
+
+        The UPDATE is built by the ORM's own compiler (so `F()` and other
+        expressions work as in `.update()`); the rows come back converted as
+        the ORM converts a query's columns, with the mapping worked out once per
+        database. `fields` names the columns to read back (all by default; the
+        others are deferred), `extra` pairs of (attribute, SQL expression over
+        the row) read back too. `compose(update_sql, params, columns)` may wrap the UPDATE
+        into a larger statement that returns `columns` of the changed rows (the
+        door adds the change's event this way). Only tasks/door.py calls it.
+        """
+        query = self.query.chain(UpdateQuery)
+        query.add_update_values(values)
+        sql, params = query.get_compiler(self.db).as_sql()
+        columns, names, converters = _returning_shape(self.db, fields, tuple(extra))
+        if compose is None:
+            sql, params = f"{sql} RETURNING {columns}", list(params)
+        else:
+            sql, params = compose(sql, list(params), columns)
+        connection = connections[self.db]
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            rows = cursor.fetchall()
+        built = []
+        for row in rows:
+            values = list(row)
+            for index, column, functions in converters:
+                for function in functions:
+                    values[index] = function(values[index], column, connection)
+            task = self.model.from_db(
+                self.db, names[: len(names) - len(extra)], values[: len(names) - len(extra)]
+            )
+            for (name, _sql), value in zip(extra, values[len(names) - len(extra) :], strict=True):
+                setattr(task, name, value)
+            built.append(task)
+        return built
+
     def for_user(self, user):
         return self.filter(created_by=user)
 
@@ -234,3 +274,33 @@ class WorkerHeartbeat(models.Model):
 
     def __str__(self):
         return f"{self.name} at {self.beat_at:%H:%M:%S}"
+
+
+_returning_shapes: dict[tuple, tuple] = {}
+
+
+def _returning_shape(alias, fields=None, extra=()):
+    """(the column list to return, the attribute names, the converters by index)
+    of `async_tasks` on one database, worked out once per shape: `QuerySet.raw()`
+    would work them out anew on every call of the app's hottest statement."""
+    key = (alias, tuple(fields) if fields else None, extra)
+    shape = _returning_shapes.get(key)
+    if shape is None:
+        connection = connections[alias]
+        concrete = AsyncTask._meta.concrete_fields
+        if fields:
+            wanted = {"id", *fields}
+            concrete = [field for field in concrete if field.attname in wanted]
+        quoted = [connection.ops.quote_name(field.column) for field in concrete]
+        columns = ", ".join(
+            quoted + [f"{sql} AS {connection.ops.quote_name(name)}" for name, sql in extra]
+        )
+        converters = []
+        for index, field in enumerate(concrete):
+            column = field.get_col(AsyncTask._meta.db_table)
+            found = connection.ops.get_db_converters(column) + column.get_db_converters(connection)
+            if found:
+                converters.append((index, column, found))
+        names = [field.attname for field in concrete] + [name for name, _sql in extra]
+        shape = _returning_shapes[key] = (columns, names, converters)
+    return shape
