@@ -154,8 +154,8 @@ def make_tasks(user, conversation, count):
     """`count` chat tasks, each with its user message as a send makes them
     (the reply then answers that message, as it does in use)."""
     from chat.models import Message, Role
+    from tasks.callbacks import make_token
     from tasks.models import AsyncTask
-    from tasks.tokens import make_token
 
     tasks = AsyncTask.objects.bulk_create(
         AsyncTask(

@@ -1,4 +1,5 @@
-"""What a workflow's callback may say, and applying it through the door.
+"""A workflow's callback: its token, its body parsed, what it may say, and
+applying it through the door.
 
 The body's fields and the answers are described in docs/PROTOCOL.md
 ("Callback"). A bad body raises CallbackError (400, nothing changes); a
@@ -7,8 +8,12 @@ a terminal status repeated for a task already in it changes nothing, so n8n's
 retries of a delivered callback are harmless.
 """
 
+import json
+import math
+
 from django.conf import settings
 from django.db import transaction
+from django.utils.crypto import constant_time_compare, salted_hmac
 
 from n8n.executions import execution_id
 
@@ -189,3 +194,100 @@ def _apply_delta(task_id, clean, change, source) -> AsyncTask:
         if not only_text:
             door.append_partial(task_id, clean["delta"])
     return task
+
+
+# --- the body, parsed ----------------------------------------------------------
+# Parse untrusted JSON into values every database and page can hold.
+#
+# `json.loads` accepts things that later fail far from the request: `NaN`,
+# `Infinity` and `1e400` (not JSON numbers; PostgreSQL's jsonb refuses them),
+# `\\u0000` (PostgreSQL text and jsonb refuse NUL), lone surrogates such as
+# `\\ud800` (not encodable as UTF-8), and nesting deep enough to exhaust the
+# recursion of whatever walks the value next (templates, `json.dumps`, the
+# admin). `loads()` refuses each with a `JSONRejected` whose message says which,
+# so the webhook answers 400 instead of 500 (and a retried callback does not
+# fail the same way forever).
+
+
+class JSONRejected(ValueError):
+    """The body is not JSON this app accepts; the message says why, in plain words."""
+
+
+def _reject_constant(name):
+    raise JSONRejected(f"numbers must be finite: {name} is not accepted")
+
+
+def _finite_float(text):
+    number = float(text)
+    if not math.isfinite(number):
+        raise JSONRejected(f"numbers must be finite: {text[:40]} is out of range")
+    return number
+
+
+def _check_string(text, where):
+    if "\x00" in text:
+        raise JSONRejected(f"{where} may not contain NUL characters (\\u0000)")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise JSONRejected(
+            f"{where} may not contain lone surrogates (\\ud800-\\udfff without a pair)"
+        ) from None
+
+
+def check_value(value, max_depth):
+    """Walk `value` without recursion; raise JSONRejected for a bad string or depth."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, str):
+            _check_string(item, "strings")
+        elif isinstance(item, (dict, list)):
+            if depth > max_depth:
+                raise JSONRejected(f"the JSON is nested deeper than {max_depth} levels")
+            if isinstance(item, dict):
+                for key, child in item.items():
+                    _check_string(key, "object keys")
+                    stack.append((child, depth + 1))
+            else:
+                stack.extend((child, depth + 1) for child in item)
+        elif isinstance(item, float) and not math.isfinite(item):
+            raise JSONRejected("numbers must be finite")
+
+
+def loads(raw, max_depth):
+    """Parse `raw` (bytes or str); JSONRejected for anything the app would choke on."""
+    try:
+        value = json.loads(raw, parse_constant=_reject_constant, parse_float=_finite_float)
+    except JSONRejected:
+        raise
+    except RecursionError:
+        # The C parser counts its own depth against the interpreter's recursion
+        # limit and stops cleanly: such a body is far past max_depth anyway.
+        raise JSONRejected(f"the JSON is nested deeper than {max_depth} levels") from None
+    except (ValueError, UnicodeDecodeError):
+        raise JSONRejected("the body is not JSON") from None
+    check_value(value, max_depth)
+    return value
+
+
+# --- the callback token -------------------------------------------------------
+# Per-task callback tokens.
+#
+# A token is an HMAC of the task id under the project's SECRET_KEY (with a salt
+# of its own), so it is worth nothing for any other task and needs no storage.
+# n8n keeps the dispatch body, token included, in its execution data: a leaked
+# token can only report on its own task.
+
+SALT = "tasks.callback-token.v1"
+
+
+def make_token(task_id) -> str:
+    return salted_hmac(SALT, f"async-task:{int(task_id)}", algorithm="sha256").hexdigest()
+
+
+def check_token(task_id, token) -> bool:
+    """Constant-time comparison of a presented token with the task's own."""
+    if not token or not isinstance(token, str):
+        return False
+    return constant_time_compare(make_token(task_id), token)

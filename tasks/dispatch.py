@@ -23,7 +23,7 @@ from n8n import webhooks as n8n
 from n8n.webhooks import DispatchResult, Outcome
 from observability import metrics
 
-from . import door, executions, streaming, tokens
+from . import callbacks, door, executions, streaming
 from .door import TaskConflict
 from .models import AsyncTask, EventSource, TaskStatus
 from .pool import submit
@@ -111,7 +111,7 @@ def dispatch_body(task) -> dict:
         "workflow_id": task.workflow_id,
         "input": task.input_data,
         "callback_url": callback_url(task.pk),
-        "callback_token": tokens.make_token(task.pk),
+        "callback_token": callbacks.make_token(task.pk),
         "timeout_seconds": task.timeout_seconds,
     }
 

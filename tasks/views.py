@@ -12,7 +12,7 @@ from django.views.decorators.http import require_POST
 
 from observability import metrics
 
-from . import frames, jsonsafe, services, tokens
+from . import callbacks, frames, services
 from .models import AsyncTask, EventSource
 
 logger = logging.getLogger(__name__)
@@ -127,14 +127,14 @@ def task_webhook(request, pk):
     # A valid token is an HMAC of this id, so the task existed: its lookup can
     # wait for the row lock below. Only a refused token costs a query here, to
     # answer 404 for an unknown task before 401 (the contract's order).
-    if not tokens.check_token(pk, _bearer_token(request)):
+    if not callbacks.check_token(pk, _bearer_token(request)):
         return _unknown_task(pk) or _error(401, "missing or wrong callback token for this task")
     raw = request.read(limit + 1)
     if len(raw) > limit:
         return _error(413, f"the body is larger than {limit} bytes")
     try:
-        payload = jsonsafe.loads(raw, settings.TASK_WEBHOOK_MAX_DEPTH)
-    except jsonsafe.JSONRejected as rejected:
+        payload = callbacks.loads(raw, settings.TASK_WEBHOOK_MAX_DEPTH)
+    except callbacks.JSONRejected as rejected:
         # A valid token of a task deleted since: the unknown task still comes first.
         return _unknown_task(pk) or _error(400, str(rejected))
     if isinstance(payload, dict):  # for the log line: what the workflow said

@@ -12,7 +12,7 @@ from requests.structures import CaseInsensitiveDict
 from werkzeug.wrappers import Response
 
 from chat.models import Role
-from tasks import tokens
+from tasks import callbacks
 from tasks.models import AsyncTask
 from tests import factories
 
@@ -39,7 +39,7 @@ def webhook_url(task_id):
 
 
 def auth(task_id):
-    return {"HTTP_AUTHORIZATION": f"Bearer {tokens.make_token(task_id)}"}
+    return {"HTTP_AUTHORIZATION": f"Bearer {callbacks.make_token(task_id)}"}
 
 
 def post_callback(client, task_id, payload, token_for=None, raw=None, **extra):

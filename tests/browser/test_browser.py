@@ -188,12 +188,12 @@ def test_a_reply_finished_while_the_server_was_down_appears_after_reconnect(
         assert page.inner_text("#composer-send") == "Stop"
         screenshot(page, "chat-reconnecting-1280")
 
-        from tasks import tokens
+        from tasks import callbacks
 
         answer = requests.post(
             f"{other_server.base_url}/tasks/{task_id}/webhook/",
             json={"status": "completed", "output": {"content": "Yes: this reply waited."}},
-            headers={"Authorization": f"Bearer {tokens.make_token(task_id)}"},
+            headers={"Authorization": f"Bearer {callbacks.make_token(task_id)}"},
             timeout=10,
         )
         assert answer.status_code == 200, answer.text
@@ -219,13 +219,13 @@ def test_a_failed_reply_shows_the_error_and_retry_brings_the_reply(transactional
         page.locator(".task-status[data-status='processing']").wait_for()
         task_id = int(page.get_attribute(".task-status", "data-task-id"))
 
-        from tasks import tokens
+        from tasks import callbacks
 
         # n8n's error branch reports the failure before the runner finishes.
         answer = requests.post(
             f"{running.base_url}/tasks/{task_id}/webhook/",
             json={"status": "failed", "error": {"message": "model unavailable"}},
-            headers={"Authorization": f"Bearer {tokens.make_token(task_id)}"},
+            headers={"Authorization": f"Bearer {callbacks.make_token(task_id)}"},
             timeout=10,
         )
         assert answer.status_code == 200, answer.text
@@ -282,12 +282,12 @@ def distance_from_bottom(page):
 
 
 def complete(server, task_id, content):
-    from tasks import tokens
+    from tasks import callbacks
 
     answer = requests.post(
         f"{server.base_url}/tasks/{task_id}/webhook/",
         json={"status": "completed", "output": {"content": content}},
-        headers={"Authorization": f"Bearer {tokens.make_token(task_id)}"},
+        headers={"Authorization": f"Bearer {callbacks.make_token(task_id)}"},
         timeout=10,
     )
     assert answer.status_code == 200, answer.text
@@ -348,12 +348,12 @@ def test_status_words_are_identical_live_and_after_reload(transactional_db, cont
         page.locator(".task-status").first.wait_for()
         task_id = int(page.get_attribute(".task-status", "data-task-id"))
         if ending != "timeout":
-            from tasks import tokens
+            from tasks import callbacks
 
             answer = requests.post(
                 f"{running.base_url}/tasks/{task_id}/webhook/",
                 json=ending,
-                headers={"Authorization": f"Bearer {tokens.make_token(task_id)}"},
+                headers={"Authorization": f"Bearer {callbacks.make_token(task_id)}"},
                 timeout=10,
             )
             assert answer.status_code == 200, answer.text

@@ -297,12 +297,12 @@ def paged_server(transactional_db):
 def complete(server, task_id, content):
     import requests
 
-    from tasks import tokens
+    from tasks import callbacks
 
     answer = requests.post(
         f"{server.base_url}/tasks/{task_id}/webhook/",
         json={"status": "completed", "output": {"content": content}},
-        headers={"Authorization": f"Bearer {tokens.make_token(task_id)}"},
+        headers={"Authorization": f"Bearer {callbacks.make_token(task_id)}"},
         timeout=10,
     )
     assert answer.status_code == 200, answer.text
@@ -416,14 +416,14 @@ def test_a_finished_reply_is_announced_once_politely(long_conversation, server, 
     )
     import requests
 
-    from tasks import tokens
+    from tasks import callbacks
 
     task_id = long_conversation["task"].pk
     for step in ("thinking", "writing"):
         requests.post(
             f"{server.base_url}/tasks/{task_id}/webhook/",
             json={"status": "processing", "current_step": step},
-            headers={"Authorization": f"Bearer {tokens.make_token(task_id)}"},
+            headers={"Authorization": f"Bearer {callbacks.make_token(task_id)}"},
             timeout=10,
         ).raise_for_status()
     wait_js(page, "document.querySelector('.task-status__label').textContent.includes('writing')")

@@ -56,13 +56,13 @@ def chat(user):
 
 
 async def callback(server, task_id, **payload):
-    from tasks import tokens  # the tasks app's callback tokens
+    from tasks import callbacks
 
     def post():
         return requests.post(
             f"{server.base_url}/tasks/{task_id}/webhook/",
             json=payload,
-            headers={"Authorization": f"Bearer {tokens.make_token(task_id)}"},
+            headers={"Authorization": f"Bearer {callbacks.make_token(task_id)}"},
             timeout=REAL_FRAME_TIMEOUT,
         )
 

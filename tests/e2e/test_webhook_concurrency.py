@@ -11,7 +11,7 @@ from django.core.management import call_command
 from werkzeug.wrappers import Response
 
 from chat.models import Message, Role
-from tasks import tokens
+from tasks import callbacks
 from tasks.models import AsyncTask
 from tests import factories, support
 from tests.task_support import chat_task
@@ -34,7 +34,7 @@ def server(django_db_setup, django_db_blocker):
 def fire(server, task_id, payloads):
     """POST every payload at once from its own thread; returns the answers."""
     url = f"{server.base_url}/tasks/{task_id}/webhook/"
-    headers = {"Authorization": f"Bearer {tokens.make_token(task_id)}"}
+    headers = {"Authorization": f"Bearer {callbacks.make_token(task_id)}"}
     barrier = threading.Barrier(len(payloads))
     answers = [None] * len(payloads)
 

@@ -15,7 +15,7 @@ from channels.db import database_sync_to_async
 from django.core.management import call_command
 from django.test import Client
 
-from tasks import tokens
+from tasks import callbacks
 from tests import factories
 from tests.contract_names import DISPATCH_KEYS, MESSAGE_FRAME_KEYS, TASK_FRAME_KEYS
 from tests.support import as_json, one, sql
@@ -154,7 +154,7 @@ def callback(task_id, payload):
         f"/tasks/{task_id}/webhook/",
         data=json.dumps(payload),
         content_type="application/json",
-        HTTP_AUTHORIZATION=f"Bearer {tokens.make_token(task_id)}",
+        HTTP_AUTHORIZATION=f"Bearer {callbacks.make_token(task_id)}",
     )
     assert response.status_code == 200, response.content
 

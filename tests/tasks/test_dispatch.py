@@ -9,7 +9,7 @@ from django.db.models import F
 from django.utils import timezone
 from werkzeug.wrappers import Response
 
-from tasks import services, tokens
+from tasks import callbacks, services
 from tasks.models import AsyncTask
 from tests import support
 from tests.contract_names import DISPATCH_KEYS
@@ -54,8 +54,8 @@ def test_dispatch_posts_the_contract_body_and_headers(dispatch_settings, fake_n8
     assert body["workflow_id"] == "chat-reply"
     assert body["input"] == task.input_data
     assert body["callback_url"] == f"http://app.example.test/tasks/{task.pk}/webhook/"
-    assert tokens.check_token(task.pk, body["callback_token"])
-    assert not tokens.check_token(task.pk + 1, body["callback_token"])
+    assert callbacks.check_token(task.pk, body["callback_token"])
+    assert not callbacks.check_token(task.pk + 1, body["callback_token"])
     assert body["timeout_seconds"] == dispatch_settings.TASK_TIMEOUT_SECONDS
 
 
