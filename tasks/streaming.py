@@ -41,6 +41,7 @@ from django.conf import settings
 
 from live.connections import fresh_connections
 from n8n import webhooks as n8n
+from observability import metrics
 from n8n.chunks import announced_execution_id, parse_chunk
 from n8n.webhooks import DispatchResult, Failure, Outcome
 
@@ -383,6 +384,7 @@ class StreamReader:
         if old is not None:
             old.cancel()  # a dispatch again: the newer answer wins
         self.streams.readers[self.task_id] = task
+        metrics.record_stream_opened()
         task.add_done_callback(self._forget)
         return self.verdict
 
@@ -551,6 +553,7 @@ class StreamReader:
                 reader.cancel()
 
     def _forget(self, task):
+        metrics.record_stream_closed()
         if self.streams.readers.get(self.task_id) is task:
             del self.streams.readers[self.task_id]
 

@@ -6,6 +6,7 @@ import threading
 import pytest
 
 from chat.models import Message, Role
+from observability import metrics
 from tasks import dispatch, lifecycle, streaming
 from tasks.models import AsyncTask
 from tests.standins import N8nStandin, chunk, item
@@ -203,3 +204,18 @@ def test_a_flush_waits_for_the_write_before_it_and_never_spins_on_it(monkeypatch
     loop.close()
     assert not spinning, "a flush spun on a finished write"
     assert (seen_before_release, writes) == ([], ["next"])
+
+
+def test_the_open_streams_gauge_counts_the_streams_being_read(n8n_at, user):
+    def gauge():
+        return metrics.STREAMS_OPEN._value.get()
+
+    before = gauge()
+    with n8n_at(N8nStandin([item("Open "), ("hang",)])):
+        task = chat_task(user)
+        dispatch.claim_and_dispatch(task.pk)
+        wait_for(lambda: partial(task) == "Open ", timeout=5, what="the first piece")
+        assert gauge() == before + 1
+        streaming.close(task.pk)
+        wait_closed()
+    wait_for(lambda: gauge() == before, timeout=5, what="the gauge to go down")
