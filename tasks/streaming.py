@@ -41,9 +41,9 @@ from django.conf import settings
 
 from live.connections import fresh_connections
 from n8n import webhooks as n8n
-from observability import metrics
 from n8n.chunks import announced_execution_id, parse_chunk
 from n8n.webhooks import DispatchResult, Failure, Outcome
+from observability import metrics
 
 from .door import TaskConflict, append_partial
 from .models import AsyncTask, TaskStatus
