@@ -367,8 +367,9 @@ TASK_PARTIAL_TEXT_MAX_CHARS = env.int("TASK_PARTIAL_TEXT_MAX_CHARS", default=100
 # At most one `message.delta` frame per task per this many seconds (the first
 # piece goes out at once; what comes meanwhile is sent together).
 TASK_DELTA_FRAME_SECONDS = env.float("TASK_DELTA_FRAME_SECONDS", default=0.05)
-# Dispatch over the asyncio client that reads n8n's streamed answers (off:
-# the blocking client, streamed answers are not read).
+# Dispatch from the event-loop thread that reads n8n's streamed answers as they
+# come (off: the same request from the dispatch pool's thread, its answer read
+# whole, so no streamed text is shown).
 TASK_STREAM_READER = env.bool("TASK_STREAM_READER", default=True)
 # Streamed text is written at most this far behind (the first piece at once).
 TASK_STREAM_FLUSH_SECONDS = env.float("TASK_STREAM_FLUSH_SECONDS", default=0.1)
@@ -415,5 +416,10 @@ LOGGING = {
     },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    "loggers": {"django.channels.server": {"level": "WARNING"}},
+    "loggers": {
+        "django.channels.server": {"level": "WARNING"},
+        # httpx logs every request's URL as given, credentials included; the
+        # dispatcher and the n8n adapter log their own lines without them.
+        "httpx": {"level": "WARNING"},
+    },
 }

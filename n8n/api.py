@@ -20,8 +20,7 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
-import requests
-
+from . import transport
 from .executions import execution_id
 
 # What the public API accepts in a workflow body and in its settings: both
@@ -97,11 +96,12 @@ def workflow_body(workflow: dict) -> dict:
 
 
 class N8nApi:
-    def __init__(self, base_url: str, api_key: str, *, timeout=(3.0, 30.0), session=None):
+    def __init__(self, base_url: str, api_key: str, *, timeout=(3.0, 30.0), client=None):
+        """`timeout` is (connect, read) in seconds; `client` an httpx.Client to
+        use instead of one of n8n.transport's."""
         self.base_url = base_url.rstrip("/")
         self.api_key = api_key
-        self.timeout = timeout
-        self.session = session or requests.Session()
+        self.client = client or transport.client(transport.timeout(*timeout))
 
     @classmethod
     def from_settings(cls, **kwargs) -> N8nApi:
@@ -115,21 +115,15 @@ class N8nApi:
         """One call to `/api/v1{path}`; returns the decoded JSON answer."""
         url = f"{self.base_url}/api/v1{path}"
         try:
-            response = self.session.request(
+            response = self.client.request(
                 method,
                 url,
                 params=params,
                 json=json,
                 headers={"X-N8N-API-KEY": self.api_key, "Accept": "application/json"},
-                timeout=self.timeout,
-                allow_redirects=False,
             )
-        except requests.Timeout:
-            raise N8nApiError(None, f"n8n at {self.base_url} did not answer in time") from None
-        except requests.RequestException as exc:
-            raise N8nApiError(
-                None, f"n8n is unreachable at {self.base_url} ({type(exc).__name__})"
-            ) from None
+        except transport.ERRORS as exc:
+            raise unreachable(self.base_url, exc) from None
         if response.status_code >= 400:
             raise N8nApiError(response.status_code, _reason(response))
         try:
@@ -206,6 +200,13 @@ class N8nApi:
         already ended; 404 for an unknown id, and on n8n releases (2.8.x) whose
         public API has no stop."""
         return self.request("POST", f"/executions/{_path_id(execution_id)}/stop")
+
+
+def unreachable(base_url, exc) -> N8nApiError:
+    """A request to n8n that got no answer (an httpx error), for an operator."""
+    if transport.timed_out(exc):
+        return N8nApiError(None, f"n8n at {base_url} did not answer in time")
+    return N8nApiError(None, f"n8n is unreachable at {base_url} ({type(exc).__name__})")
 
 
 def _path_id(value) -> str:

@@ -7,9 +7,8 @@ production an operator creates the key in n8n's settings.
 
 import time
 
-import requests
-
-from .api import N8nApiError, _reason
+from . import transport
+from .api import N8nApiError, _reason, unreachable
 
 # What n8n_setup, reconciliation and Stop need; the key gets those of them the
 # n8n release offers.
@@ -40,16 +39,19 @@ def bootstrap_api_key(
     shows it only once).
     """
     base_url = base_url.rstrip("/")
-    rest = requests.Session()
     # n8n binds its login cookie to this header; any stable value does.
-    rest.headers["browser-id"] = "chatproject-bootstrap"
+    with transport.client(
+        transport.timeout(*timeout), headers={"browser-id": "chatproject-bootstrap"}
+    ) as rest:
+        return _create_key(rest, base_url, email, password, label, ready_timeout)
 
+
+def _create_key(rest, base_url, email, password, label, ready_timeout):
     def call(method, path, **kwargs):
         try:
-            response = rest.request(method, f"{base_url}/rest{path}", timeout=timeout, **kwargs)
-        except requests.RequestException as exc:
-            reason = f"n8n is unreachable at {base_url} ({type(exc).__name__})"
-            raise N8nApiError(None, reason) from None
+            response = rest.request(method, f"{base_url}/rest{path}", **kwargs)
+        except transport.ERRORS as exc:
+            raise unreachable(base_url, exc) from None
         if response.status_code >= 400:
             raise N8nApiError(response.status_code, _reason(response))
         return response.json().get("data")

@@ -16,13 +16,15 @@ import re
 import threading
 import time
 
-import requests
 from django.conf import settings
+
+from . import transport
 
 logger = logging.getLogger(__name__)
 
 CALLBACK_TRIES = 4
 CALLBACK_PAUSE_SECONDS = 0.5
+CALLBACK_TIMEOUT = (3.0, 10.0)  # connect, read
 _counter = itertools.count(1)
 
 
@@ -61,15 +63,17 @@ def reply_for(body, execution_id):
     }
 
 
-def post_callback(url, token, payload) -> int | None:
+def post_callback(url, token, payload, client=None) -> int | None:
     """POST one callback, retrying connection errors a few times (like n8n's
     HTTP Request node with retry on failure). Returns the HTTP status."""
+    if client is None:
+        with transport.client(transport.timeout(*CALLBACK_TIMEOUT)) as client:
+            return post_callback(url, token, payload, client)
     headers = {"Authorization": f"Bearer {token}"}
     for attempt in range(1, CALLBACK_TRIES + 1):
         try:
-            response = requests.post(url, json=payload, headers=headers, timeout=(3, 10))
-            return response.status_code
-        except requests.RequestException as exc:
+            return client.post(url, json=payload, headers=headers).status_code
+        except transport.ERRORS as exc:
             logger.warning("development runner: callback to %s failed (%s)", url, exc)
             if attempt < CALLBACK_TRIES:
                 time.sleep(CALLBACK_PAUSE_SECONDS * attempt)
@@ -89,30 +93,31 @@ def run(body, execution_id, pause, word_pause=None):
     if word_pause is None:
         word_pause = settings.DEV_RUNNER_WORD_SECONDS
     url, token = body["callback_url"], body["callback_token"]
-    post_callback(
-        url,
-        token,
-        {
-            "status": "processing",
-            "current_step": "generating",
-            "status_message": "The development runner is writing a reply…",
-            "execution_id": execution_id,
-        },
-    )
-    time.sleep(pause)
-    output = reply_for(body, execution_id)
-    if settings.DEV_RUNNER_STREAM and isinstance(output.get("content"), str):
-        for piece in pieces(output["content"]):
-            if post_callback(url, token, {"status": "processing", "delta": piece}) == 409:
-                return  # stopped: what was written stays
-            time.sleep(word_pause)
-    post_callback(
-        url,
-        token,
-        {
-            "status": "completed",
-            "current_step": "done",
-            "execution_id": execution_id,
-            "output": output,
-        },
-    )
+    with transport.client(transport.timeout(*CALLBACK_TIMEOUT)) as client:
+
+        def call_back(payload):
+            return post_callback(url, token, payload, client)
+
+        call_back(
+            {
+                "status": "processing",
+                "current_step": "generating",
+                "status_message": "The development runner is writing a reply…",
+                "execution_id": execution_id,
+            },
+        )
+        time.sleep(pause)
+        output = reply_for(body, execution_id)
+        if settings.DEV_RUNNER_STREAM and isinstance(output.get("content"), str):
+            for piece in pieces(output["content"]):
+                if call_back({"status": "processing", "delta": piece}) == 409:
+                    return  # stopped: what was written stays
+                time.sleep(word_pause)
+        call_back(
+            {
+                "status": "completed",
+                "current_step": "done",
+                "execution_id": execution_id,
+                "output": output,
+            },
+        )

@@ -10,10 +10,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import requests
-
 from . import chunks as n8n_stream
-from . import signing
+from . import signing, transport
 from .api import N8nApiError, workflow_body
 
 WEBHOOK_NODE = "n8n-nodes-base.webhook"
@@ -188,25 +186,20 @@ def probe_webhook(base_url: str, path: str, secret: str) -> None:
     headers = {"Authorization": f"Bearer {secret}"} if secret else {}
     body = {"probe": True, "task_id": 0, "task_type": "probe", "workflow_id": path}
     deadline = time.monotonic() + PROBE_NOT_FOUND_GRACE_SECONDS
-    while True:
-        # Signed like a dispatch (new id and time on each try), so the probe
-        # also checks the workflow's signature check.
-        data, signed = signing.signed_body(body)
-        try:
-            response = requests.post(
-                url,
-                data=data,
-                headers={**headers, **signed},
-                timeout=PROBE_TIMEOUT,
-                allow_redirects=False,
-            )
-        except requests.RequestException as exc:
-            raise SetupError(
-                "n8n unreachable", f"the webhook {url} did not answer ({type(exc).__name__})"
-            ) from None
-        if response.status_code != 404 or time.monotonic() > deadline:
-            break
-        time.sleep(0.25)
+    with transport.client(transport.timeout(*PROBE_TIMEOUT)) as client:
+        while True:
+            # Signed like a dispatch (new id and time on each try), so the probe
+            # also checks the workflow's signature check.
+            data, signed = signing.signed_body(body)
+            try:
+                response = client.post(url, content=data, headers={**headers, **signed})
+            except transport.ERRORS as exc:
+                raise SetupError(
+                    "n8n unreachable", f"the webhook {url} did not answer ({type(exc).__name__})"
+                ) from None
+            if response.status_code != 404 or time.monotonic() > deadline:
+                break
+            time.sleep(0.25)
     excerpt = " ".join(response.text.split())[:200]
     # A streaming workflow answers 200 before any node runs: its answer is in the body.
     chunks = n8n_stream.parse_body(response.text) if response.status_code == 200 else None

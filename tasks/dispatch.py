@@ -8,6 +8,7 @@ first callback can land before the answer is read, and then the callback wins.
 """
 
 import enum
+import json
 import logging
 import random
 import time
@@ -130,12 +131,12 @@ def send(task) -> DispatchResult:
         from n8n import devrunner
 
         status_code, data = devrunner.accept(body, headers)
-        return n8n.classify(status_code, str(data), data)
+        return n8n.classify(status_code, json.dumps(data))
+    url = n8n.webhook_url(task.workflow_id)
     if not settings.TASK_STREAM_READER:
-        return n8n.post(task.workflow_id, body, headers)
+        return n8n.post(url, body, headers)  # the same request, read plainly here
     # A streamed answer is read until the task's deadline at the latest.
     remaining = max((task.deadline - timezone.now()).total_seconds(), 1.0)
-    url = n8n.webhook_url(task.workflow_id)
     return streaming.post(url, body, headers, task.pk, remaining, STREAM_HOOKS)
 
 

@@ -14,8 +14,10 @@ Dispatches go out with an asyncio HTTP client (httpx) on one event-loop
 thread per process ("task-streams"), so that a body can be read for minutes
 without holding a thread or a database connection: a pool thread waits only
 until the answer's headers and first line (a plain answer: its body) are in,
-at most as long as it did with a blocking client. A plain answer is
-classified as before (`n8n.webhooks.classify`). A stream's reader appends
+at most as long as it did with a blocking client. The request is the one
+`n8n.webhooks.build_request` makes, and an answer or a transport error is
+classified by the same functions as the blocking path's
+(`n8n.webhooks.classify`, `n8n.webhooks.failed`). A stream's reader appends
 each piece of text to the task's partial reply (`tasks.door.append_partial`)
 in batches, the first piece at once and then at most every
 TASK_STREAM_FLUSH_SECONDS, from a small thread pool of its own (so at most
@@ -29,7 +31,6 @@ it at once), or at shutdown. Nothing is lost when a stream breaks: the
 """
 
 import asyncio
-import json
 import logging
 import threading
 from collections.abc import Callable
@@ -40,9 +41,10 @@ import httpx
 from django.conf import settings
 
 from live.connections import fresh_connections
+from n8n import transport
 from n8n import webhooks as n8n
 from n8n.chunks import announced_execution_id, parse_chunk
-from n8n.webhooks import DispatchResult, Failure, Outcome
+from n8n.webhooks import MAX_PLAIN_BODY_BYTES, DispatchResult, Outcome
 from observability import metrics
 
 from .door import TaskConflict, append_partial
@@ -50,8 +52,6 @@ from .models import AsyncTask, TaskStatus
 
 logger = logging.getLogger(__name__)
 
-# A plain answer's body is read up to this size (error_details keeps its start).
-MAX_PLAIN_BODY_BYTES = 1_048_576
 # Every this many seconds the open streams' tasks are checked (Stop elsewhere).
 CHECK_SECONDS = 2.0
 
@@ -105,18 +105,16 @@ class Streams:
     def http_client(self) -> httpx.AsyncClient:
         """One client per process (made on the loop): its pool holds the streams."""
         if self.client is None:
-            self.client = httpx.AsyncClient(
-                timeout=httpx.Timeout(
-                    connect=settings.TASK_DISPATCH_CONNECT_TIMEOUT,
-                    read=None,  # a stream may pause; its deadline is the task's
-                    write=settings.TASK_DISPATCH_READ_TIMEOUT,
-                    pool=settings.TASK_DISPATCH_CONNECT_TIMEOUT,
+            # Each dispatch carries its own time-outs (n8n.webhooks.build_request);
+            # a stream's reads then have none: its deadline is the task's.
+            self.client = transport.async_client(
+                transport.timeout(
+                    settings.TASK_DISPATCH_CONNECT_TIMEOUT, settings.TASK_DISPATCH_READ_TIMEOUT
                 ),
                 limits=httpx.Limits(
-                    max_connections=settings.TASK_STREAMS_MAX, max_keepalive_connections=20
+                    max_connections=settings.TASK_STREAMS_MAX,
+                    max_keepalive_connections=transport.KEEPALIVE_CONNECTIONS,
                 ),
-                follow_redirects=False,
-                trust_env=False,
             )
         return self.client
 
@@ -132,9 +130,9 @@ class Streams:
         )
         try:
             return future.result(timeout=wait)
-        except TimeoutError:
+        except TimeoutError as exc:
             future.cancel()
-            return _timed_out(url)
+            return n8n.failed(exc, url)
 
     def close(self, task_id) -> bool:
         """Close this process's stream of a task (from any thread). Never raises."""
@@ -224,50 +222,16 @@ def close_all(timeout=5.0) -> None:
 # --- one dispatch ------------------------------------------------------------------
 
 
-def _timed_out(url):
-    return DispatchResult(
-        Outcome.RETRYABLE,
-        error=(
-            f"no answer within {settings.TASK_DISPATCH_READ_TIMEOUT:g} s "
-            f"from {n8n.without_credentials(url)}"
-        ),
-        kind=Failure.TIMEOUT,
-    )
-
-
-def looks_streamed(response) -> bool:
-    """Maybe n8n's Streaming mode: a 2xx JSON answer with no length (chunked).
-
-    Only a maybe: its first line decides (StreamReader)."""
-    if not 200 <= response.status_code < 300 or "content-length" in response.headers:
-        return False
-    kind = response.headers.get("content-type", "")
-    return "json" in kind or "ndjson" in kind
-
-
 async def _post(streams, url, body, headers, task_id, deadline_seconds, hooks) -> DispatchResult:
-    shown = n8n.without_credentials(url)
     client = streams.http_client()
     connect, read = settings.TASK_DISPATCH_CONNECT_TIMEOUT, settings.TASK_DISPATCH_READ_TIMEOUT
-    # Until the answer's headers: the same connect and read time-outs as ever.
-    timeout = httpx.Timeout(connect=connect, read=read, write=read, pool=connect)
-    data, headers = n8n.signed_request(body, headers)  # the same bytes and signature
-    request = client.build_request("POST", url, content=data, headers=headers, timeout=timeout)
     try:
+        # Until the answer's headers: the same connect and read time-outs as ever.
+        request = n8n.build_request(client, url, body, headers)
         response = await asyncio.wait_for(client.send(request, stream=True), connect + read + 1)
-    except (httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
-        return DispatchResult(
-            Outcome.RETRYABLE, error=f"could not connect to {shown}: {exc}", kind=Failure.CONNECTION
-        )
-    except (TimeoutError, httpx.TimeoutException):
-        return _timed_out(url)
-    except httpx.HTTPError as exc:
-        return DispatchResult(
-            Outcome.RETRYABLE,
-            error=f"could not connect to {shown}: {type(exc).__name__} {exc}",
-            kind=Failure.CONNECTION,
-        )
-    if looks_streamed(response):
+    except transport.ERRORS as exc:
+        return n8n.failed(exc, url)
+    if n8n.looks_streamed(response):  # its first line decides (StreamReader)
         # A stream may pause for long (a model thinking; n8n 2.41 sends a
         # keepalive every 30 s): no read time-out, the task's deadline instead.
         # httpcore reads this dict when the body's first read starts.
@@ -275,26 +239,12 @@ async def _post(streams, url, body, headers, task_id, deadline_seconds, hooks) -
         reader = StreamReader(streams, task_id, response, deadline_seconds, hooks)
         return await _verdict(reader.start(), response.status_code, read)
     try:
-        raw = await asyncio.wait_for(
-            _read_limited(response, MAX_PLAIN_BODY_BYTES), settings.TASK_DISPATCH_READ_TIMEOUT
-        )
-    except (TimeoutError, httpx.TimeoutException):
+        raw = await asyncio.wait_for(_read_plainly(response), read)
+    except transport.ERRORS as exc:
+        return n8n.failed(exc, url)
+    finally:
         await response.aclose()
-        return _timed_out(url)
-    except httpx.HTTPError as exc:
-        await response.aclose()
-        return DispatchResult(
-            Outcome.RETRYABLE,
-            error=f"could not connect to {shown}: {type(exc).__name__} {exc}",
-            kind=Failure.CONNECTION,
-        )
-    await response.aclose()
-    text = raw.decode("utf-8", errors="replace")
-    try:
-        data = json.loads(text)
-    except ValueError:
-        data = None
-    return n8n.classify(response.status_code, text, data)
+    return n8n.classify(response.status_code, raw)
 
 
 async def _verdict(verdict, status_code, wait) -> DispatchResult:
@@ -316,22 +266,19 @@ async def _verdict(verdict, status_code, wait) -> DispatchResult:
         content, line = detail
         return n8n.streamed_refusal(status_code, content, line)
     if kind == "plain":
-        text = detail.decode("utf-8", errors="replace")
-        try:
-            data = json.loads(text)
-        except ValueError:
-            data = None
-        return n8n.classify(status_code, text, data)
+        return n8n.classify(status_code, detail)
     return DispatchResult(Outcome.ACCEPTED, status_code, "(a streamed answer)")
 
 
-async def _read_limited(response, limit) -> bytes:
+async def _read_plainly(response) -> bytes:
+    """A whole answer, at most MAX_PLAIN_BODY_BYTES of it (n8n.webhooks.read_plainly
+    on the loop)."""
     raw = bytearray()
     async for part in response.aiter_bytes():
         raw += part
-        if len(raw) > limit:
+        if len(raw) > MAX_PLAIN_BODY_BYTES:
             break
-    return bytes(raw[:limit])
+    return bytes(raw[:MAX_PLAIN_BODY_BYTES])
 
 
 # --- reading one answer --------------------------------------------------

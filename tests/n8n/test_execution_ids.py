@@ -37,18 +37,18 @@ def test_only_a_short_id_of_safe_characters_is_an_execution_id(value, expected):
 
 def test_every_reader_uses_the_same_rule():
     assert execution_id_of({"executionId": TRAVERSAL, "execution_id": "9"}) == "9"
-    assert webhooks.classify(200, "{}", {"executionId": TRAVERSAL}).execution_id == ""
-    assert webhooks.classify(200, "{}", {"executionId": 17}).execution_id == "17"
+    assert webhooks.classify(200, json.dumps({"executionId": TRAVERSAL})).execution_id == ""
+    assert webhooks.classify(200, json.dumps({"executionId": 17})).execution_id == "17"
     assert chunks.announced_execution_id(json.dumps({"executionId": TRAVERSAL})) == ""
     assert chunks.announced_execution_id(json.dumps({"executionId": "31"})) == "31"
 
 
 def test_the_api_refuses_an_id_that_would_change_the_path_before_any_request():
-    class NoSession:
+    class NoClient:
         def request(self, *args, **kwargs):  # pragma: no cover - must not be reached
             raise AssertionError("a request was made")
 
-    api = N8nApi("http://127.0.0.1:9", "key", session=NoSession())
+    api = N8nApi("http://127.0.0.1:9", "key", client=NoClient())
     for call in (api.stop_execution, api.get_execution):
         with pytest.raises(N8nApiError) as refused:
             call(TRAVERSAL)

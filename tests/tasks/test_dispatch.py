@@ -20,6 +20,14 @@ pytestmark = pytest.mark.django_db
 WEBHOOK = "/webhook/chat-reply"
 
 
+@pytest.fixture(params=[True, False], ids=["stream-reader", "read-plainly"])
+def dispatch_settings(dispatch_settings, request):
+    """Every dispatch outcome holds for both ways of reading the answer: the
+    stream reader's loop, and the blocking client (TASK_STREAM_READER off)."""
+    dispatch_settings.TASK_STREAM_READER = request.param
+    return dispatch_settings
+
+
 def answers(n8n, status, body, once=False):
     """n8n answers the chat workflow's webhook so (once, or from now on)."""
     expect = n8n.expect_oneshot_request if once else n8n.expect_request

@@ -182,3 +182,50 @@ def test_a_late_callback_changes_no_execution_id_a_stopped_task_already_had(
         assert post_callback(client, task.pk, late_completed).status_code == 409
     assert [r["path"] for r in n8n.requests] == ["/api/v1/executions/5/stop"]
     assert AsyncTask.objects.get(pk=task.pk).n8n_execution_id == "5"
+
+
+# --- with the reader off: the same request, its answer read whole ------------------
+
+
+@pytest.fixture
+def read_plainly(n8n_at, settings):
+    """A stand-in n8n, dispatched to with TASK_STREAM_READER off."""
+
+    def point(server):
+        n8n_at(server)
+        settings.TASK_STREAM_READER = False
+        return server
+
+    return point
+
+
+def test_read_plainly_an_error_chunk_first_is_still_a_refusal(read_plainly, user):
+    refusal = chunk("error", content="signature refused - bad signature")
+    with read_plainly(N8nStandin([refusal, ("end",)])):
+        task = chat_task(user)
+        assert dispatch.claim_and_dispatch(task.pk) == dispatch.Recorded.FAILED
+    task.refresh_from_db()
+    assert (task.status, task.attempts) == ("failed", 1)
+    assert task.status_message == dispatch.REFUSED_WORDS
+    assert (task.error_details["stage"], task.error_details["http_status"]) == ("dispatch", 200)
+    assert "signature refused - bad signature" in task.error_details["error"]
+    assert streaming.open_count() == 0
+
+
+def test_read_plainly_a_stream_is_accepted_with_its_announced_id_and_no_text(read_plainly, user):
+    accept = item(json.dumps({"accepted": True, "executionId": "17"}), node="Accept")
+    script = [chunk("begin"), accept, item("Hello"), chunk("end"), ("end",)]
+    with read_plainly(N8nStandin(script)):
+        task = chat_task(user)
+        assert dispatch.claim_and_dispatch(task.pk) == dispatch.Recorded.DISPATCHED
+    task.refresh_from_db()
+    assert (task.status, task.n8n_execution_id, task.partial_text) == ("processing", "17", "")
+    assert streaming.open_count() == 0
+
+
+def test_read_plainly_a_chunked_plain_answer_is_classified_as_with_the_reader(read_plainly, user):
+    with read_plainly(N8nStandin([("raw", '{"executionId": "42"}'), ("end",)])):
+        task = chat_task(user)
+        assert dispatch.claim_and_dispatch(task.pk) == dispatch.Recorded.DISPATCHED
+    task.refresh_from_db()
+    assert (task.status, task.n8n_execution_id) == ("processing", "42")
