@@ -7,14 +7,18 @@ task type hands it to `tasks/` (the registry's `status_html` hook), which puts
 it in every `task.status` frame; the script inserts that HTML as it is, so the
 words are the same live and after a reload.
 
-Error words are plain: an error text that looks technical (a URL, an
-exception's text, an HTTP body, anything long) is replaced by the generic
-sentence; the raw `error_details` stay in the admin.
+The words themselves (the labels, the sentence heading what went wrong) are
+the task system's, named once in `tasks.models.TaskWords`. Error words are
+plain: an error text that looks technical (a URL, an exception's text, an
+HTTP body, anything long) is left out, so the heading sentence stands alone;
+the raw `error_details` stay in the admin.
 """
 
 import re
 
 from django.template.loader import render_to_string
+
+from tasks.models import TaskStatus, TaskWords
 
 TEMPLATE = "chat/_task_status.html"
 DETAIL_MAX_LENGTH = 200
@@ -28,17 +32,7 @@ _TECHNICAL = re.compile(
 
 
 def status_label(task) -> str:
-    from tasks.models import TaskStatus
-
-    if task.status == TaskStatus.PROCESSING:
-        step = (task.current_step or "").replace("_", " ").strip()
-        return f"Processing · {step}" if step else "Processing"
-    return {
-        TaskStatus.FAILED: "Failed",
-        TaskStatus.TIMEOUT: "Timed out",
-        TaskStatus.COMPLETED: "Completed",
-        TaskStatus.CANCELLED: "Stopped",
-    }.get(task.status, "Pending")
+    return TaskWords.label(task.status, task.current_step)
 
 
 def _error_words(details) -> str:
@@ -65,17 +59,10 @@ def plain_words(text) -> str:
 
 
 def error_text(task) -> str:
-    """The error of a failed or timed-out task in plain words ("" otherwise)."""
-    from tasks.models import TaskStatus
-
-    if task.status == TaskStatus.TIMEOUT:
-        head = "The assistant did not answer in time."
-    elif task.status == TaskStatus.FAILED:
-        head = "The assistant could not reply."
-    elif task.status == TaskStatus.CANCELLED:
-        return "Stopped before the reply was finished."
-    else:
-        return ""
+    """The error of a task that ended without a result, in plain words ("" otherwise)."""
+    head = TaskWords.ENDED.get(task.status, "")
+    if task.status not in (TaskStatus.FAILED, TaskStatus.TIMEOUT):
+        return head  # stopped (its heading says it all), or not ended
     raw = _error_words(task.error_details) or task.status_message
     detail = plain_words(raw)
     if detail and detail[-1] not in ".!?…":
@@ -97,16 +84,12 @@ def _retry_target(task, message):
 def kept_as_reply(task) -> bool:
     """A stopped task whose streamed text became its reply (marked "stopped"
     under it): like a completed one, it needs no status line nor Retry."""
-    from tasks.models import TaskStatus
-
     return task.status == TaskStatus.CANCELLED and bool((task.partial_text or "").strip())
 
 
 def status_html(task, message=None, request=None) -> str:
     """The status line of `task` (chat/_task_status.html), for the page and
     frames; "" when there is none to show (the frame's script then removes it)."""
-    from tasks.models import TaskStatus
-
     if kept_as_reply(task):
         return ""
     conversation_id, message_id = _retry_target(task, message)

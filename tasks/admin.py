@@ -4,7 +4,7 @@ from django.contrib import admin, messages
 from django.utils.html import format_html, format_html_join
 
 from . import services
-from .models import AsyncTask, EventSource
+from .models import AsyncTask, EventSource, TaskWords
 
 # The admin shows at most this much of one JSON value.
 PRETTY_JSON_MAX_CHARS = 20_000
@@ -127,7 +127,7 @@ class AsyncTaskAdmin(admin.ModelAdmin):
 
     @admin.action(description="Stop (unfinished tasks)")
     def stop(self, request, queryset):
-        by = f"{request.user.get_username()} in the admin"
+        by = TaskWords.in_the_admin(request.user.get_username())
         done = 0
         for task in queryset:
             try:
@@ -146,7 +146,7 @@ class AsyncTaskAdmin(admin.ModelAdmin):
 
     @admin.action(description="Mark failed (unfinished tasks)")
     def mark_failed(self, request, queryset):
-        reason = f"Marked failed by {request.user.get_username()} in the admin."
+        reason = TaskWords.marked_failed_by(TaskWords.in_the_admin(request.user.get_username()))
         done = [task.pk for task in queryset if services.mark_failed(task.pk, reason)]
         skipped = queryset.count() - len(done)
         if done:

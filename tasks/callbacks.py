@@ -19,7 +19,7 @@ from n8n.executions import execution_id
 
 from . import door, registry
 from .door import TaskConflict
-from .models import AsyncTask, EventSource, TaskStatus
+from .models import AsyncTask, EventSource, TaskStatus, TaskWords
 
 CALLBACK_STATUSES = (TaskStatus.PROCESSING, TaskStatus.COMPLETED, TaskStatus.FAILED)
 STEP_MAX_CHARS = 255
@@ -115,6 +115,11 @@ def error_text(error) -> str:
     return ""
 
 
+def failed_message(words) -> str:
+    """The status message of a workflow's failure, within the callback's bound."""
+    return TaskWords.workflow_failed(words)[:MESSAGE_MAX_CHARS]
+
+
 def _change(clean, task_type) -> dict:
     """The door's arguments for a cleaned callback."""
     status = clean["status"]
@@ -133,11 +138,10 @@ def _change(clean, task_type) -> dict:
     elif status == TaskStatus.FAILED:
         error = clean.get("error")
         if error is None:
-            error = {"message": "The workflow reported a failure without details."}
+            error = {"message": TaskWords.FAILURE_WITHOUT_DETAILS}
         fields["error_details"] = error
         if "status_message" not in clean:
-            text = error_text(error) or "no details given"
-            fields["status_message"] = f"The workflow failed: {text}"[:MESSAGE_MAX_CHARS]
+            fields["status_message"] = failed_message(error_text(error))
     return {"status": status, **fields}
 
 

@@ -26,19 +26,13 @@ from observability import metrics
 
 from . import callbacks, door, executions, streaming
 from .door import TaskConflict
-from .models import AsyncTask, EventSource, TaskStatus
+from .models import AsyncTask, EventSource, TaskStatus, TaskWords
 from .pool import submit
 
 logger = logging.getLogger(__name__)
 
 # How many dispatch attempts metadata["attempts"] keeps (the newest).
 ATTEMPT_HISTORY_MAX = 20
-
-# What users read while and after dispatch goes wrong; the technical reason
-# stays in last_error, error_details and the attempt history (the admin).
-RETRYING_WORDS = "n8n could not be reached; retrying…"
-UNREACHABLE_WORDS = "n8n could not be reached."
-REFUSED_WORDS = "The workflow did not accept the task."
 
 
 class Recorded(enum.StrEnum):
@@ -257,14 +251,14 @@ def record_dispatch(task_id, result: DispatchResult) -> Recorded:
         next_attempt = next_attempt_at(task, now)
         if result.outcome != Outcome.REFUSED and next_attempt is not None:
             door.change(
-                task.pk, status_message=RETRYING_WORDS, next_attempt_at=next_attempt, **change
+                task.pk, status_message=TaskWords.RETRYING, next_attempt_at=next_attempt, **change
             )
             return Recorded.RETRY
         door.change(
             task.pk,
             status=TaskStatus.FAILED,
             status_message=(
-                REFUSED_WORDS if result.outcome == Outcome.REFUSED else UNREACHABLE_WORDS
+                TaskWords.REFUSED if result.outcome == Outcome.REFUSED else TaskWords.UNREACHABLE
             ),
             error_details=error_details(result, attempts=task.attempts),
             **change,
@@ -282,7 +276,7 @@ def fail_late_refusal(task_id, result) -> bool:
             task_id,
             source=EventSource.DISPATCH,
             status=TaskStatus.FAILED,
-            status_message=REFUSED_WORDS,
+            status_message=TaskWords.REFUSED,
             error_details=error_details(result),
             last_error=result.error,
         )

@@ -12,7 +12,7 @@ from observability import metrics
 
 from . import dispatch, door, executions, frames, pool, registry, streaming
 from .door import TaskConflict
-from .models import AsyncTask, EventSource, TaskStatus
+from .models import AsyncTask, EventSource, TaskStatus, TaskWords
 
 logger = logging.getLogger(__name__)
 
@@ -86,7 +86,7 @@ def expire_overdue(now=None) -> int:
             .order_by("counts_from")
             .values_list("pk", "version")[:EXPIRE_BATCH]
         )
-        message = f"No result within {seconds} seconds, so the task timed out."
+        message = TaskWords.timed_out(seconds)
         details = {"stage": "timeout", "timeout_seconds": seconds, "message": message}
         for pk, version in list(overdue):
             # Conditional on the version read: a dispatch again since then wins.
@@ -97,7 +97,7 @@ def expire_overdue(now=None) -> int:
     return expired
 
 
-def mark_failed(task_id, reason="Marked failed by an administrator.") -> bool:
+def mark_failed(task_id, reason=TaskWords.MARKED_FAILED) -> bool:
     """End an unfinished task as `failed` (the admin's action)."""
     details = {"stage": "admin", "message": reason}
     return _end(task_id, TaskStatus.FAILED, reason, details, EventSource.ADMIN)
@@ -107,7 +107,7 @@ def cancel(task_id, *, by, source=EventSource.USER) -> AsyncTask:
     """Stop an unfinished task: `cancelled`, saying who stopped it.
 
     Raises TaskConflict when the task is already finished."""
-    message = f"Stopped by {by}."
+    message = TaskWords.stopped_by(by)
     with transaction.atomic():
         task = door.change(
             task_id,

@@ -41,6 +41,79 @@ class TaskStatus(models.TextChoices):
         return (cls.FAILED, cls.TIMEOUT, cls.CANCELLED)
 
 
+class TaskWords:
+    """What people read about a task: every status message the task system
+    writes and how a task reads on a page, named once (as TaskStatus names
+    the statuses). Writers take their words from here and nowhere else; the
+    technical reason of a failure stays in `error_details` and `last_error`,
+    for the admin."""
+
+    # Dispatch (tasks/dispatch.py).
+    RETRYING = "n8n could not be reached; retrying…"
+    UNREACHABLE = "n8n could not be reached."
+    REFUSED = "The workflow did not accept the task."
+    # Reconciliation (tasks/reconcile.py): n8n's API says it is still running.
+    STILL_RUNNING = "Still running in n8n."
+    # A `failed` callback without `error` (kept as error_details["message"]).
+    FAILURE_WITHOUT_DETAILS = "The workflow reported a failure without details."
+    # An error with no words of its own, in `workflow_failed`.
+    NO_DETAILS = "no details given"
+    # The admin's "Mark failed" without a name.
+    MARKED_FAILED = "Marked failed by an administrator."
+
+    @staticmethod
+    def workflow_failed(words) -> str:
+        """A workflow's failure (a callback's or reconciliation's), in its own words."""
+        return f"The workflow failed: {words or TaskWords.NO_DETAILS}"
+
+    @staticmethod
+    def execution_ended(n8n_status) -> str:
+        """A failed n8n execution that left no error message."""
+        return f"The n8n execution ended as {n8n_status}."
+
+    @staticmethod
+    def timed_out(seconds) -> str:
+        return f"No result within {seconds} seconds, so the task timed out."
+
+    @staticmethod
+    def stopped_by(who) -> str:
+        return f"Stopped by {who}."
+
+    @staticmethod
+    def marked_failed_by(who) -> str:
+        return f"Marked failed by {who}."
+
+    @staticmethod
+    def in_the_admin(username) -> str:
+        """Who, when a person acts through the admin (for the two above)."""
+        return f"{username} in the admin"
+
+    # How a task reads on a page (chat/taskstatus.py): its label by status
+    # (a processing one names its step), and the sentence that heads what
+    # went wrong with a task that ended without a result.
+    LABELS = {
+        TaskStatus.PENDING: "Pending",
+        TaskStatus.PROCESSING: "Processing",
+        TaskStatus.COMPLETED: "Completed",
+        TaskStatus.FAILED: "Failed",
+        TaskStatus.TIMEOUT: "Timed out",
+        TaskStatus.CANCELLED: "Stopped",
+    }
+    ENDED = {
+        TaskStatus.FAILED: "The assistant could not reply.",
+        TaskStatus.TIMEOUT: "The assistant did not answer in time.",
+        TaskStatus.CANCELLED: "Stopped before the reply was finished.",
+    }
+
+    @staticmethod
+    def label(status, step="") -> str:
+        """The label of a task in `status` (at `step` when processing)."""
+        step = (step or "").replace("_", " ").strip()
+        if status == TaskStatus.PROCESSING and step:
+            return f"{TaskWords.LABELS[TaskStatus.PROCESSING]} · {step}"
+        return TaskWords.LABELS.get(status, TaskWords.LABELS[TaskStatus.PENDING])
+
+
 # Which status may follow which: forward only, `processing` may repeat.
 ALLOWED_TRANSITIONS = {
     TaskStatus.PENDING: {TaskStatus.PROCESSING, *TaskStatus.terminal()},

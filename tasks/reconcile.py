@@ -30,13 +30,12 @@ from n8n.api import N8nApi, N8nApiError
 
 from . import callbacks, door, pool
 from .door import TaskConflict
-from .models import AsyncTask, EventSource, TaskStatus
+from .models import AsyncTask, EventSource, TaskStatus, TaskWords
 
 logger = logging.getLogger(__name__)
 
 # The node whose output is the `completed` callback body (see docs/PROTOCOL.md).
 RESULT_NODE = "Result"
-STILL_RUNNING_WORDS = "Still running in n8n."
 BATCH_SIZE = 20
 FAILED_STATUSES = {"error", "crashed", "canceled", "cancelled", "failed"}
 
@@ -111,12 +110,12 @@ def reconcile_task(task_id, api=None) -> str:
             callbacks.apply_callback(task.pk, body, source=EventSource.WORKER)
             return "completed"
         if status in FAILED_STATUSES:
-            words = error_words(execution) or f"The n8n execution ended as {status}."
+            words = error_words(execution) or TaskWords.execution_ended(status)
             door.change(
                 task.pk,
                 source=EventSource.WORKER,
                 status=TaskStatus.FAILED,
-                status_message=f"The workflow failed: {words}"[: callbacks.MESSAGE_MAX_CHARS],
+                status_message=callbacks.failed_message(words),
                 error_details={
                     "stage": "n8n",
                     "execution_id": task.n8n_execution_id,
@@ -125,13 +124,13 @@ def reconcile_task(task_id, api=None) -> str:
                 },
             )
             return "failed"
-        if task.status_message != STILL_RUNNING_WORDS:
+        if task.status_message != TaskWords.STILL_RUNNING:
             door.change(
                 task.pk,
                 source=EventSource.WORKER,
                 status=TaskStatus.PROCESSING,
                 expect_version=task.version,
-                status_message=STILL_RUNNING_WORDS,
+                status_message=TaskWords.STILL_RUNNING,
             )
     except (TaskConflict, callbacks.CallbackError):
         return "moved on"  # a callback got there first, or the body is unusable

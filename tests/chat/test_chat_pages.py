@@ -12,10 +12,12 @@ from django.utils import timezone
 
 from chat import services, taskstatus
 from chat.models import Conversation, Message, Role
-from tasks.models import AsyncTask, TaskStatus
+from tasks.models import AsyncTask, TaskStatus, TaskWords
 from tests import factories
 
 pytestmark = pytest.mark.django_db
+
+COULD_NOT_REPLY = TaskWords.ENDED[TaskStatus.FAILED]
 
 
 def page(client, conversation, query=""):
@@ -209,7 +211,7 @@ def test_failed_status_shows_the_error_in_plain_words_and_retry(user_client, use
     )
     li = message_li(page(user_client, conversation), message)
     assert "task-status--failed" in li
-    assert "The assistant could not reply. Workflow is not active" in li
+    assert f"{COULD_NOT_REPLY} Workflow is not active" in li
     assert (
         f'<form class="task-retry" method="post" '
         f'action="/chat/{conversation.pk}/messages/{message.pk}/retry/">'
@@ -224,7 +226,7 @@ def test_timeout_status_says_so_and_offers_retry(user_client, user):
         user, conversation, status=TaskStatus.TIMEOUT, status_message="No answer after 120 s."
     )
     li = message_li(page(user_client, conversation), message)
-    assert "The assistant did not answer in time. No answer after 120 s." in li
+    assert f"{TaskWords.ENDED[TaskStatus.TIMEOUT]} No answer after 120 s." in li
     assert 'class="task-retry"' in li
 
 
@@ -236,11 +238,11 @@ def test_completed_task_shows_no_status(user_client, user):
 
 def test_error_words_from_strings_and_nested_objects():
     task = AsyncTask(status=TaskStatus.FAILED, error_details="boom")
-    assert taskstatus.error_text(task) == "The assistant could not reply. boom."
+    assert taskstatus.error_text(task) == f"{COULD_NOT_REPLY} boom."
     task.error_details = {"error": {"message": "model overloaded"}}
-    assert taskstatus.error_text(task) == "The assistant could not reply. model overloaded."
+    assert taskstatus.error_text(task) == f"{COULD_NOT_REPLY} model overloaded."
     task.error_details = None
-    assert taskstatus.error_text(task) == "The assistant could not reply."
+    assert taskstatus.error_text(task) == COULD_NOT_REPLY
 
 
 # --- Long conversations ------------------------------------------------------------

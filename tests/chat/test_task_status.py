@@ -7,10 +7,13 @@ import pytest
 from chat import services, taskstatus
 from chat.models import Message
 from tasks import frames
-from tasks.models import AsyncTask, TaskStatus
+from tasks.models import AsyncTask, TaskStatus, TaskWords
 from tests import factories
 
 pytestmark = pytest.mark.django_db
+
+COULD_NOT_REPLY = TaskWords.ENDED[TaskStatus.FAILED]
+NOT_IN_TIME = TaskWords.ENDED[TaskStatus.TIMEOUT]
 
 
 def failed(details, status=TaskStatus.FAILED, status_message=""):
@@ -31,29 +34,25 @@ def failed(details, status=TaskStatus.FAILED, status_message=""):
     ],
 )
 def test_technical_error_texts_are_replaced_by_the_generic_sentence(details):
-    assert taskstatus.error_text(failed(details)) == "The assistant could not reply."
+    assert taskstatus.error_text(failed(details)) == COULD_NOT_REPLY
 
 
 def test_a_plain_error_message_is_shown():
     task = failed({"message": "The model is overloaded, try again later"})
     assert taskstatus.error_text(task) == (
-        "The assistant could not reply. The model is overloaded, try again later."
+        f"{COULD_NOT_REPLY} The model is overloaded, try again later."
     )
 
 
 def test_a_technical_status_message_is_not_shown_either():
-    task = failed(None, status_message="The workflow failed: ValueError: bad input")
-    assert taskstatus.error_text(task) == "The assistant could not reply."
+    task = failed(None, status_message=TaskWords.workflow_failed("ValueError: bad input"))
+    assert taskstatus.error_text(task) == COULD_NOT_REPLY
 
 
 def test_a_timeout_reads_as_such():
-    task = failed(
-        {"stage": "timeout", "message": "No result within 120 seconds, so the task timed out."},
-        status=TaskStatus.TIMEOUT,
-    )
-    assert taskstatus.error_text(task) == (
-        "The assistant did not answer in time. No result within 120 seconds, so the task timed out."
-    )
+    words = TaskWords.timed_out(120)
+    task = failed({"stage": "timeout", "message": words}, status=TaskStatus.TIMEOUT)
+    assert taskstatus.error_text(task) == f"{NOT_IN_TIME} {words}"
 
 
 def test_unfinished_tasks_have_no_error_words():
@@ -62,8 +61,10 @@ def test_unfinished_tasks_have_no_error_words():
 
 def test_the_label_names_the_current_step():
     task = AsyncTask(status=TaskStatus.PROCESSING, current_step="calling_model")
-    assert taskstatus.status_label(task) == "Processing · calling model"
-    assert taskstatus.status_label(AsyncTask(status=TaskStatus.TIMEOUT)) == "Timed out"
+    processing = TaskWords.LABELS[TaskStatus.PROCESSING]
+    assert taskstatus.status_label(task) == f"{processing} · calling model"
+    timeout = AsyncTask(status=TaskStatus.TIMEOUT)
+    assert taskstatus.status_label(timeout) == TaskWords.LABELS[TaskStatus.TIMEOUT]
 
 
 def sent_and_failed(user, details):
@@ -82,7 +83,7 @@ def test_a_status_frame_carries_the_same_fragment_as_the_page(user_client, user)
     assert frame["task"]["status"] == "failed"
     html = frame["html"]
     assert f'id="task-{message.async_task_id}"' in html
-    assert "The assistant could not reply. model overloaded." in html
+    assert f"{COULD_NOT_REPLY} model overloaded." in html
     retry = f'action="/chat/{conversation.pk}/messages/{message.pk}/retry/"'
     assert retry in html
     page = user_client.get(conversation.get_absolute_url()).content.decode()
@@ -101,7 +102,7 @@ def test_the_page_never_shows_a_technical_error(user_client, user):
     url = "http://127.0.0.1:5678/webhook/chat-reply"
     conversation, _ = sent_and_failed(user, {"error": f"could not connect to n8n at {url}"})
     page = user_client.get(conversation.get_absolute_url()).content.decode()
-    assert "The assistant could not reply." in page
+    assert COULD_NOT_REPLY in page
     assert url not in page
     assert "n8n" not in page
 

@@ -15,7 +15,7 @@ from django.utils import timezone
 from chat.models import Conversation, Message, Role
 from n8n.api import N8nApiError
 from tasks import services
-from tasks.models import AsyncTask
+from tasks.models import AsyncTask, TaskWords
 from tests import support
 from tests.e2e import model_standin
 from tests.e2e.n8n_support import MODEL_API_KEY, SECRET, TIMINGS, needs_node24, project_server
@@ -152,7 +152,7 @@ def test_an_unknown_workflow_fails_at_once_with_n8ns_404(to_n8n, user):
     task.refresh_from_db()
     assert task.error_details["http_status"] == 404
     assert "not registered" in task.error_details["body"]
-    assert task.status_message == "The workflow did not accept the task."
+    assert task.status_message == TaskWords.REFUSED
     assert "no active workflow" in task.error_details["error"]
 
 
@@ -169,7 +169,7 @@ def test_a_stopped_n8n_makes_dispatch_retry_then_fail_with_a_clear_error(to_n8n,
     assert task.status == "failed"
     assert task.error_details["kind"] == "connection"
     assert task.error_details["attempts"] == 3
-    assert task.status_message == "n8n could not be reached."
+    assert task.status_message == TaskWords.UNREACHABLE
     assert [a["outcome"] for a in task.metadata["attempts"]] == ["retryable"] * 3
 
 

@@ -14,7 +14,7 @@ from django.contrib.auth import get_user_model
 
 from chat.models import Message, Role
 from tasks import dispatch, streaming
-from tasks.models import AsyncTask
+from tasks.models import AsyncTask, TaskWords
 from tests.e2e import model_standin
 from tests.e2e.n8n_support import SECRET, needs_node24, project_server
 from tests.e2e.test_n8n_e2e import _form_post, sign_up
@@ -134,7 +134,7 @@ def test_stopping_a_long_reply_keeps_its_text_and_stops_n8n(to_n8n, n8n, model, 
     response = _form_post(session, f"{stop_server.base_url}/tasks/{task.pk}/cancel/", {})
     assert response.status_code in (302, 303), response.text[:300]
     task = wait_for_status(task.pk, "cancelled", timeout=10)
-    assert task.status_message == "Stopped by stopper."
+    assert task.status_message == TaskWords.stopped_by("stopper")
 
     # What was written is the reply, marked stopped; nothing after it lands.
     reply = Message.objects.get(async_task=task, role=Role.ASSISTANT)

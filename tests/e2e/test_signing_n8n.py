@@ -118,6 +118,7 @@ def test_the_dispatcher_fails_an_unsigned_dispatch_at_once_from_the_streamed_ref
     signing_n8n, settings, user
 ):
     from tasks import dispatch
+    from tasks.models import TaskWords
 
     settings.N8N_BASE_URL = signing_n8n.base_url
     settings.N8N_WEBHOOK_SECRET = HEADER_SECRET
@@ -126,7 +127,7 @@ def test_the_dispatcher_fails_an_unsigned_dispatch_at_once_from_the_streamed_ref
     assert dispatch.claim_and_dispatch(task.pk) == dispatch.Recorded.FAILED
     task.refresh_from_db()
     assert (task.status, task.attempts) == ("failed", 1)
-    assert task.status_message == dispatch.REFUSED_WORDS
+    assert task.status_message == TaskWords.REFUSED
     assert task.error_details["http_status"] == 200
     assert "signature refused - missing signature headers" in task.error_details["error"]
     assert task.n8n_execution_id == ""  # refused before the Accept node

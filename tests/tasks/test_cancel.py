@@ -2,6 +2,7 @@
 
 import pytest
 
+from tasks.models import TaskStatus, TaskWords
 from tests.task_support import chat_task, post_callback
 
 pytestmark = pytest.mark.django_db
@@ -20,7 +21,7 @@ def test_the_owner_stops_an_unfinished_task(user_client, user):
     assert response.json()["task"]["status"] == "cancelled"
     task.refresh_from_db()
     assert task.status == "cancelled"
-    assert task.status_message == "Stopped by alice."
+    assert task.status_message == TaskWords.stopped_by("alice")
     assert task.events.get(status="cancelled").source == "user"
 
 
@@ -75,7 +76,7 @@ def test_a_stopped_reply_reads_stopped_and_offers_retry(user_client, user):
     message = chat_services.send_message(user, conversation, "hello")
     cancel(user_client, message.async_task, **JSON)
     page = user_client.get(f"/chat/{conversation.pk}/").content.decode()
-    assert "Stopped" in page
+    assert TaskWords.LABELS[TaskStatus.CANCELLED] in page
     assert f"/chat/{conversation.pk}/messages/{message.pk}/retry/" in page
     response = user_client.post(f"/chat/{conversation.pk}/messages/{message.pk}/retry/")
     assert response.status_code in (302, 303)

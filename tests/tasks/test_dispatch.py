@@ -10,7 +10,7 @@ from django.utils import timezone
 from werkzeug.wrappers import Response
 
 from tasks import callbacks, services
-from tasks.models import AsyncTask
+from tasks.models import AsyncTask, TaskWords
 from tests import support
 from tests.contract_names import DISPATCH_KEYS
 from tests.task_support import chat_task
@@ -119,7 +119,7 @@ def test_4xx_fails_the_task_at_once_with_error_details(dispatch_settings, fake_n
     assert task.error_details["http_status"] == status
     assert "is not registered" in task.error_details["body"]
     # Plain words for the user; the technical reason only in the admin's fields.
-    assert task.status_message == "The workflow did not accept the task."
+    assert task.status_message == TaskWords.REFUSED
     assert task.processing_completed_at is not None
     assert str(status) in task.last_error
 
@@ -134,7 +134,7 @@ def test_5xx_then_success_retries_with_backoff(dispatch_settings, fake_n8n, user
     assert task.status == "pending"
     assert task.next_attempt_at > before
     assert "503" in task.last_error
-    assert task.status_message == "n8n could not be reached; retrying…"
+    assert task.status_message == TaskWords.RETRYING
     make_due(task)
     assert services.claim_and_dispatch(task.pk) == "dispatched"
     assert len(received(fake_n8n)) == 2
@@ -167,7 +167,7 @@ def test_5xx_on_every_try_fails_after_the_last_attempt(dispatch_settings, fake_n
     assert task.status == "failed"
     assert task.error_details["http_status"] == 502
     assert task.error_details["attempts"] == 3
-    assert task.status_message == "n8n could not be reached."
+    assert task.status_message == TaskWords.UNREACHABLE
     assert len(task.metadata["attempts"]) == 3
 
 
@@ -202,7 +202,7 @@ def test_a_connection_error_is_retried_then_fails_with_a_clear_error(dispatch_se
     task.refresh_from_db()
     assert task.error_details["kind"] == "connection"
     assert "could not connect to http://127.0.0.1:" in task.error_details["error"]
-    assert task.status_message == "n8n could not be reached."
+    assert task.status_message == TaskWords.UNREACHABLE
     assert "127.0.0.1" not in task.status_message
 
 
@@ -306,7 +306,7 @@ def test_without_an_attempt_cap_dispatch_retries_until_the_deadline(
     assert outcomes[-1] == "failed"
     assert outcomes.count("retry") >= 8
     task.refresh_from_db()
-    assert task.status_message == "n8n could not be reached."
+    assert task.status_message == TaskWords.UNREACHABLE
     assert task.error_details["attempts"] == len(outcomes)
 
 

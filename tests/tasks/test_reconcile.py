@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from chat.models import Message, Role
 from tasks import reconcile
-from tasks.models import AsyncTask
+from tasks.models import AsyncTask, TaskWords
 from tests.task_support import chat_task, post_callback
 
 pytestmark = pytest.mark.django_db
@@ -134,7 +134,7 @@ def test_a_running_execution_is_shown_as_still_running(n8n_api, user):
     task = quiet_task(user)
     assert reconcile.reconcile_task(task.pk) == "running"
     task.refresh_from_db()
-    assert (task.status, task.status_message) == ("processing", "Still running in n8n.")
+    assert (task.status, task.status_message) == ("processing", TaskWords.STILL_RUNNING)
 
 
 def test_unreachable_or_unknown_executions_change_nothing(n8n_api, settings, user):

@@ -9,7 +9,7 @@ import pytest
 
 from chat.models import Message, Role
 from tasks import dispatch, lifecycle, streaming
-from tasks.models import AsyncTask
+from tasks.models import AsyncTask, TaskWords
 from tests.standins import N8nStandin, chunk, item
 from tests.task_support import FakeN8n, chat_task, post_callback, wait_for
 
@@ -68,7 +68,7 @@ def test_an_error_chunk_first_is_a_refusal_that_fails_the_task_at_once(n8n_at, u
     task.refresh_from_db()
     assert task.status == "failed"
     assert task.attempts == 1  # final, like a 4xx: not retried
-    assert task.status_message == dispatch.REFUSED_WORDS
+    assert task.status_message == TaskWords.REFUSED
     details = task.error_details
     assert (details["stage"], details["http_status"]) == ("dispatch", 200)
     assert "signature refused - bad signature" in details["error"]
@@ -100,7 +100,7 @@ def test_a_refusal_after_the_dispatcher_stopped_waiting_fails_the_task_then(n8n_
         )
         wait_closed()
     task.refresh_from_db()
-    assert task.status_message == dispatch.REFUSED_WORDS
+    assert task.status_message == TaskWords.REFUSED
     assert "signature refused - stale" in task.error_details["error"]
 
 
@@ -206,7 +206,7 @@ def test_read_plainly_an_error_chunk_first_is_still_a_refusal(read_plainly, user
         assert dispatch.claim_and_dispatch(task.pk) == dispatch.Recorded.FAILED
     task.refresh_from_db()
     assert (task.status, task.attempts) == ("failed", 1)
-    assert task.status_message == dispatch.REFUSED_WORDS
+    assert task.status_message == TaskWords.REFUSED
     assert (task.error_details["stage"], task.error_details["http_status"]) == ("dispatch", 200)
     assert "signature refused - bad signature" in task.error_details["error"]
     assert streaming.open_count() == 0
