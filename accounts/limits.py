@@ -8,7 +8,7 @@ empty setting turns that limit off.
 
 import ipaddress
 import logging
-from functools import wraps
+from functools import lru_cache, wraps
 
 from django.conf import settings
 from django.http import JsonResponse
@@ -20,22 +20,43 @@ logger = logging.getLogger(__name__)
 
 
 def client_ip(request):
-    """The client's address: REMOTE_ADDR, or the header the operator's proxy sets.
+    """The client's address, for every limit that counts per address.
 
-    Only the header named in CLIENT_IP_HEADER is trusted (anyone can send an
-    X-Forwarded-For); of a comma list its last entry is taken, the one the
-    operator's own proxy appended.
+    The connection's own address (REMOTE_ADDR), unless it comes from one of
+    TRUSTED_PROXIES: only then is the header named in CLIENT_IP_HEADER read
+    (of a comma list its last entry, the one the operator's own proxy
+    appended). A client reaching the server directly cannot pick its address,
+    whatever it sends. None when there is no address at all (a request built
+    in code): axes stores it in an inet column, which takes no placeholder.
     """
+    peer = _address(request.META.get("REMOTE_ADDR", ""))
+    if peer is None:
+        return None
     header = settings.CLIENT_IP_HEADER
-    if header:
-        candidate = request.headers.get(header, "").split(",")[-1].strip()
-        try:
-            return str(ipaddress.ip_address(candidate))
-        except ValueError:
-            pass
-    # None when there is no address at all (a request built in code): axes
-    # stores it in an inet column, which takes no placeholder words.
-    return request.META.get("REMOTE_ADDR") or None
+    if header and _trusted(peer):
+        forwarded = _address(request.headers.get(header, "").split(",")[-1])
+        if forwarded is not None:
+            return str(forwarded)
+    return str(peer)
+
+
+def _address(text):
+    """An IP address, IPv4 seen through a dual-stack socket as itself; or None."""
+    try:
+        address = ipaddress.ip_address(text.strip())
+    except ValueError:
+        return None
+    mapped = getattr(address, "ipv4_mapped", None)
+    return mapped if mapped is not None else address
+
+
+@lru_cache(maxsize=8)
+def _networks(entries):
+    return tuple(ipaddress.ip_network(entry, strict=False) for entry in entries)
+
+
+def _trusted(address) -> bool:
+    return any(address in network for network in _networks(tuple(settings.TRUSTED_PROXIES)))
 
 
 def _ip_key(group, request):

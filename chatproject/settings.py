@@ -39,6 +39,22 @@ def _comma_list(name, default):
     return [item.strip() for item in env.list(name, default=default) if item.strip()]
 
 
+def trusted_proxies(items):
+    """TRUSTED_PROXIES' entries (addresses or networks), each checked now so a
+    typo stops the start rather than trusting nobody, or everybody."""
+    import ipaddress
+
+    entries = [item.strip() for item in items if item.strip()]
+    for entry in entries:
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            raise ImproperlyConfigured(
+                f"TRUSTED_PROXIES takes addresses or networks (10.0.0.0/8), not {entry!r}."
+            ) from None
+    return entries
+
+
 ALLOWED_HOSTS = _comma_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1"])
 CSRF_TRUSTED_ORIGINS = _comma_list("CSRF_TRUSTED_ORIGINS", [])
 
@@ -196,6 +212,10 @@ else:
 # (e.g. `X-Real-IP`). Empty: REMOTE_ADDR. X-Forwarded-For is never trusted
 # unless named here, and then only its last entry (the proxy's own).
 CLIENT_IP_HEADER = env.str("CLIENT_IP_HEADER", default="")
+# The header is read only when the connection comes from one of these
+# (addresses or networks): from anyone else the connection's own address
+# counts, so a client reaching Daphne directly cannot pick its address.
+TRUSTED_PROXIES = trusted_proxies(_comma_list("TRUSTED_PROXIES", ["127.0.0.1", "::1"]))
 CHAT_RATE_LIMIT = env.str("CHAT_RATE_LIMIT", default="20/m")
 CONVERSATION_RATE_LIMIT = env.str("CONVERSATION_RATE_LIMIT", default="60/h")
 SIGNUP_RATE_LIMIT = env.str("SIGNUP_RATE_LIMIT", default="20/h")
