@@ -145,7 +145,7 @@ def login_lockout(request, original_response=None, credentials=None):
     """django-axes' answer past LOGIN_FAILURE_LIMIT: 429 with a plain message."""
     minutes = int(settings.AXES_COOLOFF_TIME.total_seconds() // 60)
     message = (
-        "Too many failed logins for this account or from this address. "
+        "Too many failed logins for this account from this address. "
         f"Try again in {minutes} minutes."
     )
     response = render(request, "429.html", {"message": message}, status=429)
@@ -154,8 +154,11 @@ def login_lockout(request, original_response=None, credentials=None):
 
 
 def forgive_failed_logins(sender, request, user, **kwargs):
-    """A success resets the failure count of that username (and only its own:
-    the address's failures against other usernames still count)."""
+    """A success resets the failure count of that username from that address,
+    the pair a lockout is keyed on: not the address's failures against other
+    usernames, nor the username's failures from elsewhere (the owner logging
+    in from home does not unlock a stranger guessing from another address)."""
     from axes.models import AccessAttempt
 
-    AccessAttempt.objects.filter(username=user.get_username()).delete()
+    address = client_ip(request) if request is not None else None
+    AccessAttempt.objects.filter(username=user.get_username(), ip_address=address).delete()

@@ -228,19 +228,22 @@ WS_SLOT_TTL_SECONDS = env.float("WS_SLOT_TTL_SECONDS", default=60.0)
 # second (0: no limit); the excess is dropped with one error frame.
 WS_FRAME_RATE = env.float("WS_FRAME_RATE", default=5.0)
 WS_FRAME_BURST = env.int("WS_FRAME_BURST", default=20)
-# Failed logins, per username and per client address (django-axes, counted in
-# the database so every process sees them): past the limit the login answers
-# 429 until the window has passed, even for the right password.
+# Failed logins, per username and client address together (django-axes,
+# counted in the database so every process sees them): past the limit that
+# username is refused from that address (429 until the window has passed,
+# even for the right password); other usernames behind the address, and the
+# same username from other addresses, are not. Counting per username alone
+# let anyone lock any account, the admin's included, from anywhere.
 LOGIN_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=5)
 LOGIN_FAILURE_WINDOW_MINUTES = env.int("LOGIN_FAILURE_WINDOW_MINUTES", default=15)
 AXES_FAILURE_LIMIT = LOGIN_FAILURE_LIMIT
 AXES_COOLOFF_TIME = timedelta(minutes=LOGIN_FAILURE_WINDOW_MINUTES)
-AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_CLIENT_IP_CALLABLE = "accounts.limits.client_ip"
 AXES_LOCKOUT_CALLABLE = "accounts.limits.login_lockout"
 AXES_HTTP_RESPONSE_CODE = 429
-# A success forgives that username's failures only (accounts.limits, connected
-# in chat/apps.py), not the address's failures for other usernames.
+# A success forgives that username's failures from that address
+# (accounts.limits, connected in chat/apps.py), nothing else.
 AXES_RESET_ON_SUCCESS = False
 AXES_VERBOSE = False
 

@@ -59,19 +59,52 @@ def test_a_success_resets_that_usernames_count(client, user):
     assert login(client).status_code == 302
 
 
-def test_failures_are_counted_per_username_across_addresses(user):
-    for n in range(5):
-        login(Client(REMOTE_ADDR=f"10.0.0.{n}"), password="wrong")
-    assert login(Client(REMOTE_ADDR="10.0.0.99")).status_code == 429
-
-
-def test_failures_are_counted_per_address_across_usernames(make_user):
+def test_failures_lock_that_account_from_that_address_only(make_user):
+    # Finding N4: five wrong passwords from anywhere locked the account everywhere.
     make_user("victim")
     attacker = Client(REMOTE_ADDR="10.9.9.9")
-    for n in range(5):
-        login(attacker, username=f"guess{n}", password="wrong")
+    for _ in range(5):
+        login(attacker, username="victim", password="wrong")
     assert login(attacker, username="victim").status_code == 429
     assert login(Client(REMOTE_ADDR="10.1.1.1"), username="victim").status_code == 302
+
+
+def test_the_owners_success_elsewhere_does_not_unlock_the_stranger(make_user):
+    make_user("victim")
+    stranger = Client(REMOTE_ADDR="10.9.9.9")
+    for _ in range(5):
+        login(stranger, username="victim", password="wrong")
+    assert login(Client(REMOTE_ADDR="10.1.1.1"), username="victim").status_code == 302
+    assert login(stranger, username="victim").status_code == 429
+
+
+def test_failures_spread_over_addresses_lock_no_one(user):
+    for n in range(5):
+        login(Client(REMOTE_ADDR=f"10.0.0.{n}"), password="wrong")
+    for n in range(5):
+        assert login(Client(REMOTE_ADDR=f"10.0.0.{n}")).status_code == 302
+
+
+def test_other_accounts_behind_the_same_address_are_not_locked(make_user):
+    make_user("victim")
+    make_user("colleague")
+    office = Client(REMOTE_ADDR="10.9.9.9")
+    for _ in range(5):
+        login(office, username="victim", password="wrong")
+    for n in range(5):
+        login(office, username=f"guess{n}", password="wrong")
+    assert login(office, username="victim").status_code == 429
+    assert login(Client(REMOTE_ADDR="10.9.9.9"), username="colleague").status_code == 302
+
+
+def test_nobody_can_lock_the_admin_out_from_elsewhere(make_user):
+    make_user("root", is_staff=True, is_superuser=True)
+    for url in ("/accounts/login/", "/admin/login/"):
+        for _ in range(5):
+            login(Client(REMOTE_ADDR="203.0.113.9"), "root", "wrong", url=url)
+    assert login(Client(REMOTE_ADDR="203.0.113.9"), "root", url="/admin/login/").status_code == 429
+    response = login(Client(REMOTE_ADDR="127.0.0.1"), "root", url="/admin/login/")
+    assert response.status_code == 302
 
 
 def test_the_admin_login_is_limited_too(client, make_user):
@@ -87,7 +120,7 @@ def test_x_forwarded_for_is_not_trusted_by_default(make_user):
     for n in range(5):
         login(
             Client(REMOTE_ADDR="10.9.9.9", HTTP_X_FORWARDED_FOR=f"192.0.2.{n}"),
-            f"guess{n}",
+            "victim",
             "wrong",
         )
     spoofed = Client(REMOTE_ADDR="10.9.9.9", HTTP_X_FORWARDED_FOR="192.0.2.200")
@@ -97,8 +130,8 @@ def test_x_forwarded_for_is_not_trusted_by_default(make_user):
 def test_the_operator_names_the_client_address_header(make_user, settings):
     settings.CLIENT_IP_HEADER = "X-Real-IP"
     make_user("victim")
-    for n in range(5):
-        login(Client(REMOTE_ADDR="127.0.0.1", HTTP_X_REAL_IP="192.0.2.7"), f"guess{n}", "wrong")
+    for _ in range(5):
+        login(Client(REMOTE_ADDR="127.0.0.1", HTTP_X_REAL_IP="192.0.2.7"), "victim", "wrong")
     # Same proxy address, another client behind it: not locked out.
     other = Client(REMOTE_ADDR="127.0.0.1", HTTP_X_REAL_IP="192.0.2.8")
     assert login(other, "victim").status_code == 302
