@@ -51,6 +51,9 @@ class AsyncTaskAdmin(admin.ModelAdmin):
     list_select_related = ("created_by",)
     date_hierarchy = "created_at"
     raw_id_fields = ("created_by",)
+    # Each action changes a task, so each needs the change permission
+    # (tasks.change_asynctask): a view-only staff user is neither offered them
+    # nor can POST them (Django's admin drops the actions a user may not run).
     actions = ("dispatch_again", "mark_failed", "stop")
     # Nothing of a task is edited by hand: every change goes through the
     # actions, which go through the door (forward only, versioned, recorded).
@@ -111,7 +114,9 @@ class AsyncTaskAdmin(admin.ModelAdmin):
     def save_model(self, request, obj, form, change):
         pass  # every field is read-only: changes are made by the actions, through the door
 
-    @admin.action(description="Dispatch again (pending, failed or timed-out tasks)")
+    @admin.action(
+        description="Dispatch again (pending, failed or timed-out tasks)", permissions=["change"]
+    )
     def dispatch_again(self, request, queryset):
         done = [task.pk for task in queryset if services.dispatch_again(task.pk)]
         skipped = queryset.count() - len(done)
@@ -125,7 +130,7 @@ class AsyncTaskAdmin(admin.ModelAdmin):
                 messages.WARNING,
             )
 
-    @admin.action(description="Stop (unfinished tasks)")
+    @admin.action(description="Stop (unfinished tasks)", permissions=["change"])
     def stop(self, request, queryset):
         by = TaskWords.in_the_admin(request.user.get_username())
         done = 0
@@ -144,7 +149,7 @@ class AsyncTaskAdmin(admin.ModelAdmin):
                 messages.WARNING,
             )
 
-    @admin.action(description="Mark failed (unfinished tasks)")
+    @admin.action(description="Mark failed (unfinished tasks)", permissions=["change"])
     def mark_failed(self, request, queryset):
         reason = TaskWords.marked_failed_by(TaskWords.in_the_admin(request.user.get_username()))
         done = [task.pk for task in queryset if services.mark_failed(task.pk, reason)]

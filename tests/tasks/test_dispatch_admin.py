@@ -71,3 +71,51 @@ def test_the_actions_are_not_for_normal_users(client, user):
         or response.status_code != 200
         or "login" in response.content.decode()
     )
+
+
+# --- Who may run the actions (finding N6) ------------------------------------------------
+
+ACTIONS = ("dispatch_again", "mark_failed", "stop")
+
+
+def staff_with(make_user, *codenames):
+    from django.contrib.auth.models import Permission
+
+    staff = make_user("viewer", is_staff=True)
+    staff.user_permissions.set(
+        Permission.objects.filter(content_type__app_label="tasks", codename__in=codenames)
+    )
+    return staff
+
+
+def test_a_view_only_staff_user_is_offered_none_of_the_actions(client, make_user, user):
+    chat_task(user)
+    client.force_login(staff_with(make_user, "view_asynctask"))
+    response = client.get(reverse("admin:tasks_asynctask_changelist"))
+    assert response.status_code == 200
+    html = response.content.decode()
+    for action in ACTIONS:
+        assert f'value="{action}"' not in html
+
+
+@pytest.mark.parametrize("action", ACTIONS)
+def test_a_view_only_staff_user_cannot_post_an_action(client, make_user, user, action):
+    task = chat_task(user)
+    if action == "dispatch_again":
+        services.mark_failed(task.pk)
+    before = AsyncTask.objects.get(pk=task.pk)
+    client.force_login(staff_with(make_user, "view_asynctask"))
+    run_action(client, action, task)
+    after = AsyncTask.objects.get(pk=task.pk)
+    assert (after.status, after.version) == (before.status, before.version)
+
+
+def test_staff_with_the_change_permission_runs_the_actions(client, make_user, user):
+    task = chat_task(user)
+    client.force_login(staff_with(make_user, "view_asynctask", "change_asynctask"))
+    html = client.get(reverse("admin:tasks_asynctask_changelist")).content.decode()
+    for action in ACTIONS:
+        assert f'value="{action}"' in html
+    response = run_action(client, "mark_failed", task)
+    assert "Marked failed: 1" in response.content.decode()
+    assert AsyncTask.objects.get(pk=task.pk).status == "failed"
