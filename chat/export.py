@@ -6,6 +6,7 @@ under ASGI would buffer a synchronous iterator whole).
 """
 
 import json
+import re
 
 from asgiref.sync import sync_to_async
 from django.db.models import Q
@@ -95,8 +96,31 @@ async def as_json(conversation):
     yield "]}\n"
 
 
+_BACKTICKS = re.compile(r"`+")
+_LINE_ENDING = re.compile(r"\r\n|\r|\n")
+
+
+def fenced(text, prefix=""):
+    """`text` in a fenced code block longer than any run of backticks in it,
+    so nothing it holds (a heading, `---`, a fence of its own) can end the
+    block or look like one of the export's turns; `prefix` starts every
+    line (`> ` inside a quote)."""
+    longest = max((len(run) for run in _BACKTICKS.findall(text)), default=0)
+    fence = "`" * max(3, longest + 1)
+    body = text.rstrip("\r\n")
+    if prefix:
+        # Markdown's own line endings only: each of its lines must be quoted.
+        lines = _LINE_ENDING.split(body)
+        body = "\n".join(prefix + line if line else prefix.rstrip() for line in lines)
+    return f"{prefix}{fence}\n{body}\n{prefix}{fence}\n"
+
+
 async def as_markdown(conversation, leaf_id=None):
-    """The branch the page shows (ending at `leaf_id`, or the default one)."""
+    """The branch the page shows (ending at `leaf_id`, or the default one).
+
+    Each turn is a `## You · time` or `## Assistant · time` heading; what a
+    message says is fenced below it (`fenced`), thinking in a quote, so a
+    message cannot forge a turn of either side."""
     title = " ".join((conversation.title or "").split()) or "New conversation"
     yield f"# {title}\n\n"
     yield f"Exported {_time(timezone.now())} · conversation {conversation.pk}\n"
@@ -104,6 +128,5 @@ async def as_markdown(conversation, leaf_id=None):
         author = "Assistant" if message.role == "assistant" else "You"
         yield f"\n---\n\n## {author} · {_time(message.created_at)}\n\n"
         if message.thinking:
-            quoted = "\n".join(f"> {line}".rstrip() for line in message.thinking.splitlines())
-            yield f"> **Thinking**\n>\n{quoted}\n\n"
-        yield message.content.rstrip("\n") + "\n"
+            yield f"> **Thinking**\n>\n{fenced(message.thinking, '> ')}\n"
+        yield fenced(message.content)
