@@ -219,6 +219,11 @@ TRUSTED_PROXIES = trusted_proxies(_comma_list("TRUSTED_PROXIES", ["127.0.0.1", "
 CHAT_RATE_LIMIT = env.str("CHAT_RATE_LIMIT", default="20/m")
 CONVERSATION_RATE_LIMIT = env.str("CONVERSATION_RATE_LIMIT", default="60/h")
 SIGNUP_RATE_LIMIT = env.str("SIGNUP_RATE_LIMIT", default="20/h")
+# Searches (GET /chat/search/ with a query) per user.
+SEARCH_RATE_LIMIT = env.str("SEARCH_RATE_LIMIT", default="30/m")
+# PostgreSQL cancels a search's statements after this long (SET LOCAL
+# statement_timeout; 0: no limit) and the page says so in plain words.
+SEARCH_TIMEOUT_SECONDS = env.float("SEARCH_TIMEOUT_SECONDS", default=2.0)
 # Open websockets per user (0: no limit); the extra one is closed with 4429.
 # Counted in Redis when REDIS_URL is set; a slot of a process that died
 # without closing expires after WS_SLOT_TTL_SECONDS.

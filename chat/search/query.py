@@ -64,8 +64,24 @@ class Results:
     has_next: bool
 
 
+NO_POSITIVE_TERM = (
+    "Add a word to look for: a search of only excluded words (-word) "
+    "would have to read every message."
+)
+TOO_SLOW = "That search took too long. Try more words, or less common ones."
+# Control characters (NUL among them: PostgreSQL takes none in a text value),
+# surrogates and line or paragraph separators: read as spaces.
+_NOT_TEXT = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff\u2028\u2029]")
+
+
+def normalize(text) -> str:
+    """What was typed, as the search reads it: control characters read as
+    spaces, runs of spaces as one."""
+    return " ".join(_NOT_TEXT.sub(" ", text or "").split())
+
+
 def clean_query(text) -> str:
-    query = " ".join((text or "").split())
+    query = normalize(text)
     if len(query) > MAX_QUERY_LENGTH:
         raise SearchRefused(
             f"Your search is {len(query):,} characters long; the limit is {MAX_QUERY_LENGTH}."
@@ -75,27 +91,42 @@ def clean_query(text) -> str:
 
 def search(user, text, page=1) -> Results:
     """The user's messages (one page, newest first) and, on the first page,
-    conversations whose title matches; archived ones included."""
+    conversations whose title matches; archived ones included.
+
+    A query needs a word to look for (only `-excluded` words would read
+    every row: refused before any query); on PostgreSQL the search runs
+    under SEARCH_TIMEOUT_SECONDS."""
     query = clean_query(text)
     if not query:
         raise SearchRefused("Type one or more words to search for.")
     if not 1 <= page <= MAX_PAGES:
         raise SearchRefused(f"Results go up to page {MAX_PAGES}; narrow the search instead.")
-    rows = sql.messages(
-        user.pk, query, PAGE_SIZE + 1, (page - 1) * PAGE_SIZE, settings.CHAT_PAGE_SIZE
-    )
-    conversations = []
-    if page == 1:
-        conversations = [
-            ConversationHit(
-                id=row.pk,
-                title=_marked(row.marked),
-                is_archived=row.is_archived,
-                updated_at=row.updated_at,
-                url=f"/chat/{row.pk}/",
+    positives, negatives = sql.terms(query)
+    if not positives:
+        # Only exclusions would read every row; no word at all finds nothing.
+        if negatives:
+            raise SearchRefused(NO_POSITIVE_TERM)
+        return Results(query, page, [], [], has_next=False)
+    try:
+        with sql.time_limit():
+            if not sql.indexable(query):
+                raise SearchRefused(NO_POSITIVE_TERM)
+            rows = sql.messages(
+                user.pk, query, PAGE_SIZE + 1, (page - 1) * PAGE_SIZE, settings.CHAT_PAGE_SIZE
             )
-            for row in sql.conversations(user.pk, query, TITLE_RESULTS)
-        ]
+            titles = sql.conversations(user.pk, query, TITLE_RESULTS) if page == 1 else []
+    except sql.TooSlow:
+        raise SearchRefused(TOO_SLOW) from None
+    conversations = [
+        ConversationHit(
+            id=row.pk,
+            title=_marked(row.marked),
+            is_archived=row.is_archived,
+            updated_at=row.updated_at,
+            url=f"/chat/{row.pk}/",
+        )
+        for row in titles
+    ]
     return Results(
         query,
         page,

@@ -18,8 +18,10 @@ steps up per conversation and down per hit, whatever the tree's size.
 """
 
 import re
+from contextlib import contextmanager
 
-from django.db import connection
+from django.conf import settings
+from django.db import OperationalError, connection, transaction
 
 CONFIG = "english"
 START, STOP = "\ue000", "\ue001"
@@ -78,17 +80,24 @@ FROM found f LEFT JOIN ends e ON e.hit = f.id
 ORDER BY f.created_at DESC, f.id DESC
 """
 
+# The hits are read from the user's own conversations' rows
+# (`conversation_id = ANY(ARRAY(…))`, one table, no join), so PostgreSQL can
+# intersect the conversation index with the full-text index (BitmapAnd) and
+# fetch only the user's matches: joined to the conversations instead, it
+# either read every user's matches or ran `to_tsvector` over each of the
+# user's rows (a word only other users have: 205 ms on 100,000 rows, 3 ms
+# this way).
 _POSTGRES_FOUND = f"""
-  SELECT h.id, h.conversation_id, h.created_at, h.role, h.title,
+  SELECT h.id, h.conversation_id, h.created_at, h.role, c.title,
          ts_headline('{CONFIG}', h.content, websearch_to_tsquery('{CONFIG}', %s), %s)
   FROM (
-    SELECT m.id, m.conversation_id, m.created_at, m.role, c.title, m.content
-    FROM chat_messages m JOIN chat_conversations c ON c.id = m.conversation_id
-    WHERE c.user_id = %s
+    SELECT m.id, m.conversation_id, m.created_at, m.role, m.content
+    FROM chat_messages m
+    WHERE m.conversation_id = ANY(ARRAY(SELECT id FROM chat_conversations WHERE user_id = %s))
       AND to_tsvector('{CONFIG}', m.content) @@ websearch_to_tsquery('{CONFIG}', %s)
     ORDER BY m.created_at DESC, m.id DESC
     LIMIT %s OFFSET %s
-  ) h
+  ) h JOIN chat_conversations c ON c.id = h.conversation_id
 """
 
 _SQLITE_FOUND = """
@@ -118,6 +127,72 @@ WHERE chat_conversations_fts MATCH %s AND c.user_id = %s
 ORDER BY c.updated_at DESC, c.id DESC
 LIMIT %s
 """
+
+
+class TooSlow(Exception):
+    """The search ran past SEARCH_TIMEOUT_SECONDS and was cancelled."""
+
+
+# PostgreSQL's SQLSTATE for a statement cancelled by statement_timeout.
+QUERY_CANCELED = "57014"
+
+
+@contextmanager
+def time_limit():
+    """A transaction whose statements PostgreSQL cancels after
+    SEARCH_TIMEOUT_SECONDS (`set_config(…, true)`, i.e. `SET LOCAL`: it ends
+    with the transaction, so it holds behind a transaction pooler and leaves
+    the pooled connection as it was); raises TooSlow when one was. No limit
+    on other databases, or when the setting is 0."""
+    seconds = settings.SEARCH_TIMEOUT_SECONDS
+    limited = connection.vendor == "postgresql" and seconds > 0
+    try:
+        with transaction.atomic():
+            if limited:
+                with connection.cursor() as cursor:
+                    cursor.execute(
+                        "SELECT current_setting('statement_timeout'), "
+                        "set_config('statement_timeout', %s, true)",
+                        [f"{max(1, round(seconds * 1000))}ms"],
+                    )
+                    before = cursor.fetchone()[0]
+            yield
+            if limited:
+                # Put back what was there, for the rest of an enclosing transaction.
+                with connection.cursor() as cursor:
+                    cursor.execute("SELECT set_config('statement_timeout', %s, true)", [before])
+    except OperationalError as error:
+        if getattr(error.__cause__, "sqlstate", None) == QUERY_CANCELED:
+            raise TooSlow from error
+        raise
+
+
+def terms(query):
+    """How many words or phrases the query looks for, and how many it
+    excludes (`-word`), as `fts5_query` and websearch_to_tsquery read them."""
+    positives = negatives = 0
+    for negated, phrase, word in (m.groups() for m in _TERM.finditer(query)):
+        if word is not None and word.lower() == "or":
+            continue
+        if word is not None and word.startswith("-"):
+            negated, word = "-", word[1:]
+        if re.search(r"\w", phrase if word is None else word):
+            if negated:
+                negatives += 1
+            else:
+                positives += 1
+    return positives, negatives
+
+
+def indexable(query) -> bool:
+    """PostgreSQL: whether its full-text index can serve the query
+    (`querytree` is `T` when it cannot: a word to look for was a stop word,
+    `the -pelican`, or sits in an `or` with an exclusion). Elsewhere: true."""
+    if connection.vendor != "postgresql":
+        return True
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT querytree(websearch_to_tsquery('{CONFIG}', %s))", [query])
+        return cursor.fetchone()[0] != "T"
 
 
 def messages(user_id, query, limit, offset, page_size):
