@@ -195,6 +195,24 @@ def indexable(query) -> bool:
         return cursor.fetchone()[0] != "T"
 
 
+def matching_message_ids(query):
+    """SQL and parameters selecting the ids of every user's messages that
+    match (the admin's message search), through the full-text index; None
+    when the query has no word to look for."""
+    if not terms(query)[0]:
+        return None
+    if connection.vendor == "postgresql":
+        return (
+            f"SELECT id FROM chat_messages WHERE to_tsvector('{CONFIG}', content) "
+            f"@@ websearch_to_tsquery('{CONFIG}', %s)",
+            (query,),
+        )
+    match = fts5_query(query)
+    if not match:
+        return None
+    return "SELECT rowid FROM chat_messages_fts WHERE chat_messages_fts MATCH %s", (match,)
+
+
 def messages(user_id, query, limit, offset, page_size):
     """Messages (with `conversation_title`, `snippet`, `end_id`, `first_id`,
     `end_depth`) of one page of hits, newest first."""
