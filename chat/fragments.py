@@ -61,3 +61,12 @@ def message_html(message, request=None) -> str:
         while len(_cache) > CACHE_ENTRIES:
             _cache.popitem(last=False)
     return html
+
+
+def stream_shell_html() -> str:
+    """The shell of a reply being written: the fragment's own template in its
+    `streaming` form (no id, no time, no actions: nothing is stored yet),
+    which the conversation page carries in a <template> for its script."""
+    from .models import Message, Role
+
+    return render_to_string(TEMPLATE, {"message": Message(role=Role.ASSISTANT), "streaming": True})

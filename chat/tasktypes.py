@@ -7,6 +7,7 @@ from django.utils import timezone
 from tasks import registry
 
 from .live import conversation_group, publish_message
+from .thinking import Marks, split_thinking, stream_view
 
 CHAT = "chat"
 
@@ -141,18 +142,6 @@ def prepare(output):
     prepare_render(Role.ASSISTANT, content, bounded_thinking(thinking))
 
 
-def split_thinking(text):
-    """Streamed text → (content, thinking): models served through OpenAI-compatible
-    APIs often begin with their reasoning in <think>…</think> (the shipped
-    workflow splits the whole reply the same way); a stop inside it keeps that
-    much as thinking."""
-    stripped = text.lstrip()
-    if not stripped.startswith("<think>"):
-        return text, ""
-    thinking, closed, content = stripped[len("<think>") :].partition("</think>")
-    return (content.strip() if closed else ""), thinking.strip()
-
-
 def on_failed(task):
     """A reply stopped by its user keeps what was streamed so far."""
     from tasks.models import TaskStatus
@@ -167,7 +156,13 @@ def _partial_max_chars():
 
 
 def _delta_fields(task):
-    return {"conversation_id": (task.input_data or {}).get("conversation_id")}
+    """The conversation, and what the page shows of the reply so far (the
+    `<think>` rule, chat/thinking.py), from the marks the append returned."""
+    fields = {"conversation_id": (task.input_data or {}).get("conversation_id")}
+    marks = Marks.from_row(task)
+    if marks is not None:
+        fields.update(stream_view(marks))
+    return fields
 
 
 def valid_output(output) -> bool:
@@ -195,6 +190,7 @@ def register():
             on_failed=on_failed,
             partial_max_chars=_partial_max_chars,
             delta_fields=_delta_fields,
+            delta_annotations=Marks.expressions,
             groups=_groups,
             valid_output=valid_output,
             status_html=status_html,

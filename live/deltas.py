@@ -38,7 +38,9 @@ class DeltaCoalescer:
 
     Runs in its loop's thread only. The first piece of a quiet task goes out
     at once; pieces that follow within the interval are joined (when they
-    continue each other) and sent when it ends. A fast model thus costs a few
+    continue each other) and sent when it ends. A frame's other fields
+    describe the reply up to its end, so a joined frame takes the last
+    piece's. A fast model thus costs a few
     frames a second per socket, not one per token.
     """
 
@@ -69,7 +71,14 @@ class DeltaCoalescer:
             return
         if pending is not None:
             if pending["offset"] + len(pending["text"]) == frame["offset"]:
-                pending["text"] += frame["text"]
+                # The joined frame ends where the later piece ends, so the
+                # fields that describe the text up to there (the page's view
+                # of a reply) are the later piece's; the offset stays.
+                entry["frame"] = {
+                    **frame,
+                    "offset": pending["offset"],
+                    "text": pending["text"] + frame["text"],
+                }
                 return
             self._send(entry, pending, now)  # not a continuation: keep both, in order
         entry["frame"] = dict(frame)

@@ -24,12 +24,14 @@ pieces) and publishes coalesced `message.delta` frames.
 import logging
 from contextlib import nullcontext
 from dataclasses import dataclass
+from functools import lru_cache
 
 from django.conf import settings
 from django.db import connections, transaction
 from django.db.models import Case, F, Value, When
 from django.db.models.functions import Coalesce, Concat, Length
 from django.db.models.lookups import GreaterThanOrEqual
+from django.db.models.sql import UpdateQuery
 from django.utils import timezone
 
 from observability import metrics
@@ -224,8 +226,9 @@ def append_partial(task_id, text) -> Appended:
     goes past the bound is dropped, and the final `completed` callback decides
     about the whole reply anyway. A piece that fits (nearly always) costs one
     conditional `UPDATE … RETURNING`, which appends and reads the new length
-    under the row's lock, so two appends never compute the same offset; one
-    that reaches the bound is clipped with the row locked. Raises TaskConflict
+    (and the type's `delta_annotations`) under the row's lock, so two appends
+    never compute the same offset; one that reaches the bound is clipped with
+    the row locked. Raises TaskConflict
     when the task is finished (a stopped reply grows no more),
     AsyncTask.DoesNotExist when there is no such task.
     """
@@ -234,17 +237,46 @@ def append_partial(task_id, text) -> Appended:
         pk=task_id,
         status__in=TaskStatus.unfinished(),
     )
-    rows = queryset.update_returning(
-        {"partial_text": Concat(F("partial_text"), Value(text))},
-        fields=("task_type", "status", "created_by_id", "input_data"),
-        extra=(("partial_length", "LENGTH(partial_text)"),),
-    )
-    if not rows:
+    task = _append_returning(queryset, text)
+    if task is None:
         return _append_clipped(task_id, text)
-    task = rows[0]
     offset = task.partial_length - len(text)
     frames.publish_delta(task, offset, text)
     return Appended(offset, text, task.status)
+
+
+def _append_returning(queryset, text):
+    """Append `text` to the partial reply of `queryset`'s task and return the
+    row as a `message.delta` frame needs it (the new length, and the task
+    types' `delta_annotations`), in one statement; None when no row matched."""
+    extra, params = _delta_returning(queryset.db, _registry_key())
+    rows = queryset.update_returning(
+        {"partial_text": Concat(F("partial_text"), Value(text))},
+        fields=("task_type", "status", "created_by_id", "input_data"),
+        extra=(("partial_length", "LENGTH(partial_text)"), *extra),
+        extra_params=params,
+    )
+    return rows[0] if rows else None
+
+
+def _registry_key():
+    return tuple((name, id(registry.get(name))) for name in registry.names())
+
+
+@lru_cache(maxsize=16)
+def _delta_returning(alias, _registry):
+    """The task types' `delta_annotations` as (attribute, SQL) pairs and their
+    parameters, compiled once per database and set of task types."""
+    query = AsyncTask.objects.using(alias).all().query.chain(UpdateQuery)
+    compiler = query.get_compiler(alias)
+    extra, params = [], []
+    for name, expression in registry.delta_annotations().items():
+        sql, expression_params = compiler.compile(
+            expression.resolve_expression(query, allow_joins=False)
+        )
+        extra.append((name, sql))
+        params.extend(expression_params)
+    return tuple(extra), tuple(params)
 
 
 def _append_clipped(task_id, text) -> Appended:
@@ -265,10 +297,8 @@ def _append_clipped(task_id, text) -> Appended:
             conflict = None
             piece = text[: max(task.room, 0)]
             if piece:
-                AsyncTask.objects.filter(pk=task_id).update(
-                    partial_text=Concat(F("partial_text"), Value(piece))
-                )
-                frames.publish_delta(task, task.partial_length, piece)
+                appended = _append_returning(AsyncTask.objects.filter(pk=task_id), piece)
+                frames.publish_delta(appended, task.partial_length, piece)
     if conflict is not None:
         raise TaskConflict(AsyncTask.objects.get(pk=task_id))
     return Appended(task.partial_length, piece, task.status)

@@ -141,7 +141,9 @@ class EventSource(models.TextChoices):
 
 
 class AsyncTaskQuerySet(models.QuerySet):
-    def update_returning(self, values, *, fields=None, extra=(), compose=None) -> list["AsyncTask"]:
+    def update_returning(
+        self, values, *, fields=None, extra=(), extra_params=(), compose=None
+    ) -> list["AsyncTask"]:
         """UPDATE this queryset's rows with `values` and return them as written,
         in one statement (`UPDATE … RETURNING`, PostgreSQL and SQLite alike).
 
@@ -150,17 +152,19 @@ class AsyncTaskQuerySet(models.QuerySet):
         the ORM converts a query's columns, with the mapping worked out once per
         database. `fields` names the columns to read back (all by default; the
         others are deferred), `extra` pairs of (attribute, SQL expression over
-        the row) read back too. `compose(update_sql, params, columns)` may wrap the UPDATE
-        into a larger statement that returns `columns` of the changed rows (the
-        door adds the change's event this way). Only tasks/door.py calls it.
+        the row) read back too, their placeholders filled by `extra_params`.
+        `compose(update_sql, params, columns)` may wrap the UPDATE into a
+        larger statement that returns `columns` of the changed rows (the door
+        adds the change's event this way). Only tasks/door.py calls it.
         """
         query = self.query.chain(UpdateQuery)
         query.add_update_values(values)
         sql, params = query.get_compiler(self.db).as_sql()
         columns, names, converters = _returning_shape(self.db, fields, tuple(extra))
         if compose is None:
-            sql, params = f"{sql} RETURNING {columns}", list(params)
+            sql, params = f"{sql} RETURNING {columns}", [*params, *extra_params]
         else:
+            assert not extra_params, "a composed statement takes no extra parameters"
             sql, params = compose(sql, list(params), columns)
         connection = connections[self.db]
         with connection.cursor() as cursor:

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.db.models import Case, When
 
 
 def _default_timeout():
@@ -54,8 +55,15 @@ class TaskType:
     # How many characters of streamed partial text a task keeps (the rest is dropped).
     partial_max_chars: int | Callable[[], int] = _default_partial_max
     # delta_fields(task) -> dict: what `message.delta` frames carry besides the
-    # task id, offset and text (chat: the conversation id).
+    # task id, offset and text (chat: the conversation id, and what the page
+    # shows of the reply so far). Called for the row an append returned (no
+    # `partial_text`, but the `delta_annotations` below) and for a `sync`'s
+    # full row; it must spend no query: it runs once per streamed piece.
     delta_fields: Callable | None = None
+    # delta_annotations() -> {name: expression}: expressions over the task's
+    # row (its `partial_text` as just appended to) that the append of a
+    # streamed piece returns in the same statement, for `delta_fields`.
+    delta_annotations: Callable | None = None
 
     def get_workflow(self):
         return self.workflow() if callable(self.workflow) else self.workflow
@@ -92,6 +100,18 @@ def timeout_for(name: str) -> int:
     """A task type's timeout in seconds (TASK_TIMEOUT_SECONDS for an unknown type)."""
     kind = get(name)
     return kind.get_timeout() if kind else settings.TASK_TIMEOUT_SECONDS
+
+
+def delta_annotations() -> dict:
+    """Every type's `delta_annotations`, each computed for rows of its own type
+    only (NULL for the others)."""
+    whens: dict[str, list] = {}
+    for name in names():
+        kind = _registry[name]
+        if kind.delta_annotations:
+            for alias, expression in kind.delta_annotations().items():
+                whens.setdefault(alias, []).append(When(task_type=name, then=expression))
+    return {alias: Case(*cases, default=None) for alias, cases in whens.items()}
 
 
 def partial_max_chars_for(name: str) -> int:

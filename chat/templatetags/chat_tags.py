@@ -1,7 +1,7 @@
 from django import template
 from django.utils.safestring import mark_safe
 
-from ..fragments import message_html
+from ..fragments import message_html, stream_shell_html
 from ..taskstatus import status_html
 
 register = template.Library()
@@ -11,6 +11,13 @@ register = template.Library()
 def message_fragment(context, message):
     """The message's fragment (chat/_message.html), shared with live frames."""
     return mark_safe(message_html(message, request=context.get("request")))  # noqa: S308
+
+
+@register.simple_tag
+def stream_shell():
+    """The shell of a reply being written (chat/_message.html, streaming), for
+    the conversation page's <template id="stream-template">."""
+    return mark_safe(stream_shell_html())  # noqa: S308
 
 
 @register.simple_tag(takes_context=True)

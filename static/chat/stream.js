@@ -3,9 +3,10 @@
 // Each unfinished reply with text gets a provisional item at the end of the
 // list, plain text, marked aria-busy (screen readers hear the finished reply
 // from the live region when message.created arrives, not every piece). The
-// text is kept as code points, since frame offsets count code points. When
-// the reply's message arrives (message.created with its async_task_id) the
-// server-rendered message replaces the provisional item.
+// text is kept as code points, since frame offsets count code points; which
+// part of it shows is the frames' to say. When the reply's message arrives
+// (message.created with its async_task_id) the server-rendered message
+// replaces the provisional item.
 
 import { state, UNFINISHED } from "./state.js";
 import { nearBottom, scrollToNewest } from "./scroll.js";
@@ -27,50 +28,26 @@ function replied(taskId) {
   );
 }
 
+// The provisional item comes from the page's <template id="stream-template">,
+// rendered by the server from the same template as every message.
 function item(taskId, create) {
   let element = document.getElementById(`stream-${taskId}`);
-  if (element || !create || !state.list) return element;
-  element = document.createElement("li");
+  const shell = document.getElementById("stream-template");
+  if (element || !create || !state.list || !shell) return element;
+  element = shell.content.firstElementChild.cloneNode(true);
   element.id = `stream-${taskId}`;
-  element.className = "message message--assistant message--streaming";
   element.dataset.streamTaskId = String(taskId);
-  element.setAttribute("aria-busy", "true");
-  const meta = document.createElement("div");
-  meta.className = "message__meta";
-  const author = document.createElement("span");
-  author.className = "message__author";
-  author.textContent = "Assistant";
-  meta.append(author);
-  const body = document.createElement("div");
-  body.className = "message__body message__body--plain message__body--streaming";
-  element.append(meta, body);
   state.list.append(element);
   const empty = state.root && state.root.querySelector(".messages__empty");
   if (empty) empty.remove();
   return element;
 }
 
-const THINK_OPEN = "<think>";
-const THINK_CLOSE = "</think>";
-
-// What the growing reply shows: like the server's split (chat/tasktypes.py
-// split_thinking), a leading <think>…</think> is the model's reasoning, which
-// the final message puts under "Thinking"; while it is being written the
-// reply reads "Thinking…", then only what follows it.
-export function visibleText(text) {
-  const start = text.trimStart();
-  if (!start) return { text: "", thinking: false };
-  if (!start.startsWith(THINK_OPEN)) {
-    // "<thi" may still become "<think>": show nothing until it is decided.
-    const undecided = THINK_OPEN.startsWith(start);
-    return { text: undecided ? "" : text, thinking: undecided };
-  }
-  const close = start.indexOf(THINK_CLOSE, THINK_OPEN.length);
-  if (close === -1) return { text: "", thinking: true };
-  return { text: start.slice(close + THINK_CLOSE.length).trimStart(), thinking: false };
-}
-
 // A message.delta frame: text continues the task's partial reply at offset.
+// What to show of the text so far is the server's to say (its thinking rule,
+// chat/thinking.py): "thinking" (show the body's data-thinking words), else
+// the text from code point visible_offset on. Both describe the text up to
+// the frame's end, which is the end of what the page then has.
 export function applyDelta(frame) {
   const taskId = String(frame.task_id);
   if (String(frame.conversation_id) !== String(state.conversationId)) return;
@@ -89,10 +66,13 @@ export function applyDelta(frame) {
   state.streams.set(taskId, stream);
   const atBottom = nearBottom();
   const element = item(taskId, true);
+  if (!element) return;
   const body = element.querySelector(".message__body");
-  const visible = visibleText(stream.points.join(""));
-  body.textContent = visible.thinking ? "Thinking…" : visible.text;
-  body.classList.toggle("message__body--thinking", visible.thinking);
+  const thinking = frame.thinking === true;
+  body.textContent = thinking
+    ? body.dataset.thinking
+    : stream.points.slice(Number(frame.visible_offset) || 0).join("");
+  body.classList.toggle("message__body--thinking", thinking);
   // Follow the growing text unless the reader scrolled up to read.
   if (atBottom) scrollToNewest();
 }

@@ -5,6 +5,7 @@ a real Daphne server whose development runner streams its reply word by word
 import time
 
 import pytest
+import requests
 
 from tests import support
 from tests.browser.browser_support import (
@@ -131,20 +132,56 @@ def test_a_reload_mid_stream_shows_the_text_so_far(page):
     assert page.locator("#messages .message--streaming").count() == 0
 
 
-def test_a_leading_think_block_reads_thinking_while_it_streams(page):
-    # The same split as the server's (chat/tasktypes.py split_thinking), in
-    # the module that draws the growing reply.
-    cases = page.evaluate(
-        """async () => {
-          const beside = document.querySelector('script[type="module"]').src;
-          const { visibleText } = await import(new URL("./stream.js", beside).href);
-          const texts = ["<thi", "<think>weighing it", "  <think>weighing</think>\\n Hello"];
-          return [...texts, "Hello <think>"].map((text) => visibleText(text));
-        }"""
+@pytest.fixture
+def waiting_server(transactional_db):
+    # The runner pauses before it writes, so the test's own pieces come first.
+    with support.Server(env=server_env(60)) as running:
+        yield running
+
+
+def test_a_leading_think_block_reads_thinking_while_it_streams(browser, waiting_server):
+    # The page parses no <think>: each message.delta says what to show.
+    from tasks import callbacks
+
+    context = new_context(browser)
+    page = context.new_page()
+    sign_up_and_start_conversation(page, waiting_server.base_url)
+    send(page, "Think first, please.")
+    page.locator(".task-status[data-status='processing']").wait_for()
+    task_id = int(page.get_attribute(".task-status", "data-task-id"))
+
+    def piece(text):
+        answer = requests.post(
+            f"{waiting_server.base_url}/tasks/{task_id}/webhook/",
+            json={"status": "processing", "delta": text},
+            headers={"Authorization": f"Bearer {callbacks.make_token(task_id)}"},
+            timeout=10,
+        )
+        assert answer.status_code == 200, answer.text
+
+    for text in ("  <thi", "nk>weighing it"):
+        piece(text)
+        wait_js(page, f"{STREAMED}?.textContent === 'Thinking…'")
+        assert "message__body--thinking" in page.get_attribute(
+            "#messages .message--streaming .message__body", "class"
+        )
+    piece("</think>")
+    wait_js(page, f"{STREAMED}?.textContent === ''")
+    piece("\n\nHello")
+    wait_js(page, f"{STREAMED}?.textContent === 'Hello'")
+    assert "message__body--thinking" not in page.get_attribute(
+        "#messages .message--streaming .message__body", "class"
     )
-    assert cases == [
-        {"text": "", "thinking": True},
-        {"text": "", "thinking": True},
-        {"text": "Hello", "thinking": False},
-        {"text": "Hello <think>", "thinking": False},
-    ]
+    # A reload asks sync, whose frame says the same.
+    page.reload()
+    wait_live(page)
+    wait_js(page, f"{STREAMED}?.textContent === 'Hello'")
+    # Stopped: the same rule splits the kept text.
+    page.keyboard.press("Escape")
+    stopped = page.locator("#messages li.message--assistant[data-message-id]")
+    stopped.wait_for()
+    assert stopped.locator(".message__source").evaluate("t => t.innerHTML") == "Hello"
+    thinking = stopped.locator(".message__thinking .markdown").text_content()
+    assert thinking.strip() == "weighing it"
+    assert csp_violations(page) == []
+    context.close()

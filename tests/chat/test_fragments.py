@@ -80,3 +80,25 @@ def test_a_retry_form_carries_each_visitors_own_csrf_token(client, make_user):
         tokens.append(token)
     # A cached fragment would carry the first visitor's token to the second.
     assert tokens[0] != tokens[1]
+
+
+def test_the_page_carries_the_shell_of_a_streaming_reply_from_the_message_template(
+    user_client, user
+):
+    # The script clones it for a reply being written; it is the message
+    # template's own markup, with nothing a stored message has.
+    conversation = factories.conversation(user)
+    reply = factories.message(conversation, "an answer", role=Role.ASSISTANT)
+    html = user_client.get(conversation.get_absolute_url()).content.decode()
+    start = html.index('<template id="stream-template">')
+    shell = html[start : html.index("</template>", start)]
+    assert '<li class="message message--assistant message--streaming" aria-busy="true">' in shell
+    assert "data-message-id" not in shell and ' id="message-' not in shell
+    assert '<span class="message__author">Assistant</span>' in shell
+    assert (
+        '<div class="message__body message__body--plain message__body--streaming"'
+        ' data-thinking="Thinking…"></div>'
+    ) in shell
+    # Its meta is a stored reply's meta up to the author.
+    author = '<div class="message__meta">\n    <span class="message__author">Assistant</span>'
+    assert author in shell and author in message_html(reply)

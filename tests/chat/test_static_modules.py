@@ -74,3 +74,12 @@ def test_production_static_files_import_their_hashed_neighbours(tmp_path, settin
     assert names and all(re.fullmatch(r"\./\w+\.[0-9a-f]{12}\.js", name) for name in names)
     for name in names:
         assert (tmp_path / "chat" / name).exists()
+
+
+def test_scripts_know_nothing_of_think_tags():
+    # Whether a reply is thinking, and where its visible text starts, is the
+    # server's to say in its message.delta frames (chat/thinking.py).
+    for module in STATIC.glob("*.js"):
+        text = module.read_text().lower()
+        assert "<think" not in text and "think>" not in text, module.name
+        assert "thinking…" not in text, module.name  # the words come from the page

@@ -38,6 +38,8 @@ async def test_a_delta_reaches_the_conversation_and_the_tasks_socket(conversatio
         "conversation_id": conversation.pk,
         "offset": 0,
         "text": "Bonjour 🌍",
+        "thinking": False,
+        "visible_offset": 0,
     }
     assert await next_of_type(chat, "message.delta") == expected
     assert await next_of_type(tasks, "message.delta") == expected
@@ -62,6 +64,8 @@ async def test_sync_mid_stream_answers_all_the_text_so_far(conversation, alice_c
         "conversation_id": conversation.pk,
         "offset": 0,
         "text": "One, two, three",
+        "thinking": False,
+        "visible_offset": 0,
     }
     tasks = await open_socket("/ws/tasks/", alice_cookie)
     await sync(tasks)
