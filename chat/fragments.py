@@ -16,6 +16,7 @@ from django.template.loader import render_to_string
 from tasks.models import TaskStatus
 
 TEMPLATE = "chat/_message.html"
+VERSIONS_TEMPLATE = "chat/_versions.html"
 
 CACHE_ENTRIES = 4096
 
@@ -70,3 +71,27 @@ def stream_shell_html() -> str:
     from .models import Message, Role
 
     return render_to_string(TEMPLATE, {"message": Message(role=Role.ASSISTANT), "streaming": True})
+
+
+def sibling_switches(message) -> dict[str, str]:
+    """For a new message with siblings: each other sibling's `‹ i / n ›`
+    switch as it reads now (chat/_versions.html, keyed by its id as a
+    string), so a page that shows one of them swaps in the server's switch.
+    Empty without siblings, at no cost (the message's own count says so)."""
+    if not getattr(message, "versions", None):
+        return {}
+    from .branches import annotate
+    from .models import Message
+
+    siblings = list(
+        Message.objects.filter(conversation_id=message.conversation_id, parent_id=message.parent_id)
+        .exclude(pk=message.pk)
+        .only("pk", "conversation_id", "parent_id")
+        .order_by("pk")
+    )
+    annotate(siblings)
+    return {
+        str(sibling.pk): render_to_string(VERSIONS_TEMPLATE, {"message": sibling})
+        for sibling in siblings
+        if sibling.versions
+    }

@@ -13,10 +13,12 @@ def conversation_group(conversation_id) -> str:
 
 
 def message_frame(message) -> dict:
-    """The `message.created` frame, with the same fragment the page renders."""
-    from .fragments import message_html
+    """The `message.created` frame, with the same fragment the page renders,
+    and, for a message with other versions, their switches (`switches`)."""
+    from .fragments import message_html, sibling_switches
 
-    return {
+    html = message_html(message)
+    frame = {
         "type": "message.created",
         "message": {
             "id": message.pk,
@@ -27,8 +29,12 @@ def message_frame(message) -> dict:
             "created_at": message.created_at.isoformat(),
             "async_task_id": message.async_task_id,
         },
-        "html": message_html(message),
+        "html": html,
     }
+    switches = sibling_switches(message)
+    if switches:
+        frame["switches"] = switches
+    return frame
 
 
 def publish_message(message) -> None:

@@ -8,12 +8,12 @@
 //   keeping the scroll position, and puts that address in the location bar
 //   so a reload shows the same branch.
 // - Live frames: a message that continues the shown branch is appended (by
-//   messages.js); one on another branch only updates the switch of its
-//   shown sibling (the page knows its branch by its messages' ids).
+//   messages.js); one on another branch only swaps in the server's switch
+//   of its shown sibling (the page knows its branch by its messages' ids).
 // Without JavaScript all of it works through the forms and links themselves.
 
 import { state } from "./state.js";
-import { fillCsrf, post, announce } from "./dom.js";
+import { fillCsrf, fragment, post, announce } from "./dom.js";
 import { openEditor } from "./editor.js";
 
 // --- the shown branch ----------------------------------------------------------------------
@@ -40,78 +40,44 @@ export function placeOf(incoming) {
   return "elsewhere";
 }
 
-const counted = new Set(); // ids already added to a switch (frames can repeat)
+const announced = new Set(); // ids already announced (frames can repeat)
 
-// Another version of a shown message arrived: its switch says one more, and
-// its › leads to the new one when it was the last.
-export function countSibling(incoming, message) {
-  if (counted.has(String(message.id))) return;
-  counted.add(String(message.id));
+// The count a switch shows (its data-count), 0 without one.
+function countOf(nav) {
+  return nav ? parseInt(nav.dataset.count, 10) || 0 : 0;
+}
+
+// Another version of a shown message arrived: the shown one's switch becomes
+// the server's (the frame's `switches`, keyed by message id), never one that
+// counts fewer versions than the page already shows.
+export function countSibling(incoming, message, switches) {
   const parent = parentOf(incoming);
   const shown = shownItems().find((item) => parentOf(item) === parent);
-  if (!shown) return;
-  let nav = shown.querySelector(".versions");
-  if (!nav) {
-    const fresh = incoming.querySelector(".versions");
-    if (!fresh) return;
-    nav = fresh.cloneNode(true);
-    shown.querySelector(".message__actions").append(nav);
-    const count = nav.querySelector(".versions__count");
-    const total = parseInt(count.textContent.split("/")[1], 10) || 2;
-    count.textContent = `1 / ${total}`;
-    nav.querySelector(".versions__previous").replaceWith(placeholder("versions__previous", "‹"));
-  } else {
-    const count = nav.querySelector(".versions__count");
-    const [index, total] = count.textContent.split("/").map((part) => parseInt(part, 10));
-    count.textContent = `${index} / ${total + 1}`;
-  }
-  const next = nav.querySelector(".versions__next");
-  if (next && next.tagName !== "A") {
-    const link = document.createElement("a");
-    link.className = "versions__next";
-    link.rel = "next";
-    link.setAttribute("aria-label", "Next version");
-    link.dataset.leaf = String(message.id);
-    const url = new URL(state.root.dataset.pageUrl, location.href);
-    url.searchParams.set("leaf", String(message.id));
-    link.href = url.pathname + url.search;
-    link.textContent = "›";
-    next.replaceWith(link);
-  }
+  if (!shown || !switches) return;
+  const fresh = fragment(switches[shown.dataset.messageId]);
+  if (!fresh) return;
+  const nav = shown.querySelector(".versions");
+  if (countOf(nav) > countOf(fresh)) return;
+  if (nav) nav.replaceWith(fresh);
+  else shown.querySelector(".message__actions").append(fresh);
+  if (announced.has(String(message.id))) return;
+  announced.add(String(message.id));
   announce("Another version of a message arrived: switch to it with ›.");
 }
 
-function placeholder(className, text) {
-  const span = document.createElement("span");
-  span.className = className;
-  span.setAttribute("aria-hidden", "true");
-  span.textContent = text;
-  return span;
-}
-
-// A send continues the branch the page shows: the composer names its leaf
-// (the server leaves the field out of an older page, ?before=, and of an
-// empty conversation, whose sends follow the current leaf).
+// A send continues the branch the page shows: the composer's parent_id field
+// names its leaf (the server renders it disabled on an older page, ?before=,
+// and on an empty conversation, whose sends follow the current leaf).
 export function followLeaf(value) {
-  const composer = document.getElementById("composer");
-  if (!composer) return;
-  let field = composer.querySelector("input[name=parent_id]");
+  const field = document.querySelector("#composer input[name=parent_id]");
+  if (!field) return;
   if (value === undefined) {
     const items = shownItems();
-    if (field && items.length) field.value = items[items.length - 1].dataset.messageId;
+    if (!field.disabled && items.length) field.value = items[items.length - 1].dataset.messageId;
     return;
   }
-  if (!value) {
-    if (field) field.remove();
-    return;
-  }
-  if (!field) {
-    field = document.createElement("input");
-    field.type = "hidden";
-    field.name = "parent_id";
-    composer.prepend(field);
-  }
-  field.value = value;
+  field.disabled = !value;
+  field.value = value || "";
 }
 
 // --- swapping the thread ---------------------------------------------------------------------

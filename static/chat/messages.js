@@ -113,7 +113,7 @@ function announceReply(element) {
   announce(`The assistant replied: ${text}`);
 }
 
-export function insertMessage(html, message, force) {
+export function insertMessage(html, message, force, switches) {
   if (!state.list) return;
   const id = String(message.id);
   const incoming = fragment(html);
@@ -139,7 +139,7 @@ export function insertMessage(html, message, force) {
     }
   } else if (placeOf(incoming) !== "append") {
     // On another branch: the shown thread stays; a sibling's switch counts it.
-    if (placeOf(incoming) === "sibling") countSibling(incoming, message);
+    if (placeOf(incoming) === "sibling") countSibling(incoming, message, switches);
     state.lastMessageId = Math.max(state.lastMessageId, message.id);
     return;
   } else {

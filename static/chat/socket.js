@@ -45,7 +45,7 @@ function onFrame(event) {
     return;
   }
   if (frame.type === "message.created") {
-    insertMessage(frame.html, frame.message, false);
+    insertMessage(frame.html, frame.message, false, frame.switches);
   } else if (frame.type === "task.status") {
     applyTask(frame.task, frame.html);
   } else if (frame.type === "message.delta") {

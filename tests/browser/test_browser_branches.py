@@ -9,10 +9,13 @@ import pytest
 from tests import factories, support
 from tests.browser.browser_support import (
     PASSWORD,
+    axe_source,
     csp_violations,
+    describe,
     log_in,
     new_context,
     screenshot,
+    serious_violations,
     server_env,
     server_hashers,
     wait_js,
@@ -98,6 +101,40 @@ def test_regenerate_switch_and_reload_keep_the_chosen_branch(writer, server, bro
     assert items.count() == 4
     assert items.nth(1).get_attribute("data-message-id") == first_reply_id
     assert csp_violations(page) == []
+    context.close()
+
+
+def test_a_version_made_in_another_tab_updates_this_tabs_switch_live(writer, server, browser):
+    # The switch this tab shows is the server's (the frame's "switches"),
+    # swapped in without a reload, and it leads to the new version.
+    context, page = open_page(browser, server, writer["conversation"])
+    send(page, "first question")
+    first_reply_id = replies(page).last.get_attribute("data-message-id")
+    other = context.new_page()
+    other.goto(page.url)
+    wait_live(other)
+    assert other.locator(".versions").count() == 0
+    other.evaluate("window.__notReloaded = true")
+
+    page.locator("button.message__regenerate").click()
+    wait_js(page, "document.querySelector('#messages .versions__count')?.textContent === '2 / 2'")
+    wait_js(other, "document.querySelector('#messages .versions__count')?.textContent === '1 / 2'")
+    shown = replies(other).last
+    assert shown.get_attribute("data-message-id") == first_reply_id
+    assert shown.locator(".versions").get_attribute("aria-label") == "Version 1 of 2"
+    assert shown.locator("span.versions__previous").count() == 1
+    new_reply_id = page.locator("#messages li.message--assistant").last.get_attribute(
+        "data-message-id"
+    )
+    assert shown.locator("a.versions__next").get_attribute("data-leaf") == new_reply_id
+    assert other.evaluate("window.__notReloaded") is True
+    violations = serious_violations(other, axe_source())
+    assert violations == [], describe(violations)
+
+    shown.locator("a.versions__next").click()
+    other.locator(f"#message-{new_reply_id}").wait_for()
+    assert replies(other).last.locator(".versions__count").inner_text() == "2 / 2"
+    assert csp_violations(other) == [] and csp_violations(page) == []
     context.close()
 
 

@@ -680,3 +680,45 @@ def test_a_replys_live_frame_counts_its_versions_only_when_it_has_siblings(
     question.refresh_from_db()
     second = reply_frame(question.async_task, "hi again")
     assert '<span class="versions__count">2 / 2</span>' in second["html"]
+
+
+# --- the switch comes from the server, live too ---------------------------------------
+
+
+def test_a_new_versions_frame_carries_the_switch_of_each_other_version(user, conversation, tree):
+    # a2 and a2b answer q2; a page showing a2 swaps in the switch the frame names for it.
+    frame = services.message_frame(Message.objects.get(pk=tree["a2b"].pk))
+    assert set(frame["switches"]) == {str(tree["a2"].pk)}
+    switch = frame["switches"][str(tree["a2"].pk)]
+    assert switch.startswith('<nav class="versions" aria-label="Version 1 of 2" data-count="2">')
+    assert '<span class="versions__count">1 / 2</span>' in switch
+    assert f'data-leaf="{tree["a2b"].pk}" rel="next"' in switch
+    assert '<span class="versions__previous" aria-hidden="true">‹</span>' in switch
+    # The same markup as the switch in a2's own fragment.
+    assert switch in services.message_frame(Message.objects.get(pk=tree["a2"].pk))["html"]
+
+
+def test_a_message_without_other_versions_carries_no_switches(user, conversation, tree):
+    frame = services.message_frame(Message.objects.get(pk=tree["a1"].pk))
+    assert "switches" not in frame
+
+
+def test_a_switch_counts_every_version_with_links_to_its_neighbours(user, conversation, tree):
+    services.regenerate(user, conversation, tree["a2b"])
+    q2 = Message.objects.get(pk=tree["q2"].pk)
+    a2c = complete(q2.async_task, "a third answer")
+    switches = services.message_frame(a2c)["switches"]
+    assert set(switches) == {str(tree["a2"].pk), str(tree["a2b"].pk)}
+    middle = switches[str(tree["a2b"].pk)]
+    assert '<span class="versions__count">2 / 3</span>' in middle
+    assert f'data-leaf="{tree["a2"].pk}" rel="prev"' in middle
+    assert f'data-leaf="{a2c.pk}" rel="next"' in middle
+
+
+def test_the_composer_always_has_the_parent_field_the_script_sets(user_client, user):
+    empty = factories.conversation(user, title="Empty")
+    html = page(user_client, empty)
+    # Sends from an empty conversation follow its current leaf: the field is off.
+    assert '<input type="hidden" name="parent_id" value="" disabled>' in html
+    new_page = user_client.get("/chat/new/").content.decode()
+    assert 'name="parent_id"' not in new_page

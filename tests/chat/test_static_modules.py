@@ -76,6 +76,26 @@ def test_production_static_files_import_their_hashed_neighbours(tmp_path, settin
         assert (tmp_path / "chat" / name).exists()
 
 
+# Where the page's script may still make elements, and why: none of it is a
+# message's markup, which comes from the server (fragments, frames'
+# "switches", the page's <template id="stream-template">).
+MAY_CREATE_ELEMENTS = {
+    "dom.js": "a <template> to parse the server's HTML; a form's missing CSRF field",
+    "copy.js": "the off-screen textarea of the clipboard fallback",
+    "editor.js": "the in-place editor of the user's own message",
+}
+
+
+def test_scripts_build_no_message_markup():
+    for module in STATIC.glob("*.js"):
+        text = module.read_text()
+        if module.name not in MAY_CREATE_ELEMENTS:
+            assert "createElement" not in text, module.name
+            assert ".innerHTML" not in text, module.name
+        for name in ("message__meta", "message__author", "versions__count", "versions__next"):
+            assert f'className = "{name}' not in text, (module.name, name)
+
+
 def test_scripts_know_nothing_of_think_tags():
     # Whether a reply is thinking, and where its visible text starts, is the
     # server's to say in its message.delta frames (chat/thinking.py).
