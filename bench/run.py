@@ -121,6 +121,7 @@ def server(**env):
         "WS_FRAME_RATE": "0",
         "CHAT_RATE_LIMIT": "",
         "CONVERSATION_RATE_LIMIT": "",
+        "SEARCH_RATE_LIMIT": "",
     }
     base.update(env)
     return Server(env=base, log_path=BASE_DIR / "artifacts" / "bench-daphne.log")
