@@ -372,6 +372,9 @@ TASK_EVENTS_MAX_PER_TASK = env.int("TASK_EVENTS_MAX_PER_TASK", default=100)
 # The worker asks n8n's API (with N8N_API_KEY) about a processing task that
 # has not changed for this long (tasks/reconcile.py).
 TASK_RECONCILE_AFTER_SECONDS = env.float("TASK_RECONCILE_AFTER_SECONDS", default=30.0)
+# The most of n8n's answer about one execution that reconciliation reads (its
+# run data included); a larger answer fails the task, in plain words.
+TASK_RECONCILE_MAX_BYTES = env.int("TASK_RECONCILE_MAX_BYTES", default=16_777_216)
 # /healthz fails when the newest worker heartbeat is older than this.
 TASKS_WORKER_HEARTBEAT_MAX_AGE = env.float("TASKS_WORKER_HEARTBEAT_MAX_AGE", default=30.0)
 # Seconds between two passes of the worker loop.

@@ -18,6 +18,7 @@ and `/deactivate`, `GET/POST /credentials`, `GET /executions/{id}?includeData=tr
 
 from __future__ import annotations
 
+import json as _json
 from urllib.parse import quote
 
 from . import transport
@@ -80,6 +81,18 @@ class N8nApiError(Exception):
     @property
     def unreachable(self) -> bool:
         return self.status is None
+
+
+class AnswerTooLarge(N8nApiError):
+    """n8n's answer went past the bytes the caller would read."""
+
+    def __init__(self, max_bytes: int):
+        super().__init__(None, f"n8n's answer is larger than {max_bytes} bytes")
+        self.max_bytes = max_bytes
+
+    @property
+    def unreachable(self) -> bool:
+        return False
 
 
 def workflow_body(workflow: dict) -> dict:
@@ -189,11 +202,39 @@ class N8nApi:
 
     # --- executions ----------------------------------------------------------------
 
-    def get_execution(self, execution_id: str, *, include_data: bool = True) -> dict:
+    def get_execution(
+        self, execution_id: str, *, include_data: bool = True, max_bytes=None, parse=None
+    ):
         """One execution: `status` (success, error, running, canceled…), and with
-        `include_data` its run data (node outputs, errors)."""
+        `include_data` its run data (node outputs, errors).
+
+        With `max_bytes` the answer is read as it arrives and refused
+        (AnswerTooLarge) past that many bytes; `parse(raw bytes)` then decodes
+        it instead of `json.loads`, and what it raises is the caller's."""
         params = {"includeData": "true" if include_data else "false"}
-        return self.request("GET", f"/executions/{_path_id(execution_id)}", params=params)
+        path = f"/executions/{_path_id(execution_id)}"
+        if max_bytes is None:
+            return self.request("GET", path, params=params)
+        raw = self.read_bounded("GET", path, max_bytes, params=params)
+        return parse(raw) if parse is not None else _json.loads(raw)
+
+    def read_bounded(self, method: str, path: str, max_bytes: int, *, params=None) -> bytes:
+        """The raw answer of one call, at most `max_bytes` of it (else AnswerTooLarge)."""
+        url = f"{self.base_url}/api/v1{path}"
+        headers = {"X-N8N-API-KEY": self.api_key, "Accept": "application/json"}
+        try:
+            with self.client.stream(method, url, params=params, headers=headers) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    raise N8nApiError(response.status_code, _reason(response))
+                raw = bytearray()
+                for part in response.iter_bytes():
+                    raw += part
+                    if len(raw) > max_bytes:
+                        raise AnswerTooLarge(max_bytes)
+        except transport.ERRORS as exc:
+            raise unreachable(self.base_url, exc) from None
+        return bytes(raw)
 
     def stop_execution(self, execution_id: str) -> dict:
         """Stop a running execution: 200 `{"status": "canceled"}`; 409 when it has

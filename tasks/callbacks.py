@@ -259,10 +259,12 @@ def check_value(value, max_depth):
             raise JSONRejected("numbers must be finite")
 
 
-def loads(raw, max_depth):
-    """Parse `raw` (bytes or str); JSONRejected for anything the app would choke on."""
+def parse(raw, max_depth):
+    """Parse `raw` (bytes or str) as JSON: numbers finite, nesting within what
+    the parser can walk (JSONRejected otherwise). Strings are not checked yet:
+    `check_value` does that for the part that is used."""
     try:
-        value = json.loads(raw, parse_constant=_reject_constant, parse_float=_finite_float)
+        return json.loads(raw, parse_constant=_reject_constant, parse_float=_finite_float)
     except JSONRejected:
         raise
     except RecursionError:
@@ -271,8 +273,31 @@ def loads(raw, max_depth):
         raise JSONRejected(f"the JSON is nested deeper than {max_depth} levels") from None
     except (ValueError, UnicodeDecodeError):
         raise JSONRejected("the body is not JSON") from None
+
+
+def loads(raw, max_depth):
+    """Parse `raw` (bytes or str); JSONRejected for anything the app would choke on."""
+    value = parse(raw, max_depth)
     check_value(value, max_depth)
     return value
+
+
+def check_body(value) -> None:
+    """A callback body that did not come over HTTP (reconciliation reads it
+    from n8n's API): the webhook's rules for strings, numbers and depth, and
+    its size limit counted as the body's compact JSON. JSONRejected otherwise."""
+    check_value(value, settings.TASK_WEBHOOK_MAX_DEPTH)
+    limit = settings.TASK_WEBHOOK_MAX_BYTES
+    size = len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
+    if size > limit:
+        raise JSONRejected(f"the body is larger than {limit} bytes")
+
+
+def clean_text(text, max_chars) -> str:
+    """A text from outside made storable: NUL removed, lone surrogates replaced,
+    at most `max_chars` characters."""
+    text = str(text)[:max_chars].replace("\x00", "")
+    return text.encode("utf-8", "replace").decode("utf-8")
 
 
 # --- the callback token -------------------------------------------------------

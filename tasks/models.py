@@ -54,6 +54,8 @@ class TaskWords:
     REFUSED = "The workflow did not accept the task."
     # Reconciliation (tasks/reconcile.py): n8n's API says it is still running.
     STILL_RUNNING = "Still running in n8n."
+    # Reconciliation: n8n's answer or its Result body breaks the input rules.
+    RESULT_UNUSABLE = "The workflow's result could not be used."
     # A `failed` callback without `error` (kept as error_details["message"]).
     FAILURE_WITHOUT_DETAILS = "The workflow reported a failure without details."
     # An error with no words of its own, in `workflow_failed`.

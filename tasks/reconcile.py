@@ -15,6 +15,15 @@ every `processing` task that has a known execution id and has not changed for
   node's output fails the task with n8n's error;
 - a running one is left alone, its status line saying so.
 
+n8n's answer is read under the webhook's input rules (one rule for
+callbacks, streams and reconciliation): at most TASK_RECONCILE_MAX_BYTES of
+it, parsed by the callbacks' parser, and the `Result` body checked like a
+callback body (NUL, lone surrogates, non-finite numbers, depth, and
+TASK_WEBHOOK_MAX_BYTES); n8n's error words are cleaned before they are kept.
+An answer or a body that breaks a rule fails the task once, in the server's
+words (`TaskWords.RESULT_UNUSABLE`), the reason in `error_details`; it never
+fails the worker's job pass after pass.
+
 What a workflow must do for this to work is in docs/PROTOCOL.md
 ("Reconciliation"). The calls run on the bounded dispatch pool, so a hanging n8n never delays the
 worker's pass (timeouts and other dispatches go on).
@@ -26,7 +35,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.utils import timezone
 
-from n8n.api import N8nApi, N8nApiError
+from n8n.api import AnswerTooLarge, N8nApi, N8nApiError
 
 from . import callbacks, door, pool
 from .door import TaskConflict
@@ -86,10 +95,37 @@ def result_body(execution) -> dict | None:
 
 
 def error_words(execution) -> str:
+    """n8n's error message for a failed execution, made storable ("" when none)."""
     data = execution.get("data") if isinstance(execution, dict) else None
     error = ((data or {}).get("resultData") or {}).get("error") or {}
     message = error.get("message") if isinstance(error, dict) else None
-    return message if isinstance(message, str) and message.strip() else ""
+    if not isinstance(message, str) or not message.strip():
+        return ""
+    return callbacks.clean_text(message, callbacks.MESSAGE_MAX_CHARS)
+
+
+def _parse(raw):
+    return callbacks.parse(raw, settings.TASK_WEBHOOK_MAX_DEPTH)
+
+
+def _unusable(task, reason) -> str:
+    """Fail the task once: n8n's answer or its `Result` body breaks the input rules."""
+    logger.warning("reconcile: task %s, execution %s: %s", task.pk, task.n8n_execution_id, reason)
+    try:
+        door.change(
+            task.pk,
+            source=EventSource.WORKER,
+            status=TaskStatus.FAILED,
+            status_message=TaskWords.RESULT_UNUSABLE,
+            error_details={
+                "stage": "n8n result",
+                "execution_id": task.n8n_execution_id,
+                "reason": reason,
+            },
+        )
+    except TaskConflict:
+        return "moved on"
+    return "failed"
 
 
 def reconcile_task(task_id, api=None) -> str:
@@ -99,12 +135,26 @@ def reconcile_task(task_id, api=None) -> str:
         return "skipped"
     api = api or N8nApi.from_settings(timeout=(3.0, 10.0))
     try:
-        execution = api.get_execution(task.n8n_execution_id, include_data=True)
+        execution = api.get_execution(
+            task.n8n_execution_id,
+            include_data=True,
+            max_bytes=settings.TASK_RECONCILE_MAX_BYTES,
+            parse=_parse,
+        )
+    except (AnswerTooLarge, callbacks.JSONRejected) as exc:
+        return _unusable(task, str(exc))
     except N8nApiError as exc:
         logger.warning("reconcile: task %s, execution %s: %s", task.pk, task.n8n_execution_id, exc)
         return "unreachable" if exc.unreachable else "unknown"
+    if not isinstance(execution, dict):
+        return _unusable(task, "n8n's answer is not a JSON object")
     body = result_body(execution)
     status = str(execution.get("status") or "")
+    if body is not None:
+        try:
+            callbacks.check_body(body)
+        except callbacks.JSONRejected as rejected:
+            return _unusable(task, f"the {RESULT_NODE} node's body: {rejected}")
     try:
         if body is not None:
             callbacks.apply_callback(task.pk, body, source=EventSource.WORKER)
