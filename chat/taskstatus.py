@@ -9,9 +9,10 @@ words are the same live and after a reload.
 
 The words themselves (the labels, the sentence heading what went wrong) are
 the task system's, named once in `tasks.models.TaskWords`. Error words are
-plain: an error text that looks technical (a URL, an exception's text, an
-HTTP body, anything long) is left out, so the heading sentence stands alone;
-the raw `error_details` stay in the admin.
+plain: an error text that looks technical (a URL, a host or an address, an
+exception's text, an HTTP body, what may be a credential, anything long) is
+left out, so the heading sentence stands alone; the raw `error_details` stay
+in the admin.
 """
 
 import re
@@ -28,6 +29,10 @@ DETAIL_MAX_LENGTH = 200
 _TECHNICAL = re.compile(
     r"(?i:https?:|://|www\.|traceback|exception|errno|status code|\bn8n\b|webhook)"
     r"|\b\w+(?:Error|Exception)\b|\bError:|[{}<>\[\]\\]|\w\.\w+\("
+    # Hosts, addresses and ports (`api.example.com`, `10.0.3.7:8443`), and
+    # anything that may be a credential or a fragment of one.
+    r"|\w[.:@/]\w|(?i:\bapi[ _-]?key|\btoken\b|\bsecret|\bpassword|\bbearer\b)"
+    r"|\b(?=[\w-]*\d)(?=[\w-]*[A-Za-z])[\w-]{6,}"
 )
 
 

@@ -104,22 +104,6 @@ def validate_callback(payload, task_type) -> dict:
     return clean
 
 
-def error_text(error) -> str:
-    """The words of a workflow's error object (or string), "" when it has none."""
-    if isinstance(error, str):
-        return error
-    if isinstance(error, dict):
-        for key in ("message", "error", "description"):
-            if isinstance(error.get(key), str) and error[key].strip():
-                return error[key]
-    return ""
-
-
-def failed_message(words) -> str:
-    """The status message of a workflow's failure, within the callback's bound."""
-    return TaskWords.workflow_failed(words)[:MESSAGE_MAX_CHARS]
-
-
 def _change(clean, task_type) -> dict:
     """The door's arguments for a cleaned callback."""
     status = clean["status"]
@@ -139,9 +123,19 @@ def _change(clean, task_type) -> dict:
         error = clean.get("error")
         if error is None:
             error = {"message": TaskWords.FAILURE_WITHOUT_DETAILS}
+        if "status_message" in clean:
+            # The workflow's words of a failure are for the admin only.
+            said = clean["status_message"]
+            error = (
+                {**error, "status_message": said}
+                if isinstance(error, dict)
+                else {
+                    "message": error,
+                    "status_message": said,
+                }
+            )
         fields["error_details"] = error
-        if "status_message" not in clean:
-            fields["status_message"] = failed_message(error_text(error))
+        fields["status_message"] = TaskWords.WORKFLOW_FAILED
     return {"status": status, **fields}
 
 

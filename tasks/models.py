@@ -58,15 +58,11 @@ class TaskWords:
     RESULT_UNUSABLE = "The workflow's result could not be used."
     # A `failed` callback without `error` (kept as error_details["message"]).
     FAILURE_WITHOUT_DETAILS = "The workflow reported a failure without details."
-    # An error with no words of its own, in `workflow_failed`.
-    NO_DETAILS = "no details given"
+    # A workflow's failure (a callback's or reconciliation's): the workflow's
+    # own words stay in error_details, for the admin (docs/PROTOCOL.md).
+    WORKFLOW_FAILED = "The workflow failed."
     # The admin's "Mark failed" without a name.
     MARKED_FAILED = "Marked failed by an administrator."
-
-    @staticmethod
-    def workflow_failed(words) -> str:
-        """A workflow's failure (a callback's or reconciliation's), in its own words."""
-        return f"The workflow failed: {words or TaskWords.NO_DETAILS}"
 
     @staticmethod
     def execution_ended(n8n_status) -> str:

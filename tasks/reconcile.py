@@ -165,7 +165,7 @@ def reconcile_task(task_id, api=None) -> str:
                 task.pk,
                 source=EventSource.WORKER,
                 status=TaskStatus.FAILED,
-                status_message=callbacks.failed_message(words),
+                status_message=TaskWords.WORKFLOW_FAILED,
                 error_details={
                     "stage": "n8n",
                     "execution_id": task.n8n_execution_id,

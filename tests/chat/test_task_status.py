@@ -31,6 +31,9 @@ def failed(details, status=TaskStatus.FAILED, status_message=""):
         {"message": "see https://docs.n8n.io/ for help"},
         {"body": "{}", "error": '{"code": 404, "message": "not registered"}'},
         {"message": "word " * 60},
+        {"message": "Incorrect API key sk-proj-7f3A9 provided"},
+        {"message": "The provider at llm.internal did not answer"},
+        {"message": "Could not reach 10.0.3.7 on port 8443"},
     ],
 )
 def test_technical_error_texts_are_replaced_by_the_generic_sentence(details):
@@ -45,7 +48,7 @@ def test_a_plain_error_message_is_shown():
 
 
 def test_a_technical_status_message_is_not_shown_either():
-    task = failed(None, status_message=TaskWords.workflow_failed("ValueError: bad input"))
+    task = failed(None, status_message="The workflow failed: ValueError: bad input")
     assert taskstatus.error_text(task) == COULD_NOT_REPLY
 
 

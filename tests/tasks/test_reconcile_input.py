@@ -26,10 +26,10 @@ def execution_json(result_json: str, status="success", error_json=None) -> str:
     """An execution as n8n's API answers it, the Result item spliced in raw."""
     error = f', "error": {error_json}' if error_json else ""
     return (
-        '{"id": "77", "status": "%s", "data": {"resultData": {"runData": {'
+        '{"id": "77", "status": "' + status + '", "data": {"resultData": {"runData": {'
         '"Webhook": [{"data": {"main": [[{"json": {}}]]}}], '
-        '"Result": [{"data": {"main": [[{"json": %s}]]}}]}%s}}}'
-    ) % (status, result_json, error)
+        '"Result": [{"data": {"main": [[{"json": ' + result_json + "}]]}}]}" + error + "}}}"
+    )
 
 
 @pytest.fixture
@@ -58,7 +58,7 @@ def quiet_task(user):
 
 
 def completed(content_json):
-    return '{"status": "completed", "output": {"content": %s, "thinking": ""}}' % content_json
+    return '{"status": "completed", "output": {"content": ' + content_json + ', "thinking": ""}}'
 
 
 BAD_RESULTS = {
@@ -87,7 +87,7 @@ def test_a_result_the_webhook_would_refuse_fails_the_task_once(serve, user, name
 def test_a_result_over_the_webhooks_size_limit_is_refused(serve, user, settings):
     settings.TASK_WEBHOOK_MAX_BYTES = 100_000
     thinking = "t" * 500_000
-    body = '{"status": "completed", "output": {"content": "hi", "thinking": "%s"}}' % thinking
+    body = '{"status": "completed", "output": {"content": "hi", "thinking": "' + thinking + '"}}'
     serve(execution_json(body))
     task = quiet_task(user)
     assert reconcile.reconcile_task(task.pk) == "failed"
@@ -116,7 +116,8 @@ def test_a_deep_execution_outside_the_result_fails_the_task_cleanly(serve, user)
 
 
 def test_n8ns_error_words_are_cleaned_before_they_are_kept(serve, user):
-    serve(execution_json('{"status": "running"}', status="error", error_json=r'{"message": "a\u0000b\ud800c"}'))
+    error = r'{"message": "a\u0000b\ud800c"}'
+    serve(execution_json('{"status": "running"}', status="error", error_json=error))
     task = quiet_task(user)
     assert reconcile.reconcile_task(task.pk) == "failed"
     task.refresh_from_db()
