@@ -200,11 +200,13 @@ def _observe(task, source, status) -> None:
 @dataclass(frozen=True)
 class Appended:
     """What `append_partial` wrote: `text` (maybe shortened, or "" past the
-    task's bound) at code point `offset`, for a task in `status`."""
+    task's bound) at code point `offset`, for a task in `status`; `full` when
+    the partial text has reached its bound (more would be dropped)."""
 
     offset: int
     text: str
     status: str
+    full: bool = False
 
 
 def _room_expression():
@@ -242,7 +244,8 @@ def append_partial(task_id, text) -> Appended:
         return _append_clipped(task_id, text)
     offset = task.partial_length - len(text)
     frames.publish_delta(task, offset, text)
-    return Appended(offset, text, task.status)
+    full = task.partial_length >= registry.partial_max_chars_for(task.task_type)
+    return Appended(offset, text, task.status, full)
 
 
 def _append_returning(queryset, text):
@@ -301,7 +304,7 @@ def _append_clipped(task_id, text) -> Appended:
                 frames.publish_delta(appended, task.partial_length, piece)
     if conflict is not None:
         raise TaskConflict(AsyncTask.objects.get(pk=task_id))
-    return Appended(task.partial_length, piece, task.status)
+    return Appended(task.partial_length, piece, task.status, task.room - len(piece) <= 0)
 
 
 def note(task_id, **bookkeeping) -> int:

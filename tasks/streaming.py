@@ -24,7 +24,8 @@ TASK_STREAM_FLUSH_SECONDS, from a small thread pool of its own (so at most
 TASK_STREAM_WRITERS database connections for all streams of the process).
 A stream ends with its body, with an `error` chunk (a stopped execution
 leaves its response open after that line), at the task's deadline, when the
-task is stopped or finished (the next write is refused, or the periodic
+task is stopped or finished or its partial text is full (the next write
+is refused or reports it full, or the periodic
 check of this process's open streams sees it; Stop in this process closes
 it at once), or at shutdown. Nothing is lost when a stream breaks: the
 `completed` callback still brings the whole reply.
@@ -417,23 +418,32 @@ class StreamReader:
                 return
         self.outcome = "ended"
 
-    async def _first_line(self, parts) -> bytes | None:
+    async def _first_line(self, parts) -> bytearray | None:
         """Read up to the first complete non-empty line. Returns the bytes read
         when it is an n8n chunk (a stream goes on); otherwise reads the whole
         answer (at most MAX_PLAIN_BODY_BYTES), gives the verdict "plain" and
-        returns None."""
-        buffer = b""
+        returns None. Each byte is searched once (a line may come a byte at a
+        time)."""
+        buffer = bytearray()
+        line_start = scanned = 0
+        decided = False
         async for part in parts:
             buffer += part
-            head = buffer.lstrip()
-            if b"\n" in head:
-                if parse_chunk(head.split(b"\n", 1)[0]) is not None:
+            newline = buffer.find(b"\n", scanned)
+            while newline >= 0 and not buffer[line_start:newline].strip():
+                line_start = newline + 1  # a blank line before the first one
+                newline = buffer.find(b"\n", line_start)
+            scanned = len(buffer)
+            if newline >= 0:
+                if parse_chunk(bytes(buffer[line_start:newline]).strip()) is not None:
                     return buffer
+                decided = True
                 break
             if len(buffer) > MAX_PLAIN_BODY_BYTES:
+                decided = True
                 break
-        else:  # the body ended: one line (or none) with no newline after it
-            if buffer.strip() and parse_chunk(buffer) is not None:
+        if not decided:  # the body ended: one line (or none) with no newline after it
+            if buffer.strip() and parse_chunk(bytes(buffer)) is not None:
                 return buffer
         async for part in parts:  # a plain answer that came chunked: the rest of it
             if len(buffer) > MAX_PLAIN_BODY_BYTES:
@@ -444,12 +454,25 @@ class StreamReader:
         return None
 
     async def _lines(self, buffer, parts):
-        """The body's lines (after what was read already), each bounded in size."""
+        """The body's lines (after what was read already), each bounded in size.
+
+        One bytearray, searched from where the last search stopped, and cut
+        from the front only once per part that ended a line: a line that
+        comes a byte at a time costs its length, not its length squared."""
+        buffer = bytearray(buffer)
+        start = scanned = 0
         while True:
-            while b"\n" in buffer:
-                line, buffer = buffer.split(b"\n", 1)
+            newline = buffer.find(b"\n", scanned)
+            while newline >= 0:
+                line = buffer[start:newline]
+                start = scanned = newline + 1
                 if line.strip():
                     yield line.decode("utf-8", errors="replace")
+                newline = buffer.find(b"\n", scanned)
+            if start:
+                del buffer[:start]
+                start = 0
+            scanned = len(buffer)
             if len(buffer) > MAX_LINE_BYTES:
                 raise ValueError("a line of the stream is too long")
             try:
@@ -510,10 +533,10 @@ class StreamReader:
 
 @fresh_connections
 def append(task_id, text) -> bool:
-    """False when the task takes no more text."""
+    """False when the task takes no more text (finished, or its partial text
+    is full: reading on would only cost CPU for text that is dropped)."""
     try:
-        append_partial(task_id, text)
-        return True
+        return not append_partial(task_id, text).full
     except (TaskConflict, AsyncTask.DoesNotExist):
         return False
 
