@@ -89,6 +89,13 @@ def validate_callback(payload, task_type) -> dict:
         if status != TaskStatus.PROCESSING:
             raise CallbackError("delta is only allowed with status processing")
         clean["delta"] = delta
+    offset = payload.get("offset")
+    if offset is not None:
+        if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+            raise CallbackError("offset must be a non-negative integer")
+        if not delta:
+            raise CallbackError("offset is only allowed with a delta")
+        clean["offset"] = offset
     error = payload.get("error")
     if error is not None and not isinstance(error, dict | str):
         raise CallbackError("error must be an object or a string")
@@ -176,22 +183,26 @@ def apply_callback(task_id, payload, source=EventSource.CALLBACK) -> tuple[Async
 def _apply_delta(task_id, clean, change, source) -> AsyncTask:
     """A `processing` callback with streamed text: append it to the partial reply.
 
-    A callback that carries nothing but the text, for a task already
-    processing, changes no status, version or event (a reply streams in
-    hundreds of pieces); otherwise the change comes first, in the same
-    transaction.
+    A callback that carries nothing but the text (and its `offset`), for a
+    task already processing, changes no status, version or event (a reply
+    streams in hundreds of pieces); otherwise the change comes in the same
+    transaction, unless the piece is a replay (its `offset` says the text
+    already holds it): then the callback is an old one, and changes nothing.
     """
-    only_text = set(clean) == {"status", "delta"}
+    offset = clean.get("offset")
+    only_text = set(clean) <= {"status", "delta", "offset"}
     if only_text:
         # One statement, no transaction: the usual piece of a streaming reply.
-        appended = door.append_partial(task_id, clean["delta"])
+        appended = door.append_partial(task_id, clean["delta"], offset=offset)
         if appended.status == TaskStatus.PROCESSING:
             return AsyncTask(pk=task_id, status=appended.status)
     with transaction.atomic():
-        task = door.change(task_id, source=source, **change)
-        if not only_text:
-            door.append_partial(task_id, clean["delta"])
-    return task
+        if only_text:
+            return door.change(task_id, source=source, **change)
+        appended = door.append_partial(task_id, clean["delta"], offset=offset)
+        if appended.replayed:
+            return AsyncTask.objects.get(pk=task_id)
+        return door.change(task_id, source=source, **change)
 
 
 # --- the body, parsed ----------------------------------------------------------

@@ -30,7 +30,7 @@ from django.conf import settings
 from django.db import connections, transaction
 from django.db.models import Case, F, Value, When
 from django.db.models.functions import Coalesce, Concat, Length
-from django.db.models.lookups import GreaterThanOrEqual
+from django.db.models.lookups import Exact, GreaterThanOrEqual
 from django.db.models.sql import UpdateQuery
 from django.utils import timezone
 
@@ -207,6 +207,9 @@ class Appended:
     text: str
     status: str
     full: bool = False
+    # With an offset: the text already held the whole piece (a replay, or a
+    # piece past a gap, which waits for the missing one).
+    replayed: bool = False
 
 
 def _room_expression():
@@ -221,7 +224,7 @@ def _room_expression():
     return bound - Length("partial_text")
 
 
-def append_partial(task_id, text) -> Appended:
+def append_partial(task_id, text, offset=None) -> Appended:
     """Append streamed text to an unfinished task's partial reply.
 
     The task's partial text is bounded (its type's `partial_max_chars`): what
@@ -230,7 +233,11 @@ def append_partial(task_id, text) -> Appended:
     conditional `UPDATE … RETURNING`, which appends and reads the new length
     (and the type's `delta_annotations`) under the row's lock, so two appends
     never compute the same offset; one that reaches the bound is clipped with
-    the row locked. Raises TaskConflict
+    the row locked. With `offset` (the code point where the piece begins, as
+    its sender counted) the piece is a retry-safe one: only its part past the
+    text's end is appended; one that the text already holds is a replay, and
+    one that begins past the end (a piece is missing) is not appended either,
+    until the missing piece comes (both `replayed`). Raises TaskConflict
     when the task is finished (a stopped reply grows no more),
     AsyncTask.DoesNotExist when there is no such task.
     """
@@ -239,9 +246,11 @@ def append_partial(task_id, text) -> Appended:
         pk=task_id,
         status__in=TaskStatus.unfinished(),
     )
+    if offset is not None:
+        queryset = queryset.filter(Exact(Length("partial_text"), offset))
     task = _append_returning(queryset, text)
     if task is None:
-        return _append_clipped(task_id, text)
+        return _append_clipped(task_id, text, offset)
     offset = task.partial_length - len(text)
     frames.publish_delta(task, offset, text)
     full = task.partial_length >= registry.partial_max_chars_for(task.task_type)
@@ -282,8 +291,10 @@ def _delta_returning(alias, _registry):
     return tuple(extra), tuple(params)
 
 
-def _append_clipped(task_id, text) -> Appended:
-    """A piece that does not fit whole (or a finished or unknown task)."""
+def _append_clipped(task_id, text, offset=None) -> Appended:
+    """A piece that does not fit whole, or whose offset is not the text's end
+    (or a finished or unknown task)."""
+    replayed = False
     with transaction.atomic(savepoint=False):
         task = (
             AsyncTask.objects.select_for_update()
@@ -298,13 +309,18 @@ def _append_clipped(task_id, text) -> Appended:
             conflict = task
         else:
             conflict = None
+            if offset is not None:
+                covered = task.partial_length - offset
+                replayed = covered < 0 or covered >= len(text)
+                text = "" if replayed else text[covered:]
             piece = text[: max(task.room, 0)]
             if piece:
                 appended = _append_returning(AsyncTask.objects.filter(pk=task_id), piece)
                 frames.publish_delta(appended, task.partial_length, piece)
     if conflict is not None:
         raise TaskConflict(AsyncTask.objects.get(pk=task_id))
-    return Appended(task.partial_length, piece, task.status, task.room - len(piece) <= 0)
+    full = task.room - len(piece) <= 0
+    return Appended(task.partial_length, piece, task.status, full, replayed)
 
 
 def note(task_id, **bookkeeping) -> int:
