@@ -121,7 +121,8 @@ class Message(models.Model):
     # Rendered once when the message is stored (assistant replies: sanitized
     # HTML of `content` and `thinking`), so pages and frames never render
     # Markdown. Empty means "not rendered yet": a row inserted with plain SQL
-    # is rendered the first time it is shown; `manage.py rerender_messages`
+    # is rendered the first time it is shown (a text that renders to nothing
+    # stores `rendering.NOTHING_TO_SHOW`, so it is rendered once too); `manage.py rerender_messages`
     # renders them all again after a renderer upgrade.
     content_html = models.TextField(blank=True, default="", db_default="", editable=False)
     thinking_html = models.TextField(blank=True, default="", db_default="", editable=False)

@@ -21,6 +21,11 @@ import threading
 from collections import OrderedDict
 
 PREVIEW_LENGTH = 160
+# Stored for a text that renders to nothing (a link reference definition,
+# only whitespace): empty HTML means "not rendered yet" (a row written with
+# plain SQL), so a text that shows nothing must still be marked rendered, or
+# every view and sync would render it again. A comment: nothing is shown.
+NOTHING_TO_SHOW = "<!-- nothing to show -->"
 FIELDS = ("content_html", "thinking_html", "preview_text")
 # Prepared renders waiting for their save (a few milliseconds, normally): at
 # most this many, and this many characters of HTML, per process; the oldest go.
@@ -42,6 +47,10 @@ def rendered_fields(role, content, thinking) -> dict:
         content_html = str(render_markdown(content, until))
         thinking_html = str(render_markdown(thinking, until))
         preview = plain_text(content_html, limit=PREVIEW_LENGTH)
+        if content and not content_html:
+            content_html = NOTHING_TO_SHOW
+        if thinking and not thinking_html:
+            thinking_html = NOTHING_TO_SHOW
     else:
         # User messages are shown as the text they wrote, never as Markdown.
         content_html = thinking_html = ""

@@ -143,3 +143,20 @@ def test_rerender_missing_touches_only_rows_never_rendered(user):
 def test_rerender_refuses_a_batch_size_below_one():
     with pytest.raises(CommandError, match="at least 1"):
         call_command("rerender_messages", "--batch-size", "0")
+
+
+def test_a_reply_that_renders_to_nothing_is_rendered_once(user, user_client, monkeypatch):
+    """A reply whose Markdown shows nothing (a link reference definition, only
+    whitespace) is marked rendered all the same: views and syncs do not render
+    it again (N10)."""
+    conversation = factories.conversation(user)
+    reply = factories.message(
+        conversation, "[a]: http://x.io", role=Role.ASSISTANT, thinking="[b]: http://y.io"
+    )
+    stored = Message.objects.get(pk=reply.pk)
+    assert not stored.needs_render
+    monkeypatch.setattr("chat.rendering.rendered_fields", _fail_if_called)
+    stored.render_if_needed()
+    Message.render_missing([Message.objects.get(pk=reply.pk)])
+    assert user_client.get(conversation.get_absolute_url()).status_code == 200
+    assert message_frame(Message.objects.get(pk=reply.pk))["html"]
