@@ -9,6 +9,8 @@ Client frames:
   an id above N (id order) and a `task.status` for every unfinished task of
   the conversation (id order). At most one page of messages (CHAT_PAGE_SIZE):
   a client further behind gets `{"type": "sync.reset"}` alone and reloads.
+  At most WS_SYNC_MAX_BYTES of frames: the message that would pass it is not
+  sent, and the answer ends with `sync.reset` (the page reloads).
   `task_ids` is optional: ids of tasks the page still shows as unfinished;
   their current state is sent whatever it is, so a task that failed or timed
   out while the page was offline is seen too.
@@ -16,11 +18,14 @@ Client frames:
 Anything else answers `{"type": "error", "error": "…"}` and keeps the socket.
 """
 
+import json
+
 from django.conf import settings
 from django.db.models import Q
 
+from live import frames as live_frames
 from live.consumers import FrameError, LiveConsumer, off_thread
-from tasks.consumers import parse_task_ids, task_frames
+from tasks.consumers import add_task_frames, iter_task_frames, parse_task_ids
 from tasks.models import AsyncTask
 
 from .branches import annotate as annotate_versions
@@ -49,24 +54,41 @@ def conversation_tasks(conversation):
     )
 
 
-SYNC_RESET = {"type": "sync.reset"}
+SYNC_RESET = live_frames.SYNC_RESET
+
+
+def sync_answer(conversation, after_message_id, task_ids=()) -> list[str]:
+    """What a client that has seen messages up to `after_message_id` is
+    missing, encoded: at most a page of messages, then the tasks' frames,
+    within WS_SYNC_MAX_BYTES. Further behind than a page, or past the budget,
+    the answer ends with `sync.reset` (the page reloads).
+
+    The messages are listed without their text; each is read and rendered
+    only when its turn comes, so the answer holds at most its budget."""
+    size = settings.CHAT_PAGE_SIZE
+    answer = live_frames.SyncAnswer()
+    listed = list(
+        Message.objects.filter(conversation=conversation, pk__gt=after_message_id)
+        .only("pk", "conversation_id")
+        .order_by("pk")[: size + 1]
+    )
+    if len(listed) > size:
+        return answer.reset()
+    annotate_versions(listed)
+    for row in listed:
+        message = Message.objects.select_related("async_task").filter(pk=row.pk).first()
+        if message is None:  # deleted meanwhile
+            continue
+        message.versions = row.versions
+        if not answer.add(message_frame(message)):
+            return answer.reset()
+    add_task_frames(answer, iter_task_frames(conversation_tasks(conversation), task_ids))
+    return answer.texts
 
 
 def sync_frames(conversation, after_message_id, task_ids=()) -> list[dict]:
-    """What a client that has seen messages up to `after_message_id` is missing:
-    at most a page of messages; further behind, a `sync.reset` (the page reloads)."""
-    size = settings.CHAT_PAGE_SIZE
-    messages = list(
-        Message.objects.filter(conversation=conversation, pk__gt=after_message_id)
-        .select_related("async_task")
-        .order_by("pk")[: size + 1]
-    )
-    if len(messages) > size:
-        return [SYNC_RESET]
-    annotate_versions(messages)
-    frames = [message_frame(message) for message in messages]
-    frames += task_frames(conversation_tasks(conversation), task_ids)
-    return frames
+    """`sync_answer` as frames (for tests and tools)."""
+    return [json.loads(text) for text in sync_answer(conversation, after_message_id, task_ids)]
 
 
 class ChatConsumer(LiveConsumer):
@@ -92,16 +114,16 @@ class ChatConsumer(LiveConsumer):
     async def sync(self, content):
         after = parse_after_message_id(content)
         task_ids = parse_task_ids(content)
-        frames = await self.sync_frames(after, task_ids)
-        if frames is None:
+        texts = await self.sync_answer(after, task_ids)
+        if texts is None:
             # Deleted while the socket was open: say so and let the page go.
             await self.send_error("conversation not found")
             await self.close(code=4404)
             return
-        await self.send_frames(frames)
+        await self.send_encoded(texts)
 
     @off_thread
-    def sync_frames(self, after, task_ids):
+    def sync_answer(self, after, task_ids):
         conversation = (
             Conversation.objects.for_user(self.user)
             .select_related("user")
@@ -110,4 +132,4 @@ class ChatConsumer(LiveConsumer):
         )
         if conversation is None:
             return None
-        return sync_frames(conversation, after, task_ids)
+        return sync_answer(conversation, after, task_ids)

@@ -4,6 +4,7 @@ Both `chat.services` (sends, retries) and `chat.tasktypes` (replies) publish
 through here, so neither needs the other.
 """
 
+from live import frames as live_frames
 from live import publish as live
 
 
@@ -12,9 +13,15 @@ def conversation_group(conversation_id) -> str:
     return f"chat.conversation.{conversation_id}"
 
 
-def message_frame(message) -> dict:
+def message_frame(message, bounded=True) -> dict:
     """The `message.created` frame, with the same fragment the page renders,
-    and, for a message with other versions, their switches (`switches`)."""
+    and, for a message with other versions, their switches (`switches`).
+
+    A frame that would pass the socket's limit (WS_FRAME_MAX_BYTES) is sent
+    small instead: `"html": null, "too_large": true`, the message's `content`
+    and `thinking` null; the page fetches the fragment over HTTP
+    (`chat:message`). `bounded=False` keeps it whole (an HTTP answer).
+    """
     from .fragments import message_html, sibling_switches
 
     html = message_html(message)
@@ -34,6 +41,9 @@ def message_frame(message) -> dict:
     switches = sibling_switches(message)
     if switches:
         frame["switches"] = switches
+    if bounded and not live_frames.fits(frame):
+        frame["message"].update(content=None, thinking=None)
+        frame.update(html=None, too_large=True)
     return frame
 
 

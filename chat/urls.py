@@ -11,6 +11,11 @@ urlpatterns = [
     path("<int:pk>/", conversations.conversation_detail, name="conversation"),
     path("<int:pk>/messages/", messages.message_create, name="send"),
     path(
+        "<int:pk>/messages/<int:message_id>/",
+        messages.message_fragment,
+        name="message",
+    ),
+    path(
         "<int:pk>/messages/<int:message_id>/retry/",
         messages.message_retry,
         name="retry",

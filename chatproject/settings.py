@@ -233,6 +233,16 @@ WS_SLOT_TTL_SECONDS = env.float("WS_SLOT_TTL_SECONDS", default=60.0)
 # second (0: no limit); the excess is dropped with one error frame.
 WS_FRAME_RATE = env.float("WS_FRAME_RATE", default=5.0)
 WS_FRAME_BURST = env.int("WS_FRAME_BURST", default=20)
+# The most bytes (UTF-8) of one server -> client frame. Daphne closes a socket
+# (1011) that sends a message over 1,048,576 bytes, so no larger value is
+# taken; a message.created past it is sent without its fragment (too_large)
+# and the page fetches it over HTTP.
+WS_FRAME_MAX_BYTES = env.int("WS_FRAME_MAX_BYTES", default=1_000_000)
+if not 10_000 <= WS_FRAME_MAX_BYTES <= 1_048_576:
+    raise ImproperlyConfigured("WS_FRAME_MAX_BYTES must be between 10000 and 1048576 bytes.")
+# The most bytes of frames one `sync` answers; past it the answer ends with
+# sync.reset and the page reloads.
+WS_SYNC_MAX_BYTES = env.int("WS_SYNC_MAX_BYTES", default=2_000_000)
 # Failed logins, per username and client address together (django-axes,
 # counted in the database so every process sees them): past the limit that
 # username is refused from that address (429 until the window has passed,

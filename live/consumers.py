@@ -3,9 +3,10 @@
 One group per socket, `live.frame` events from the channel layer, JSON errors
 instead of crashes, a per-user socket limit and a per-socket frame budget
 (live/throttle.py), and database work off the event loop (`off_thread`).
+Every frame leaves through `send_json` or `send_encoded`, which send nothing
+past WS_FRAME_MAX_BYTES (live/frames.py).
 """
 
-import json
 import logging
 import uuid
 
@@ -14,6 +15,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from observability import metrics
 
+from . import frames
 from .connections import fresh_connections
 from .throttle import FrameBudget, SocketSlot
 
@@ -124,9 +126,9 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
             await self.send_error("frames must be JSON text")
             return
         try:
-            content = json.loads(text_data)
-        except ValueError:
-            await self.send_error("frames must be JSON text")
+            content = frames.parse_client(text_data)
+        except frames.ClientFrameError as exc:
+            await self.send_error(str(exc))
             return
         if not isinstance(content, dict):
             await self.send_error("a frame must be a JSON object with a type")
@@ -152,9 +154,16 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
     async def sync(self, content):
         raise NotImplementedError
 
-    async def send_frames(self, frames):
-        for frame in frames:
-            await self.send_json(frame)
+    async def send_json(self, content, close=False):
+        """Encode and measure the frame once; one past the limit is never sent
+        (it would close the socket): a small `error` frame goes instead."""
+        text, _size = frames.bounded(content)
+        await self.send(text_data=text, close=close)
+
+    async def send_encoded(self, texts):
+        """Send frames encoded and measured already (a `SyncAnswer`'s)."""
+        for text in texts:
+            await self.send(text_data=text)
 
     async def send_error(self, error):
         await self.send_json({"type": "error", "error": error})

@@ -9,6 +9,7 @@ finished while the client was away is not missed.
 
 import logging
 
+from live import frames as live_frames
 from live import publish as live
 from live.consumers import FrameError, LiveConsumer, off_thread
 
@@ -35,22 +36,45 @@ def parse_task_ids(content) -> list[int]:
     return task_ids
 
 
-def task_frames(tasks, task_ids=(), limit=MAX_SYNC_TASKS) -> list[dict]:
+def iter_task_frames(tasks, task_ids=(), limit=MAX_SYNC_TASKS):
     """`task.status` frames, in id order, for the unfinished tasks of `tasks`
     and for those among them whose id is in `task_ids` (whatever their status);
     at most the newest `limit`. An unfinished task with streamed text is
-    followed by a `message.delta` frame holding all of it (offset 0)."""
+    followed by a `message.delta` frame holding all of it (offset 0).
+
+    Built one at a time: a task's streamed text is read only when its frame is
+    (the list of tasks leaves it out)."""
     wanted = tasks.unfinished()
     if task_ids:
         wanted = tasks.filter(pk__in=task_ids) | wanted
-    newest = list(wanted.order_by("-pk")[:limit])
-    result = []
+    newest = list(wanted.defer("partial_text").order_by("-pk")[:limit])
     for task in reversed(newest):
-        result.append(frames.task_frame(task))
-        if task.partial_text and not task.is_terminal:
+        yield frames.task_frame(task)
+        if not task.is_terminal and task.partial_text:
             # All the text so far, so a reload or another process goes on from it.
-            result.append(frames.delta_frame(task, 0, task.partial_text))
-    return result
+            yield frames.delta_frame(task, 0, task.partial_text)
+            # Read again for the next task's frame only: not kept meanwhile.
+            task.__dict__.pop("partial_text", None)
+
+
+def task_frames(tasks, task_ids=(), limit=MAX_SYNC_TASKS) -> list[dict]:
+    return list(iter_task_frames(tasks, task_ids, limit))
+
+
+def add_task_frames(answer, frames_of_tasks) -> None:
+    """Add task frames to a `sync` answer: each `task.status` (small, and the
+    page needs it), each `message.delta` only while the budget holds; one left
+    out costs the page the text so far, not the reply (it comes whole when
+    the task completes)."""
+    for frame in frames_of_tasks:
+        if frame["type"] == "message.delta":
+            if not answer.add(frame):
+                logger.info(
+                    "sync: streamed text of task %s left out (WS_SYNC_MAX_BYTES)",
+                    frame["task_id"],
+                )
+        else:
+            answer.add(frame, force=True)
 
 
 class TaskConsumer(LiveConsumer):
@@ -65,8 +89,10 @@ class TaskConsumer(LiveConsumer):
 
     async def sync(self, content):
         task_ids = parse_task_ids(content)
-        frames = await off_thread(self.sync_frames)(task_ids)
-        await self.send_frames(frames)
+        await self.send_encoded(await off_thread(self.sync_answer)(task_ids))
 
-    def sync_frames(self, task_ids):
-        return task_frames(AsyncTask.objects.for_user(self.user), task_ids)
+    def sync_answer(self, task_ids) -> list[str]:
+        answer = live_frames.SyncAnswer()
+        tasks = AsyncTask.objects.for_user(self.user)
+        add_task_frames(answer, iter_task_frames(tasks, task_ids))
+        return answer.texts

@@ -3,12 +3,14 @@ the assistant reply, so all share one rate limit (`limit_sends`)."""
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
-from django.http import JsonResponse
+from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, render
-from django.views.decorators.http import require_http_methods, require_POST
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from .. import services
 from ..forms import MessageForm
+from ..fragments import message_html
 from ..models import Message, Role
 from .common import limit_sends, message_id_param, owned, see_other, sidebar, wants_json
 from .conversations import render_conversation
@@ -22,7 +24,7 @@ def _refused(request, conversation, error, status, form=None):
 
 def _sent(request, conversation, message, status=201):
     if wants_json(request):
-        frame = services.message_frame(message)
+        frame = services.message_frame(message, bounded=False)
         body = {"message": frame["message"], "task": message.async_task.as_frame()}
         body["html"] = frame["html"]
         # Additive: the page shows a title derived from the first message at once.
@@ -59,6 +61,23 @@ def message_create(request, pk):
     except services.SendRefused as refused:
         return _refused(request, conversation, refused.message, refused.status, form=form)
     return _sent(request, conversation, message)
+
+
+@login_required
+@require_GET
+@never_cache
+def message_fragment(request, pk, message_id):
+    """One message's fragment, as the page renders it: what a page fetches for
+    a `message.created` frame too large to carry it (`too_large`). The
+    conversation's owner only; 404 for anyone else."""
+    conversation = owned(request, pk)
+    if message_id_param(message_id) is None:
+        raise Http404
+    message = get_object_or_404(
+        Message.objects.filter(conversation=conversation).select_related("async_task"),
+        pk=message_id,
+    )
+    return HttpResponse(message_html(message, request), content_type="text/html; charset=utf-8")
 
 
 def _ask_again(request, pk, message_id, role, ask):

@@ -1,6 +1,7 @@
 // Messages and their task status lines.
 //
 // - message.created: the server's own fragment, inserted once (keyed by id);
+//   one too large for a frame (too_large) is fetched over HTTP first;
 // - task.status: the server's status fragment (frame "html") replaces the
 //   status line of a user message, unless its version is not newer than the
 //   one shown. The words always come from the server, so they read the same
@@ -166,6 +167,30 @@ export function insertMessage(html, message, force, switches) {
   else if (atBottom) scrollToNewest();
   if (added && message.role === "assistant") announceReply(incoming);
   updateComposer();
+}
+
+// A message.created frame too large to carry its fragment (too_large): the
+// page fetches the fragment from the server and inserts it like any message.
+// A failed fetch leaves it out; the next sync names it again.
+const fetching = new Set();
+
+export async function insertTooLarge(message, switches) {
+  if (!state.list) return;
+  const id = String(message.id);
+  if (fetching.has(id) || document.getElementById(`message-${id}`)) return;
+  fetching.add(id);
+  try {
+    const response = await fetch(`${state.root.dataset.pageUrl}messages/${encodeURIComponent(id)}/`, {
+      headers: { Accept: "text/html" },
+      credentials: "same-origin",
+    });
+    if (!response.ok) throw new Error(`status ${response.status}`);
+    insertMessage(await response.text(), message, false, switches);
+  } catch (error) {
+    console.warn("chat: message", id, "could not be fetched:", error);
+  } finally {
+    fetching.delete(id);
+  }
 }
 
 export function applySent(body) {

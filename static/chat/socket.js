@@ -6,7 +6,7 @@
 // deploying").
 
 import { state, UNFINISHED } from "./state.js";
-import { insertMessage, applyTask, newestShownId } from "./messages.js";
+import { insertMessage, insertTooLarge, applyTask, newestShownId } from "./messages.js";
 import { updateComposer } from "./composer.js";
 import { applyDelta, onStreamGap } from "./stream.js";
 
@@ -45,7 +45,8 @@ function onFrame(event) {
     return;
   }
   if (frame.type === "message.created") {
-    insertMessage(frame.html, frame.message, false, frame.switches);
+    if (frame.too_large) insertTooLarge(frame.message, frame.switches);
+    else insertMessage(frame.html, frame.message, false, frame.switches);
   } else if (frame.type === "task.status") {
     applyTask(frame.task, frame.html);
   } else if (frame.type === "message.delta") {

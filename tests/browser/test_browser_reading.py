@@ -335,6 +335,45 @@ def test_a_long_reply_lands_with_its_start_in_view(long_conversation, server, br
     context.close()
 
 
+def test_a_reply_too_large_for_a_frame_is_fetched_and_shown(long_conversation, server, browser):
+    """A reply whose frame would pass the socket's limit (1.4 MB: quotes that
+    HTML and JSON escape, with its thinking) comes as a small frame; the page
+    fetches the fragment over HTTP and shows it, and the socket stays open
+    (it used to close with 1011 and resync into the same frame, forever)."""
+    import requests
+
+    from tasks import callbacks
+
+    context, page = open_conversation(
+        browser, server, long_conversation["conversation"], "scroller"
+    )
+    fetched = []
+    page.on(
+        "request",
+        lambda request: "/messages/" in request.url and fetched.append(request.url),
+    )
+    task_id = long_conversation["task"].pk
+    quotes = '"' * 100_000
+    answer = requests.post(
+        f"{server.base_url}/tasks/{task_id}/webhook/",
+        json={"status": "completed", "output": {"content": quotes, "thinking": quotes}},
+        headers={"Authorization": f"Bearer {callbacks.make_token(task_id)}"},
+        timeout=10,
+    )
+    assert answer.status_code == 200, answer.text
+    reply = page.locator(f"#messages li.message--assistant[data-task-id='{task_id}']")
+    reply.wait_for()
+    assert reply.locator(".message__body").inner_text().strip().startswith('""""')
+    assert len(fetched) == 1 and fetched[0].endswith(
+        f"/chat/{long_conversation['conversation'].pk}/messages/{reply.get_attribute('data-message-id')}/"
+    )
+    page.wait_for_timeout(500)
+    assert page.evaluate("document.getElementById('conversation').dataset.live") == "1"
+    assert page.locator("#connection-status").is_hidden()
+    assert csp_violations(page) == []
+    context.close()
+
+
 @pytest.mark.parametrize("width", WIDTHS.values(), ids=WIDTHS.keys())
 def test_earlier_messages_load_in_place_keeping_the_position(
     long_conversation, paged_server, browser, width

@@ -152,14 +152,14 @@ async def test_a_slow_sync_does_not_stall_another_sockets_handshake(
     user, other_user, alice_cookie, mallory_cookie, monkeypatch
 ):
     conversation = await asyncio.to_thread(many_messages, user, 1)
-    original = chat_consumers.sync_frames
+    original = chat_consumers.sync_answer
     release = threading.Event()
 
     def slow_sync(*args, **kwargs):
         release.wait(10)  # blocked until the other socket is through (or 10 s)
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(chat_consumers, "sync_frames", slow_sync)
+    monkeypatch.setattr(chat_consumers, "sync_answer", slow_sync)
     slow = await open_socket(f"/ws/chat/{conversation.pk}/", alice_cookie)
     await slow.send_json_to({"type": "sync", "after_message_id": 0})
     await asyncio.sleep(0.2)  # the sync is now sleeping in its thread
