@@ -29,12 +29,28 @@ def client_ip(request):
     whatever it sends. None when there is no address at all (a request built
     in code): axes stores it in an inet column, which takes no placeholder.
     """
-    peer = _address(request.META.get("REMOTE_ADDR", ""))
+    return _client(request.META.get("REMOTE_ADDR", ""), request.headers.get)
+
+
+def scope_client_ip(scope):
+    """The same address for an ASGI scope (the access log, for HTTP and websockets)."""
+    client = scope.get("client")
+
+    def header(name, default=""):
+        wanted = name.lower().encode("latin-1")
+        values = [v.decode("latin-1") for k, v in scope.get("headers", ()) if k.lower() == wanted]
+        return ",".join(values) if values else default
+
+    return _client(client[0] if client else "", header)
+
+
+def _client(remote_addr, header_value):
+    peer = _address(remote_addr or "")
     if peer is None:
         return None
     header = settings.CLIENT_IP_HEADER
     if header and _trusted(peer):
-        forwarded = _address(request.headers.get(header, "").split(",")[-1])
+        forwarded = _address(header_value(header, "").split(",")[-1])
         if forwarded is not None:
             return str(forwarded)
     return str(peer)

@@ -605,7 +605,8 @@ def server_errors() -> Counter:
     return found
 
 
-ACCESS_LINE = re.compile(r'" \d{3} \d+$')
+# The app's access line (logger chatproject.access), plain or JSON.
+ACCESS_LINE = re.compile(r'chatproject\.access"? ')
 PROJECT_FRAME = re.compile(r'File "[^"]*/((?:chat|tasks|chatproject)/[^"]+)", line (\d+)')
 EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Timeout)\b")
 

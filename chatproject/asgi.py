@@ -12,8 +12,10 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 
+from accounts.limits import scope_client_ip  # noqa: E402
 from chat.routing import websocket_urlpatterns as chat_ws  # noqa: E402
 from live import publish as live  # noqa: E402
+from observability.access import AccessLog  # noqa: E402
 from tasks.routing import websocket_urlpatterns as tasks_ws  # noqa: E402
 
 from . import bodylimit  # noqa: E402
@@ -22,11 +24,16 @@ from .security import SameOriginValidator  # noqa: E402
 # Oversized bodies are refused while Daphne receives them, not after.
 bodylimit.install()
 
-router = ProtocolTypeRouter(
-    {
-        "http": django_asgi_app,
-        "websocket": SameOriginValidator(AuthMiddlewareStack(URLRouter(chat_ws + tasks_ws))),
-    }
+# Every request and socket is logged by the app (logger `chatproject.access`,
+# path without its query string), not by Daphne.
+router = AccessLog(
+    ProtocolTypeRouter(
+        {
+            "http": django_asgi_app,
+            "websocket": SameOriginValidator(AuthMiddlewareStack(URLRouter(chat_ws + tasks_ws))),
+        }
+    ),
+    client_address=scope_client_ip,
 )
 
 _started = False

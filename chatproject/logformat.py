@@ -37,6 +37,18 @@ class PlainFormatter(logging.Formatter):
         return f"{head} {pairs}{newline}{rest}"
 
 
+class RequestWithoutQuery(logging.Filter):
+    """Django's request loggers (`Not Found: /path`, `Internal Server Error`)
+    pass the request itself as a field, whose text holds the query string, where
+    tokens travel: the field becomes `METHOD /path`."""
+
+    def filter(self, record):
+        request = getattr(record, "request", None)
+        if request is not None and hasattr(request, "path") and hasattr(request, "method"):
+            record.request = f"{request.method} {request.path}"
+        return True
+
+
 def json_formatter():
     # `time`: ISO 8601 in UTC with microseconds, comparable across machines.
     return JsonFormatter(

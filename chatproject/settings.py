@@ -455,7 +455,14 @@ LOGGING = {
         "plain": {"()": "chatproject.logformat.PlainFormatter"},
         "json": {"()": "chatproject.logformat.json_formatter"},
     },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
+    "filters": {"request_without_query": {"()": "chatproject.logformat.RequestWithoutQuery"}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": LOG_FORMAT,
+            "filters": ["request_without_query"],
+        }
+    },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {
         "django.channels.server": {"level": "WARNING"},

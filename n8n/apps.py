@@ -11,6 +11,7 @@ class N8nConfig(AppConfig):
     verbose_name = "n8n adapter"
 
     def ready(self):
+        from . import checks  # noqa: F401 - registers the deployment checks
         from .signing import secret_key
 
         if settings.N8N_WEBHOOK_SIGNING_SECRET:

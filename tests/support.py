@@ -163,9 +163,12 @@ class Server(ManagedProcess):
         return {"PUBLIC_BASE_URL": self.base_url, "SECURE_SSL_REDIRECT": "0"}
 
     def start(self):
+        # The production command of docs/OPERATIONS.md: Daphne's own access log
+        # off (-v 0, the app logs each request), no `Server` header.
         self._launch(
-            "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "chatproject.asgi:application"
-        )
+            "-m", "daphne", "-v", "0", "--no-server-name",
+            "-b", "127.0.0.1", "-p", str(self.port), "chatproject.asgi:application",
+        )  # fmt: skip
         wait_for_http(f"{self.base_url}/healthz", process=self.process)
         return self
 

@@ -38,9 +38,29 @@ def test_check_deploy_is_clean_with_production_settings():
         "WARNING",
         DEBUG="0",
         SECRET_KEY="a-real-production-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz",
+        N8N_BASE_URL="http://127.0.0.1:5678",
     )
     assert result.returncode == 0, result.stderr + result.stdout
     assert "no issues" in result.stdout
+
+
+def test_check_deploy_fails_without_n8n_base_url():
+    env = {k: v for k, v in os.environ.items() if k != "N8N_BASE_URL"}
+    env.update(
+        DEBUG="0",
+        SECRET_KEY="a-real-production-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz",
+        N8N_BASE_URL="",
+    )
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy"],
+        cwd=BASE_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "n8n.E001" in result.stderr + result.stdout
 
 
 def test_comma_lists_allow_spaces_around_commas():
