@@ -112,20 +112,22 @@ def _unusable(task, reason) -> str:
     """Fail the task once: n8n's answer or its `Result` body breaks the input rules."""
     logger.warning("reconcile: task %s, execution %s: %s", task.pk, task.n8n_execution_id, reason)
     try:
-        door.change(
-            task.pk,
-            source=EventSource.WORKER,
-            status=TaskStatus.FAILED,
-            status_message=TaskWords.RESULT_UNUSABLE,
-            error_details={
-                "stage": "n8n result",
-                "execution_id": task.n8n_execution_id,
-                "reason": reason,
-            },
-        )
+        _fail(task, TaskWords.RESULT_UNUSABLE, stage="n8n result", reason=reason)
     except TaskConflict:
         return "moved on"
     return "failed"
+
+
+def _fail(task, words, **details) -> None:
+    """End the task `failed` from what n8n said: our words for the user, n8n's
+    in error_details (for the admin)."""
+    door.change(
+        task.pk,
+        source=EventSource.WORKER,
+        status=TaskStatus.FAILED,
+        status_message=words,
+        error_details={**details, "execution_id": task.n8n_execution_id},
+    )
 
 
 def reconcile_task(task_id, api=None) -> str:
@@ -161,17 +163,8 @@ def reconcile_task(task_id, api=None) -> str:
             return "completed"
         if status in FAILED_STATUSES:
             words = error_words(execution) or TaskWords.execution_ended(status)
-            door.change(
-                task.pk,
-                source=EventSource.WORKER,
-                status=TaskStatus.FAILED,
-                status_message=TaskWords.WORKFLOW_FAILED,
-                error_details={
-                    "stage": "n8n",
-                    "execution_id": task.n8n_execution_id,
-                    "execution_status": status,
-                    "message": words,
-                },
+            _fail(
+                task, TaskWords.WORKFLOW_FAILED, stage="n8n", execution_status=status, message=words
             )
             return "failed"
         if task.status_message != TaskWords.STILL_RUNNING:
