@@ -380,7 +380,7 @@ TASK_DISPATCH_QUEUE_MAX = env.int("TASK_DISPATCH_QUEUE_MAX", default=200)
 # row; past the cap only the final event is still written).
 TASK_EVENTS_MAX_PER_TASK = env.int("TASK_EVENTS_MAX_PER_TASK", default=100)
 # The worker asks n8n's API (with N8N_API_KEY) about a processing task that
-# has not changed for this long (tasks/reconcile.py).
+# has not changed for this long (tasks/outbound/reconcile.py).
 TASK_RECONCILE_AFTER_SECONDS = env.float("TASK_RECONCILE_AFTER_SECONDS", default=30.0)
 # The most of n8n's answer about one execution that reconciliation reads (its
 # run data included); a larger answer fails the task, in plain words.

@@ -1,7 +1,7 @@
 """Database work on threads Django's request cycle does not manage.
 
 A consumer's queries (`off_thread` in live/consumers.py) and a stream's
-writes (tasks/streaming.py) run on pool threads that may wait long between two
+writes (tasks/outbound/streaming.py) run on pool threads that may wait long between two
 calls: each call gets a usable connection before it and leaves none stale
 after it (on PostgreSQL they go back to the pool), as Channels does for
 `database_sync_to_async`.

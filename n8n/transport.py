@@ -8,7 +8,7 @@ from every process), redirects never followed (a redirected webhook is an
 answer to classify, not a place to send a signed body again), explicit
 time-outs, and one TLS context per process (building one per client costs
 about 20 ms). Sync code uses `client()`, the dispatch loop
-(`tasks/streaming.py`) `async_client()`.
+(`tasks/outbound/streaming.py`) `async_client()`.
 """
 
 import functools

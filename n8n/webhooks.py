@@ -6,7 +6,7 @@ time-outs), an answer is classified by `classify` (status and body → an
 `Outcome`) and a request that got no answer by `failed` (the transport error
 → an `Outcome` and a `Failure`), whichever client sent it. `post` sends it
 from the calling thread and reads the answer plainly (TASK_STREAM_READER
-off); `tasks/streaming.py` sends the same request from its event loop and
+off); `tasks/outbound/streaming.py` sends the same request from its event loop and
 reads n8n's streamed answers as they come.
 
 The raw error text (URLs, library messages) is kept in `DispatchResult.error`

@@ -10,9 +10,10 @@ from django.utils import timezone
 
 from observability import metrics
 
-from . import dispatch, door, executions, frames, pool, registry, streaming
+from . import door, executions, frames, pool, registry
 from .door import TaskConflict
 from .models import AsyncTask, EventSource, TaskStatus, TaskWords
+from .outbound import dispatch, streaming
 
 logger = logging.getLogger(__name__)
 

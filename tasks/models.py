@@ -48,11 +48,11 @@ class TaskWords:
     technical reason of a failure stays in `error_details` and `last_error`,
     for the admin."""
 
-    # Dispatch (tasks/dispatch.py).
+    # Dispatch (tasks/outbound/dispatch.py).
     RETRYING = "n8n could not be reached; retrying…"
     UNREACHABLE = "n8n could not be reached."
     REFUSED = "The workflow did not accept the task."
-    # Reconciliation (tasks/reconcile.py): n8n's API says it is still running.
+    # Reconciliation (tasks/outbound/reconcile.py): n8n's API says it is still running.
     STILL_RUNNING = "Still running in n8n."
     # Reconciliation: n8n's answer or its Result body breaks the input rules.
     RESULT_UNUSABLE = "The workflow's result could not be used."
@@ -235,7 +235,7 @@ class AsyncTask(models.Model):
     # Set when an operator dispatches a finished task again ("dispatch again"):
     # its timeout then counts from here instead of from created_at.
     restarted_at = models.DateTimeField(null=True, blank=True)
-    # When the worker last asked n8n about this task (tasks/reconcile.py).
+    # When the worker last asked n8n about this task (tasks/outbound/reconcile.py).
     reconciled_at = models.DateTimeField(null=True, blank=True)
     # The reply text streamed so far (n8n's streaming body, `delta` callbacks),
     # for pages that reload or connect to another server process mid-reply;

@@ -5,7 +5,7 @@ the room of its concern:
 
 - `tasks.door`: the one function through which every change of a task goes.
 - `n8n.webhooks` (the adapter, no database): a dispatch answer's outcome types.
-- `tasks.dispatch`: claim, send, record the answer, back off; the bounded pool.
+- `tasks.outbound.dispatch`: claim, send, record the answer, back off; the bounded pool.
 - `tasks.callbacks`: what a workflow's callback may say, and applying it.
 - `tasks.lifecycle`: create, time out, fail, stop, dispatch again.
 """
@@ -13,7 +13,9 @@ the room of its concern:
 from n8n.webhooks import DispatchResult, Outcome
 
 from .callbacks import CallbackError, apply_callback, validate_callback
-from .dispatch import (
+from .door import TaskConflict
+from .lifecycle import cancel, create_task, dispatch_again, expire_overdue, mark_failed
+from .outbound.dispatch import (
     ATTEMPT_HISTORY_MAX,
     Recorded,
     backoff_seconds,
@@ -26,8 +28,6 @@ from .dispatch import (
     schedule_dispatch,
     send,
 )
-from .door import TaskConflict
-from .lifecycle import cancel, create_task, dispatch_again, expire_overdue, mark_failed
 
 __all__ = [
     "ATTEMPT_HISTORY_MAX",

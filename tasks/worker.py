@@ -21,8 +21,9 @@ from django.utils import timezone
 
 from observability import metrics
 
-from . import dispatch, lifecycle, reconcile
+from . import lifecycle
 from .models import AsyncTask, WorkerHeartbeat
+from .outbound import dispatch, reconcile
 
 logger = logging.getLogger(__name__)
 

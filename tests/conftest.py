@@ -78,7 +78,7 @@ def n8n_at(settings):
 def close_streams():
     """No stream reader outlives its test (and its database)."""
     yield
-    from tasks import streaming
+    from tasks.outbound import streaming
 
     streaming.close_all()
 

@@ -78,7 +78,7 @@ def no_dispatch(monkeypatch):
     """For tests that move their tasks themselves, one transition at a time:
     dispatch (tested in the tasks tests) would race them from its thread
     pool; without it a task waits as it does for an absent worker."""
-    from tasks import dispatch
+    from tasks.outbound import dispatch
 
     monkeypatch.setattr(dispatch, "schedule_dispatch", lambda task_id: None)
 

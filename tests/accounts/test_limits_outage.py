@@ -23,7 +23,7 @@ def dead_cache(settings):
 def test_a_send_goes_through_while_the_cache_is_unreachable(
     user_client, user, dead_cache, caplog, monkeypatch
 ):
-    from tasks import dispatch
+    from tasks.outbound import dispatch
 
     monkeypatch.setattr(dispatch, "schedule_dispatch", lambda task_id: None)
     conversation = factories.conversation(user)

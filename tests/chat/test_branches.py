@@ -598,9 +598,9 @@ def test_markdown_export_of_a_foreign_leaf_is_a_404(user_client, user, other_use
 def test_regenerate_and_send_racing_one_wins_the_other_is_refused(
     make_user, monkeypatch, postgres_only
 ):
-    import tasks.dispatch
+    import tasks.outbound.dispatch
 
-    monkeypatch.setattr(tasks.dispatch, "schedule_dispatch", lambda pk: None)
+    monkeypatch.setattr(tasks.outbound.dispatch, "schedule_dispatch", lambda pk: None)
     owner = make_user("racer")
     conversation = factories.conversation(owner)
     question, answer = exchange(owner, conversation, "hello", "hi")

@@ -171,10 +171,10 @@ def test_concurrent_sends_store_exactly_one(make_user, monkeypatch):
     # Real threads, each with its own database connection, racing for one
     # conversation: the conversation lock (IMMEDIATE transactions on SQLite)
     # lets exactly one through.
-    import tasks.dispatch
+    import tasks.outbound.dispatch
 
     dispatched = []
-    monkeypatch.setattr(tasks.dispatch, "schedule_dispatch", dispatched.append)
+    monkeypatch.setattr(tasks.outbound.dispatch, "schedule_dispatch", dispatched.append)
     owner = make_user("racer")
     conversation = factories.conversation(owner)
     barrier = threading.Barrier(6)
@@ -215,10 +215,10 @@ def test_a_refused_send_publishes_and_dispatches_nothing(
 def test_a_send_schedules_dispatch_after_commit(
     user, conversation, monkeypatch, django_capture_on_commit_callbacks
 ):
-    import tasks.dispatch
+    import tasks.outbound.dispatch
 
     dispatched = []
-    monkeypatch.setattr(tasks.dispatch, "schedule_dispatch", dispatched.append)
+    monkeypatch.setattr(tasks.outbound.dispatch, "schedule_dispatch", dispatched.append)
     with django_capture_on_commit_callbacks(execute=True):
         message = services.send_message(user, conversation, "go")
         assert dispatched == []  # not before the commit
@@ -308,9 +308,9 @@ def test_retry_of_an_assistant_message_is_a_404(user_client, user, conversation)
 def test_a_send_is_a_bounded_number_of_statements(make_user, monkeypatch):
     from django.test.utils import CaptureQueriesContext
 
-    import tasks.dispatch
+    import tasks.outbound.dispatch
 
-    monkeypatch.setattr(tasks.dispatch, "schedule_dispatch", lambda task_id: None)
+    monkeypatch.setattr(tasks.outbound.dispatch, "schedule_dispatch", lambda task_id: None)
     owner = make_user("counted")
     conversation = factories.conversation(owner, title="Counted")
     first = services.send_message(owner, conversation, "hello")

@@ -14,7 +14,7 @@ pytestmark = pytest.mark.django_db
 
 
 def replied(client, user, monkeypatch):
-    from tasks import dispatch
+    from tasks.outbound import dispatch
 
     monkeypatch.setattr(dispatch, "schedule_dispatch", lambda task_id: None)
     conversation = factories.conversation(user)

@@ -47,3 +47,20 @@ def test_the_module_pattern_reads_nested_paths_whole():
         "chat/search/sql.py",
         "tasks/management/commands/tasks_worker.py",
     }
+
+
+# A folder is a concern: past this many modules at one level, a group among
+# them is a package waiting for its name (docs/ARCHITECTURE.md, "The packages").
+MODULES_PER_FOLDER_MAX = 18
+
+
+def test_no_folder_of_the_product_holds_more_than_eighteen_modules():
+    crowded = {}
+    for package in PACKAGES:
+        for folder in [BASE_DIR / package, *(BASE_DIR / package).rglob("*/")]:
+            if not folder.is_dir() or folder.name in {"migrations", "__pycache__"}:
+                continue
+            modules = [p for p in folder.glob("*.py") if p.name != "__init__.py"]
+            if len(modules) > MODULES_PER_FOLDER_MAX:
+                crowded[folder.relative_to(BASE_DIR).as_posix()] = len(modules)
+    assert not crowded, f"folders over {MODULES_PER_FOLDER_MAX} modules: {crowded}"

@@ -27,7 +27,7 @@ def run_python(code, **env):
 
 
 def record(message="dispatch attempt", **extra):
-    rec = logging.LogRecord("tasks.dispatch", logging.INFO, __file__, 1, message, (), None)
+    rec = logging.LogRecord("tasks.outbound.dispatch", logging.INFO, __file__, 1, message, (), None)
     rec.__dict__.update(extra)
     return rec
 
@@ -35,13 +35,13 @@ def record(message="dispatch attempt", **extra):
 def test_the_plain_format_appends_the_extra_fields_as_key_value():
     line = PlainFormatter().format(record(task_id=42, outcome="accepted", duration_ms=12.5))
     assert line.endswith(
-        "INFO tasks.dispatch dispatch attempt task_id=42 outcome=accepted duration_ms=12.5"
+        "INFO tasks.outbound.dispatch dispatch attempt task_id=42 outcome=accepted duration_ms=12.5"
     )
 
 
 def test_the_plain_format_without_extra_fields_is_the_usual_line():
     line = PlainFormatter().format(record())
-    assert line.endswith("INFO tasks.dispatch dispatch attempt")
+    assert line.endswith("INFO tasks.outbound.dispatch dispatch attempt")
 
 
 def test_the_json_format_is_one_object_with_the_extra_fields():
@@ -50,7 +50,7 @@ def test_the_json_format_is_one_object_with_the_extra_fields():
     data = json.loads(line)
     assert data["message"] == "dispatch attempt"
     assert data["level"] == "INFO"
-    assert data["logger"] == "tasks.dispatch"
+    assert data["logger"] == "tasks.outbound.dispatch"
     assert data["task_id"] == 42
     assert data["execution_id"] == "7"
     assert data["outcome"] == "accepted"

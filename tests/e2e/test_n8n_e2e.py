@@ -267,7 +267,7 @@ def test_the_api_client_names_404_for_stopping_an_unknown_execution(n8n):
 def test_a_reply_whose_callbacks_never_arrive_is_recovered_from_n8n(to_n8n, n8n, user):
     """The app is unreachable for n8n's callbacks (they give up after their
     retries); the worker's reconciliation reads the Result node through the API."""
-    from tasks import reconcile
+    from tasks.outbound import reconcile
 
     to_n8n.PUBLIC_BASE_URL = f"http://127.0.0.1:{support.free_port()}"  # nobody listens
     to_n8n.N8N_API_KEY = n8n.api_key

@@ -13,8 +13,8 @@ import pytest
 from django.contrib.auth import get_user_model
 
 from chat.models import Message, Role
-from tasks import dispatch, streaming
 from tasks.models import AsyncTask, TaskWords
+from tasks.outbound import dispatch, streaming
 from tests.e2e import model_standin
 from tests.e2e.n8n_support import SECRET, needs_node24, project_server
 from tests.e2e.test_n8n_e2e import _form_post, sign_up

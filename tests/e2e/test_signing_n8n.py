@@ -117,8 +117,8 @@ def test_a_stale_timestamp_is_refused(signing_n8n, settings):
 def test_the_dispatcher_fails_an_unsigned_dispatch_at_once_from_the_streamed_refusal(
     signing_n8n, settings, user
 ):
-    from tasks import dispatch
     from tasks.models import TaskWords
+    from tasks.outbound import dispatch
 
     settings.N8N_BASE_URL = signing_n8n.base_url
     settings.N8N_WEBHOOK_SECRET = HEADER_SECRET

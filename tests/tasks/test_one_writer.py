@@ -18,8 +18,9 @@ from django.utils import timezone
 
 from chat import services as chat_services
 from chat.models import Conversation
-from tasks import dispatch, lifecycle
+from tasks import lifecycle
 from tasks.models import AsyncTask
+from tasks.outbound import dispatch
 from tests.support import BASE_DIR
 from tests.task_support import FakeN8n, post_callback
 

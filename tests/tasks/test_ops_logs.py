@@ -5,7 +5,8 @@ import logging
 
 import pytest
 
-from tasks import dispatch, services
+from tasks import services
+from tasks.outbound import dispatch
 from tests.task_support import chat_task, post_callback
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -7,8 +7,8 @@ import pytest
 from django.utils import timezone
 
 from chat.models import Message, Role
-from tasks import reconcile
 from tasks.models import AsyncTask, TaskWords
+from tasks.outbound import reconcile
 from tests.task_support import chat_task, post_callback
 
 pytestmark = pytest.mark.django_db

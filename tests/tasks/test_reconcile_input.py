@@ -13,8 +13,8 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from tasks import reconcile
 from tasks.models import AsyncTask, TaskWords
+from tasks.outbound import reconcile
 from tests.task_support import chat_task
 
 pytestmark = pytest.mark.django_db

@@ -13,8 +13,9 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from tasks import frames, reconcile
+from tasks import frames
 from tasks.models import AsyncTask, TaskWords
+from tasks.outbound import reconcile
 from tests.task_support import chat_task, post_callback
 
 pytestmark = pytest.mark.django_db

@@ -8,8 +8,9 @@ import json
 import pytest
 
 from chat.models import Message, Role
-from tasks import dispatch, lifecycle, streaming
+from tasks import lifecycle
 from tasks.models import AsyncTask, TaskWords
+from tasks.outbound import dispatch, streaming
 from tests.standins import N8nStandin, chunk, item
 from tests.task_support import FakeN8n, chat_task, post_callback, wait_for
 

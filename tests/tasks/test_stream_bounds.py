@@ -6,8 +6,9 @@ import time
 
 import pytest
 
-from tasks import dispatch, door, streaming
+from tasks import door
 from tasks.models import AsyncTask
+from tasks.outbound import dispatch, streaming
 from tests.standins import N8nStandin, item
 from tests.task_support import chat_task, wait_for
 

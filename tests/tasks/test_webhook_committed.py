@@ -46,7 +46,7 @@ def test_a_completed_callback_stores_the_reply_in_a_bounded_number_of_statements
 ):
     from chat import services as chat_services
     from chat.models import Message
-    from tasks import dispatch
+    from tasks.outbound import dispatch
     from tests import factories
 
     monkeypatch.setattr(dispatch, "schedule_dispatch", lambda task_id: None)

@@ -48,8 +48,8 @@ from n8n.chunks import announced_execution_id, parse_chunk
 from n8n.webhooks import MAX_PLAIN_BODY_BYTES, DispatchResult, Outcome
 from observability import metrics
 
-from .door import TaskConflict, append_partial
-from .models import AsyncTask, TaskStatus
+from ..door import TaskConflict, append_partial
+from ..models import AsyncTask, TaskStatus
 
 logger = logging.getLogger(__name__)
 

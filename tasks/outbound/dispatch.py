@@ -24,10 +24,11 @@ from n8n import webhooks as n8n
 from n8n.webhooks import DispatchResult, Outcome
 from observability import metrics
 
-from . import callbacks, door, executions, streaming
-from .door import TaskConflict
-from .models import AsyncTask, EventSource, TaskStatus, TaskWords
-from .pool import submit
+from .. import callbacks, door, executions
+from ..door import TaskConflict
+from ..models import AsyncTask, EventSource, TaskStatus, TaskWords
+from ..pool import submit
+from . import streaming
 
 logger = logging.getLogger(__name__)
 

@@ -37,9 +37,9 @@ from django.utils import timezone
 
 from n8n.api import AnswerTooLarge, N8nApi, N8nApiError
 
-from . import callbacks, door, pool
-from .door import TaskConflict
-from .models import AsyncTask, EventSource, TaskStatus, TaskWords
+from .. import callbacks, door, pool
+from ..door import TaskConflict
+from ..models import AsyncTask, EventSource, TaskStatus, TaskWords
 
 logger = logging.getLogger(__name__)
 
