@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 export DEBUG ?= 1
 
-.PHONY: run test lint format bench bench-search chaos migrate venv superuser
+.PHONY: run test lint format bench bench-bounds bench-search chaos migrate venv superuser
 
 $(STAMP): requirements.txt requirements-dev.txt constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -39,6 +39,10 @@ format: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m bench.run
+
+# Section 0b of `make bench` alone (what the largest input costs), about a minute.
+bench-bounds: $(STAMP)
+	$(PY) -m bench.bounds
 
 # Section 3b of `make bench` alone (search among 10,000 messages), about a minute.
 bench-search: $(STAMP)

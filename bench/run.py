@@ -556,6 +556,7 @@ def many_sockets(srv, cookie, conversation, task, count):
 
 
 def main():
+    from bench import bounds
     from bench.stats import ratio, summary_ms
 
     started = time.monotonic()
@@ -577,6 +578,9 @@ def main():
     # 0. Render budget: the worst adversarial Markdown at the largest size.
     log("0. render budget for adversarial Markdown …")
     results["render_budget"] = render_budget()
+    # 0b. What the largest input costs: reply shapes, linkify and the stream reader.
+    log("0b. bounds: adversarial replies ÷ a genuine one, and doubling the input …")
+    results["bounds"] = bounds.measure()
 
     # 1. callback -> frame, in-memory layer (one process) then Redis (two processes).
     log(f"1. callback → frame latency, {N_CALLBACKS} tasks × 2 callbacks …")
@@ -707,26 +711,32 @@ def goals(r):
     redis = r["callback_to_frame_redis_ms"]
     trivial = r["trivial_get_redis_server_ms"]["p50"]
     render = r["render"]
-    return {
-        "callback_frame_p50_le_2x_trivial": redis["p50"] <= 2 * trivial,
-        "callback_frame_p99_le_25ms": redis["p99"] <= 25,
-        "webhook_ge_half_trivial": (r["webhook_throughput"]["ratio"] or 0) >= 0.5,
-        "render_ratio_le_1_5_equal_queries": (
-            render["ratio_10000_10"] <= 1.5
-            and render["10"]["queries"] == render["10000"]["queries"]
-        ),
-        "branchy_render_ratio_le_1_5_equal_queries": (
-            render["ratio_branchy_10"] <= 1.5
-            and render["10"]["queries"] == render["10000_branchy"]["queries"]
-        ),
-        "send_p50_le_30ms": r["send_with_slow_n8n_ms"]["post"]["p50"] <= 30,
-        "sockets_le_60mb": r["many_sockets"]["extra_rss_mib"] <= 60,
-        "render_worst_le_50ms": r["render_budget"]["worst_p50_ms"] <= 50,
-        "search_p50_lt_50ms": all(v["p50"] < 50 for v in r["search"].values()),
-    } | streams.goals(r["streaming"])
+    return (
+        {
+            "callback_frame_p50_le_2x_trivial": redis["p50"] <= 2 * trivial,
+            "callback_frame_p99_le_25ms": redis["p99"] <= 25,
+            "webhook_ge_half_trivial": (r["webhook_throughput"]["ratio"] or 0) >= 0.5,
+            "render_ratio_le_1_5_equal_queries": (
+                render["ratio_10000_10"] <= 1.5
+                and render["10"]["queries"] == render["10000"]["queries"]
+            ),
+            "branchy_render_ratio_le_1_5_equal_queries": (
+                render["ratio_branchy_10"] <= 1.5
+                and render["10"]["queries"] == render["10000_branchy"]["queries"]
+            ),
+            "send_p50_le_30ms": r["send_with_slow_n8n_ms"]["post"]["p50"] <= 30,
+            "sockets_le_60mb": r["many_sockets"]["extra_rss_mib"] <= 60,
+            "render_worst_le_50ms": r["render_budget"]["worst_p50_ms"] <= 50,
+            "search_p50_lt_50ms": all(v["p50"] < 50 for v in r["search"].values()),
+        }
+        | streams.goals(r["streaming"])
+        | r["bounds"]["goals"]
+    )
 
 
 def render_table(r):
+    from bench import bounds
+
     def mark(ok):
         return "met" if ok else "MISSED"
 
@@ -739,7 +749,7 @@ def render_table(r):
     ms = r["many_sockets"]
     msp = r["many_sockets_pubsub"]
     ps, tgp = r["callback_to_frame_pubsub_ms"], r["trivial_get_pubsub_server_ms"]
-    rb, se = r["render_budget"], r["search"]
+    rb, se, bo = r["render_budget"], r["search"], r["bounds"]
     rows = [
         (
             "Trivial GET p50 (yardstick; in-memory / Redis server)",
@@ -792,6 +802,16 @@ def render_table(r):
             f"{rb['worst_p50_ms']} ms ({rb['worst']}; CPU {rb['worst_cpu_p50_ms']} ms)",
             "≤ 50 ms",
             mark(g["render_worst_le_50ms"]),
+        ),
+        (
+            f"Bounds: worst reply shape of {bo['reply_shapes']['size']:,} characters"
+            " ÷ a genuine reply; time when the input doubles (linkify, one-byte stream parts)",
+            f"{bo['reply_shapes']['worst_ratio']} × ({bo['reply_shapes']['worst']},"
+            f" {bo['reply_shapes']['worst_cpu_ms']} ms CPU; fell back: "
+            f"{', '.join(bo['reply_shapes']['fell_back']) or 'none'}); "
+            f"{bo['linkify_doubling']['ratio']} ×; {bo['one_byte_parts_doubling']['ratio']} ×",
+            f"≤ {bounds.SHAPE_RATIO_GOAL:g} ×, none; ≤ {bounds.DOUBLING_RATIO_GOAL:g} × each",
+            mark(all(r["bounds"]["goals"].values())),
         ),
         (
             "Search among 10,000 messages p50 (queries): a rare word / a common word",

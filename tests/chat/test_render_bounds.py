@@ -1,9 +1,9 @@
 """Adversarial Markdown of the largest stored size renders without error, with
 bounded output, and deep nesting degrades to text instead of vanishing; at the
-largest reply's size each shape costs well under a CPU second, and a render
-past its CPU limit shows the text as it is. (Typical times: `make bench`.)"""
+largest reply's size each shape renders formatted, and a render
+past its CPU limit shows the text as it is. What the shapes cost is measured
+by `make bench-bounds`, never timed here."""
 
-import time
 from pathlib import Path
 
 import pytest
@@ -109,12 +109,6 @@ def test_table_rows_past_the_budget_show_as_text():
     assert tree.find_all("p")[-1].text() == "after"
 
 
-def _cpu_seconds(text):
-    started = time.thread_time()
-    render_markdown(text)
-    return time.thread_time() - started
-
-
 def _no_fallback(text):
     raise AssertionError("went past the CPU limit and fell back to plain text")
 
@@ -122,19 +116,14 @@ def _no_fallback(text):
 @pytest.mark.parametrize(
     ("name", "text"), list(cases(REPLY_SIZE).items()), ids=list(cases(REPLY_SIZE))
 )
-def test_the_largest_reply_of_each_adversarial_shape_renders_within_a_cpu_second(
-    name, text, monkeypatch
-):
-    """Formatted (by the rules and budgets, not cut off by the CPU limit) in
-    under a second of this thread's CPU time; the worst here is about 0.6 s.
-    A shared machine can slow one run down, so a slow first run is measured
-    twice more and the fastest counts."""
+def test_the_largest_reply_of_each_adversarial_shape_renders_formatted(name, text, monkeypatch):
+    """Formatted by the rules and budgets, not cut off by the CPU limit. What
+    each shape costs beside a genuine reply is measured by `make bench-bounds`
+    (no test times anything)."""
     monkeypatch.setattr(markdown, "plain_paragraphs", _no_fallback)
-    render_markdown("warm *up*")
-    elapsed = _cpu_seconds(text)
-    if elapsed >= 1:
-        elapsed = min(elapsed, _cpu_seconds(text), _cpu_seconds(text))
-    assert elapsed < 1, f"{name}: {elapsed:.2f} CPU seconds"
+    html = str(render_markdown(text))
+    assert html.strip(), name
+    assert len(html) <= 40 * len(text) + 10_000, name
 
 
 def test_a_genuine_reply_of_the_largest_size_renders_formatted(monkeypatch):

@@ -2,7 +2,6 @@
 stream once the task's partial text is full, and scans its buffer once."""
 
 import asyncio
-import time
 
 import pytest
 
@@ -38,9 +37,10 @@ def test_append_reports_that_the_partial_text_is_full(user, settings):
     assert door.append_partial(task.pk, "more").full
 
 
-def test_a_long_line_in_one_byte_parts_is_scanned_once():
-    """300 KB of one line, a byte per part: each part must not copy or search
-    the whole buffer again (quadratic: seconds of CPU)."""
+def test_a_long_line_in_one_byte_parts_comes_out_whole():
+    """300 KB of one line, a byte per part, comes out as one line. Each part must
+    not copy or search the whole buffer again (quadratic: seconds of CPU):
+    `make bench-bounds` measures that doubling the line about doubles the time."""
     reader = streaming.StreamReader(
         streaming.Streams(), 1, response=None, deadline_seconds=10, hooks=dispatch.STREAM_HOOKS
     )
@@ -54,8 +54,5 @@ def test_a_long_line_in_one_byte_parts_is_scanned_once():
     async def read():
         return [text async for text in reader._lines(b"", parts())]
 
-    started = time.thread_time()
     lines = asyncio.run(read())
-    spent = time.thread_time() - started
     assert [len(text) for text in lines] == [len(line) - 1, 15]
-    assert spent < 1.0, f"{spent:.2f} CPU-s"
