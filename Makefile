@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 export DEBUG ?= 1
 
-.PHONY: run test lint format bench bench-bounds bench-search chaos migrate venv superuser
+.PHONY: run prod test lint format bench bench-bounds bench-search chaos migrate venv superuser
 
 $(STAMP): requirements.txt requirements-dev.txt constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,6 +20,12 @@ migrate: $(STAMP)
 
 run: migrate
 	exec bash scripts/run.sh
+
+# The production layout on one machine (docs/OPERATIONS.md): nginx on
+# 127.0.0.1:PROD_PORT, PROD_DAPHNE Daphne processes, PROD_WORKERS task workers
+# under supervisord; needs DATABASE_URL (PostgreSQL), REDIS_URL, SECRET_KEY.
+prod: $(STAMP)
+	exec bash scripts/prod.sh
 
 # Django's createsuperuser with the same defaults as `make run` (DEBUG on unless set).
 superuser: migrate

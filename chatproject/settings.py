@@ -147,6 +147,23 @@ elif _db["ENGINE"] in ("django.db.backends.postgresql", "django.contrib.gis.db.b
         "timeout": 10,
     }
 
+# "transaction": DATABASE_URL points at a transaction-pooling PgBouncer, which
+# lends a server connection for one transaction only. Nothing may then hold
+# session state across transactions: no server-side cursors (Django's
+# `.iterator()` would open one), no prepared statements (psycopg's
+# prepare_threshold None, which is also Django's default). Migrations run
+# through DATABASE_DIRECT_URL (make prod, docs/OPERATIONS.md, "PgBouncer").
+DATABASE_POOLER = env.str("DATABASE_POOLER", default="")
+if DATABASE_POOLER not in ("", "transaction"):
+    raise ImproperlyConfigured(
+        f"DATABASE_POOLER must be empty or transaction, not {DATABASE_POOLER!r}"
+    )
+if DATABASE_POOLER == "transaction":
+    if _db["ENGINE"] == "django.db.backends.sqlite3":
+        raise ImproperlyConfigured("DATABASE_POOLER=transaction needs a PostgreSQL DATABASE_URL.")
+    _db["DISABLE_SERVER_SIDE_CURSORS"] = True
+    _db["OPTIONS"]["prepare_threshold"] = None
+
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Channels -------------------------------------------------------------
