@@ -28,7 +28,7 @@ from functools import lru_cache
 
 from django.conf import settings
 from django.db import connections, transaction
-from django.db.models import Case, F, Value, When
+from django.db.models import Case, F, Q, Value, When
 from django.db.models.functions import Coalesce, Concat, Length
 from django.db.models.lookups import Exact, GreaterThanOrEqual
 from django.db.models.sql import UpdateQuery
@@ -339,6 +339,18 @@ def claim(task_id, now, lease) -> bool:
         AsyncTask.objects.dispatchable(now)
         .filter(pk=task_id)
         .update(claimed_until=now + lease, attempts=F("attempts") + 1)
+    )
+    return claimed == 1
+
+
+def claim_reconciliation(task_id, now, quiet_since) -> bool:
+    """Take a processing task for one question to n8n: one conditional UPDATE
+    (not asked since `quiet_since`), so of any number of workers exactly one
+    asks n8n about it per TASK_RECONCILE_AFTER_SECONDS (bookkeeping only)."""
+    claimed = (
+        AsyncTask.objects.filter(pk=task_id, status=TaskStatus.PROCESSING)
+        .filter(Q(reconciled_at__isnull=True) | Q(reconciled_at__lt=quiet_since))
+        .update(reconciled_at=now)
     )
     return claimed == 1
 
