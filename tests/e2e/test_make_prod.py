@@ -32,7 +32,11 @@ from tests.e2e.test_make_run import _log_in
 from tests.support import BASE_DIR
 from tests.ws_support import REAL_FRAME_TIMEOUT
 
-pytestmark = pytest.mark.django_db(transaction=True)
+# Both fixtures by name, so that CI's SQLite pass deselects these (tests/conftest.py).
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("postgres_only", "redis_url"),
+]
 
 START_SECONDS = 120
 RESTART_WITHIN_SECONDS = 20  # the bound for a killed process to be back

@@ -24,7 +24,11 @@ from tests.e2e.pgbouncer_support import PgBouncer, need_pgbouncer
 from tests.e2e.test_make_run import _log_in
 from tests.ws_support import next_frame, real_socket
 
-pytestmark = pytest.mark.django_db(transaction=True)
+# Both fixtures by name, so that CI's SQLite pass deselects these (tests/conftest.py).
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("postgres_only", "redis_url"),
+]
 
 REPLY_WAIT_SECONDS = 60
 
