@@ -1,7 +1,8 @@
 """`make chaos`: the production layout under faults, judged from the database.
 
-Starts its own PostgreSQL cluster and Redis on private ports, two Daphne
-processes behind a round-robin, `manage.py tasks_worker`, and a stand-in n8n
+Starts its own PostgreSQL cluster and Redis on private ports, three Daphne
+processes behind nginx (deploy/nginx.conf, as `make prod` runs it),
+`manage.py tasks_worker`, and a stand-in n8n
 (chaos/standin.py) that calls back like the shipped workflow and serves n8n's
 public API for reconciliation. Users send messages for a while; faults come
 one at a time in their own window (kill -9 of each process, Redis stopped,
@@ -71,6 +72,7 @@ def config() -> Config:
                 (4, "kill daphne-a", 3),
                 (10, "kill daphne-b", 3),
                 (16, "kill worker", 12),
+                (30, "kill daphne-c", 3),
                 (36, "stop redis", 8),
                 (50, "restart postgres", 6),
                 (58, "n8n refuses", 6),
@@ -90,6 +92,7 @@ def config() -> Config:
             (15, "kill daphne-a", 5),
             (30, "kill daphne-b", 5),
             (45, "kill worker", 30),
+            (80, "kill daphne-c", 5),
             (90, "stop redis", 20),
             (125, "restart postgres", 8),
             (145, "n8n refuses", 30),
@@ -139,8 +142,10 @@ class Layout:
         self.redis_port = stack.free_port()
         self.n8n_port = stack.free_port()
         self.proxy_port = stack.free_port()
-        self.daphne_ports = {"daphne-a": stack.free_port(), "daphne-b": stack.free_port()}
-        self.proxy = stack.RoundRobin(self.proxy_port, list(self.daphne_ports.values()))
+        self.daphne_ports = {
+            name: stack.free_port() for name in ("daphne-a", "daphne-b", "daphne-c")
+        }
+        self.proxy = stack.Nginx(self.proxy_port, list(self.daphne_ports.values()))
         self.standin = StandInN8n(self.n8n_port, API_KEY)
         self.base_url = f"http://127.0.0.1:{self.proxy_port}"
         self.env = self.app_env()
@@ -198,7 +203,7 @@ class Layout:
         subprocess_run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], self.env)
         self.standin.start()
         self.proxy.start()
-        for name in ("daphne-a", "daphne-b", "worker"):
+        for name in (*self.daphne_ports, "worker"):
             self.children[name].start()
         for name, port in self.daphne_ports.items():
             if not stack.wait_until(lambda p=port: stack.port_open(p), 30):
@@ -763,8 +768,9 @@ def render(layout, record, cfg, started_at, wall, v) -> str:
     add("# Reliability: the fault run (`make chaos`)")
     add("")
     add("Written by `make chaos` (chaos/run.py); do not edit by hand. What it runs: its own")
-    add("PostgreSQL cluster and Redis on private ports, two Daphne processes (the production")
-    add("command of docs/OPERATIONS.md) behind a TCP round-robin, `manage.py tasks_worker`, and a")
+    add("PostgreSQL cluster and Redis on private ports, three")
+    add("Daphne processes (the production command of docs/OPERATIONS.md) behind nginx")
+    add("(`deploy/nginx.conf`, as `make prod` runs it), `manage.py tasks_worker`, and a")
     add("stand-in n8n that answers each dispatch with its execution id, calls back")
     add("`processing` and `completed` with n8n's *Retry On Fail* as set in")
     add(f"`n8n/chat-reply-offline.json` (processing: {retry_words(layout.standin.processing)};")
