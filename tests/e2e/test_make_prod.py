@@ -7,7 +7,8 @@ through nginx; the client address cannot be forged past it; a large body is
 refused by nginx; hashed static files are cached for a year; a client that
 never finishes its headers is cut off; nginx's access log follows LOG_FORMAT
 without query strings; kill -9 of a Daphne or a worker is restarted within
-20 s; SIGTERM stops everything it started.
+20 s; SIGTERM stops everything it started; 40 concurrent sends of 4 users each end
+with one reply, every task dispatched once.
 """
 
 import asyncio
@@ -21,6 +22,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -30,7 +32,7 @@ import websockets
 from tests import factories, support
 from tests.e2e.test_make_run import _log_in
 from tests.support import BASE_DIR
-from tests.ws_support import REAL_FRAME_TIMEOUT
+from tests.ws_support import REAL_FRAME_TIMEOUT, session_cookie
 
 # Both fixtures by name, so that CI's SQLite pass deselects these (tests/conftest.py).
 pytestmark = [
@@ -241,6 +243,61 @@ def test_the_access_log_is_json_without_query_strings(prod):
     assert mine and mine[-1]["logger"] == "nginx.access" and mine[-1]["method"] == "GET"
     assert isinstance(mine[-1]["duration_ms"], int)
     assert "s3cr3t" not in prod.log("nginx-access.log")
+
+
+def test_forty_concurrent_sends_of_four_users_each_get_one_reply_dispatched_once(prod, make_user):
+    from concurrent.futures import ThreadPoolExecutor
+
+    sessions = []
+    for index in range(4):
+        user = make_user(f"sender{index}")
+        conversation = factories.conversation(user)
+        http = requests.Session()
+        csrf = secrets.token_hex(16)
+        http.cookies.set("sessionid", session_cookie(user).split("=", 1)[1])
+        http.cookies.set("csrftoken", csrf)
+        sessions.append((http, csrf, conversation.pk))
+
+    def send(n):
+        http, csrf, conversation = sessions[n % 4]
+        answer = http.post(
+            f"{prod.base_url}/chat/{conversation}/messages/",
+            data={"content": f"concurrent {n}"},
+            headers={"Accept": "application/json", "X-CSRFToken": csrf,
+                     "Referer": prod.base_url},
+            timeout=30,
+        )  # fmt: skip
+        assert answer.status_code == 201, answer.text[:300]
+        return answer.json()["task"]["id"]
+
+    with ThreadPoolExecutor(40) as pool:
+        task_ids = list(pool.map(send, range(40)))
+    assert len(set(task_ids)) == 40
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        pending = support.one(
+            "SELECT count(*) AS n FROM async_tasks WHERE id = ANY(%s) AND status NOT IN "
+            "('completed', 'failed', 'timeout', 'cancelled')",
+            [task_ids],
+        )["n"]
+        if not pending:
+            break
+        time.sleep(0.5)
+    rows = support.sql(
+        "SELECT t.id, t.status, count(m.id) AS replies FROM async_tasks t LEFT JOIN "
+        "chat_messages m ON m.async_task_id = t.id AND m.role = 'assistant' "
+        "WHERE t.id = ANY(%s) GROUP BY t.id",
+        [task_ids],
+    )
+    assert {(row["status"], row["replies"]) for row in rows} == {("completed", 1)}
+    accepted = Counter()
+    for name in [f"daphne-{prod.daphne_port + i}.log" for i in range(2)] + ["tasks_worker-0.log"]:
+        for line in prod.log(name).splitlines():
+            if line.startswith("{") and '"task.dispatch"' in line:
+                record = json.loads(line)
+                if record.get("outcome") == "accepted":
+                    accepted[record["task_id"]] += 1
+    assert {task_id: accepted[task_id] for task_id in task_ids} == dict.fromkeys(task_ids, 1)
 
 
 @pytest.mark.parametrize("name", ["daphne:daphne-{daphne_port}", "tasks_worker:tasks_worker-0"])
