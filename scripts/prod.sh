@@ -52,7 +52,7 @@ rm -rf "${PROMETHEUS_MULTIPROC_DIR:?}"
 mkdir -p "$PROMETHEUS_MULTIPROC_DIR"
 upstreams=""
 for i in $(seq 0 $((PROD_DAPHNE - 1))); do
-  upstreams+="        server 127.0.0.1:$((PROD_DAPHNE_PORT + i)) max_fails=1 fail_timeout=2s;"$'\n'
+  upstreams+="        server 127.0.0.1:$((PROD_DAPHNE_PORT + i)) max_fails=0;"$'\n'
 done
 export DEPLOY_UPSTREAMS=${upstreams%$'\n'}
 export DEPLOY_BASE_DIR=$BASE_DIR DEPLOY_PYTHON=$PY DEPLOY_NGINX=$NGINX
