@@ -303,8 +303,7 @@ class Nginx:
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
         upstreams = "\n".join(
-            f"        server 127.0.0.1:{port} max_fails=0;"
-            for port in self.backends
+            f"        server 127.0.0.1:{port} max_fails=0;" for port in self.backends
         )
         values = {
             "PROD_DIR": str(self.folder),
