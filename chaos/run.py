@@ -72,7 +72,6 @@ def config() -> Config:
                 (4, "kill daphne-a", 3),
                 (10, "kill daphne-b", 3),
                 (16, "kill worker", 12),
-                (30, "kill daphne-c", 3),
                 (36, "stop redis", 8),
                 (50, "restart postgres", 6),
                 (58, "n8n refuses", 6),
@@ -178,6 +177,11 @@ class Layout:
                 "N8N_API_KEY": API_KEY,
                 "TASK_TIMEOUT_SECONDS": str(self.cfg.task_timeout),
                 "TASK_RECONCILE_AFTER_SECONDS": str(self.cfg.reconcile_after),
+                # A Daphne killed right after a send's commit takes its
+                # dispatch claim with it: the worker retries once the lease
+                # lapses, which must come well before the task's deadline
+                # (the default 60 s lease outlives the short run's 30 s timeout).
+                "TASK_DISPATCH_LEASE_SECONDS": str(min(60, self.cfg.task_timeout // 2)),
                 "TASKS_WORKER_HEARTBEAT_MAX_AGE": str(self.cfg.heartbeat_max_age),
                 "LOG_LEVEL": "WARNING",
                 "PYTHONUNBUFFERED": "1",
