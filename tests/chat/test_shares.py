@@ -219,3 +219,16 @@ def test_a_shared_page_with_html_in_messages_is_escaped(user_client, user):
     page = Client().get(path_of(share(user_client, conversation))).content.decode()
     assert "<script>alert(1)" not in page
     assert "<img src=x" not in page
+
+
+def test_an_admin_sees_links_and_turns_them_off(admin_client, user_client, conversation):
+    link = share(user_client, conversation)
+    row = Share.objects.get()
+    listing = admin_client.get("/admin/chat/share/")
+    assert listing.status_code == 200
+    assert f"/admin/chat/share/{row.pk}/change/" in listing.content.decode()
+    response = admin_client.post(
+        "/admin/chat/share/", {"action": "turn_off", "_selected_action": [row.pk]}
+    )
+    assert response.status_code == 302
+    assert Client().get(path_of(link)).status_code == 404
