@@ -9,7 +9,7 @@ from chat.models import Role
 from tasks import door
 from tasks.models import EventSource, TaskStatus
 from tests import factories
-from tests.ws_support import FRAME_TIMEOUT, frames, open_socket
+from tests.ws_support import frames, open_socket
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
