@@ -283,6 +283,10 @@ LOGOUT_REDIRECT_URL = "login"
 # or `smtp+tls://…` in production, `filemail:///path` writes files, `memorymail://`
 # keeps them in memory. Tests use Django's in-memory backend whatever is set.
 EMAIL_CONFIG = env.email_url("EMAIL_URL", default="consolemail://")
+if EMAIL_CONFIG.get("EMAIL_FILE_PATH"):
+    # django-environ drops the path's leading slash; `filemail:///var/mail/x`
+    # means the absolute /var/mail/x, as a file: URL would.
+    EMAIL_CONFIG["EMAIL_FILE_PATH"] = "/" + EMAIL_CONFIG["EMAIL_FILE_PATH"].lstrip("/")
 vars().update(EMAIL_CONFIG)
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="chatproject@localhost")
 # Password-reset requests (POSTs) per client address: each may send a mail.
