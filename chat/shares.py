@@ -18,6 +18,7 @@ from django.utils import timezone
 # 32 random bytes, URL-safe base64: 43 characters, 256 bits.
 TOKEN_BYTES = 32
 TOKEN_PATTERN = re.compile(r"[A-Za-z0-9_-]{20,64}")
+NOT_IN_CONVERSATION = "That message is not part of this conversation."
 
 
 class ShareRefused(Exception):
@@ -35,9 +36,10 @@ def new_token() -> str:
 
 def share(user, conversation, leaf_id=None):
     """The active link to the branch ending at `leaf_id` (a message of the
-    conversation; otherwise the branch its page shows by default), made now
-    unless that branch has one already. ShareRefused when there is nothing
-    to share or a count limit is reached."""
+    conversation; without it, the branch its page shows by default), made now
+    unless that branch has one already. ShareRefused when `leaf_id` is not a
+    message of the conversation, there is nothing to share, or a count limit
+    is reached."""
     from .branches import default_leaf_id
     from .models import Conversation, Message, Share
 
@@ -46,14 +48,15 @@ def share(user, conversation, leaf_id=None):
         locked = Conversation.objects.for_user(user).select_for_update().filter(pk=conversation.pk)
         if not locked.exists():
             raise Conversation.DoesNotExist
-        last_id = None
         if leaf_id is not None:
             last_id = (
                 Message.objects.filter(conversation=conversation, pk=leaf_id)
                 .values_list("pk", flat=True)
                 .first()
             )
-        if last_id is None:
+            if last_id is None:
+                raise ShareRefused(NOT_IN_CONVERSATION, 404)
+        else:
             last_id = default_leaf_id(conversation.pk)
         if last_id is None:
             raise ShareRefused("There is nothing to share yet: write a message first.", 400)

@@ -36,6 +36,8 @@ def conversation_share(request, pk):
     conversation = owned(request, pk)
     leaf = request.POST.get("leaf", "")
     leaf_id = message_id_param(leaf) if leaf else None
+    if leaf and leaf_id is None:
+        raise Http404("no such message")
     try:
         share = shares.share(request.user, conversation, leaf_id=leaf_id)
     except shares.ShareRefused as refused:

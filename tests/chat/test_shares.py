@@ -232,3 +232,18 @@ def test_an_admin_sees_links_and_turns_them_off(admin_client, user_client, conve
     )
     assert response.status_code == 302
     assert Client().get(path_of(link)).status_code == 404
+
+
+@pytest.mark.parametrize("leaf", ["abc", "-1", "0", str(2**63)])
+def test_a_malformed_leaf_is_a_404_and_makes_no_link(user_client, conversation, leaf):
+    response = user_client.post(f"/chat/{conversation.pk}/share/", {"leaf": leaf}, **JSON)
+    assert response.status_code == 404
+    assert not Share.objects.exists()
+
+
+def test_a_leaf_of_another_conversation_is_a_404(user_client, conversation, user):
+    elsewhere = factories.message(factories.conversation(user), "elsewhere")
+    response = user_client.post(f"/chat/{conversation.pk}/share/", {"leaf": elsewhere.pk}, **JSON)
+    assert response.status_code == 404
+    assert "not part of this conversation" in response.json()["error"]
+    assert not Share.objects.exists()
