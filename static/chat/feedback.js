@@ -19,9 +19,10 @@ async function rate(form, button, notify) {
     if (shown && fresh) {
       fillCsrf(fresh);
       shown.replaceWith(fresh);
-      const same = fresh.querySelector(`.message__rate[value="${button.value}"]`);
-      const pressed = fresh.querySelector('.message__rate[aria-pressed="true"]');
-      (pressed || same || fresh).focus();
+      // Focus stays on the same button of the new fragment (its value toggles).
+      const kind = button.classList.contains("message__rate--down") ? "down" : "up";
+      const same = fresh.querySelector(`.message__rate--${kind}`);
+      if (same) same.focus();
     }
     const rating = result.body.feedback.rating;
     announce(rating === "none" ? "Rating removed." : "Thank you: your rating is saved.");
