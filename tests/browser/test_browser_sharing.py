@@ -97,6 +97,11 @@ def test_rating_a_reply_is_kept_without_a_reload(owner, server, browser):
         ".getAttribute('aria-pressed') === 'true'",
     )
     assert page.evaluate("window.__samePage === true")  # fetch, not a form post
+    # Keyboard users stay where they were: on the same button of the new fragment.
+    assert page.evaluate(
+        "document.activeElement.classList.contains('message__rate--up')"
+        f" && !!document.activeElement.closest('#message-{reply.pk}')"
+    )
     page.reload()
     wait_live(page)
     pressed = page.get_attribute(f"#message-{reply.pk} .message__rate--up", "aria-pressed")
