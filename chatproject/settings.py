@@ -295,6 +295,21 @@ AUTHENTICATION_BACKENDS = [
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "/chat/"
 LOGOUT_REDIRECT_URL = "login"
+# Mail (password reset) through django-environ's email_url: `consolemail://`
+# prints each mail to the server's output (the default), `smtp://user:pass@host:587`
+# or `smtp+tls://…` in production, `filemail:///path` writes files, `memorymail://`
+# keeps them in memory. Tests use Django's in-memory backend whatever is set.
+EMAIL_CONFIG = env.email_url("EMAIL_URL", default="consolemail://")
+if EMAIL_CONFIG.get("EMAIL_FILE_PATH"):
+    # django-environ drops the path's leading slash; `filemail:///var/mail/x`
+    # means the absolute /var/mail/x, as a file: URL would.
+    EMAIL_CONFIG["EMAIL_FILE_PATH"] = "/" + EMAIL_CONFIG["EMAIL_FILE_PATH"].lstrip("/")
+vars().update(EMAIL_CONFIG)
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="chatproject@localhost")
+# Password-reset requests (POSTs) per client address: each may send a mail.
+PASSWORD_RESET_RATE_LIMIT = env.str("PASSWORD_RESET_RATE_LIMIT", default="10/h")
+# How long a reset link works (Django's own setting, in seconds; 3 days by default).
+PASSWORD_RESET_TIMEOUT = env.int("PASSWORD_RESET_TIMEOUT", default=259200)
 
 # --- I18N, static -----------------------------------------------------------
 
@@ -371,6 +386,9 @@ N8N_API_KEY = env.str("N8N_API_KEY", default="")
 N8N_MODEL_BASE_URL = env.str("N8N_MODEL_BASE_URL", default="")
 N8N_MODEL_API_KEY = env.str("N8N_MODEL_API_KEY", default="")
 N8N_CHAT_WORKFLOW = env.str("N8N_CHAT_WORKFLOW", default="chat-reply")
+# Webhook path of the feedback workflow (n8n/feedback.json ships one as
+# `chat-feedback`). Unset: ratings are stored on the reply and no task is made.
+N8N_FEEDBACK_WORKFLOW = env.str("N8N_FEEDBACK_WORKFLOW", default="")
 TASK_TIMEOUT_SECONDS = env.int("TASK_TIMEOUT_SECONDS", default=120)
 TASK_WEBHOOK_MAX_BYTES = env.int("TASK_WEBHOOK_MAX_BYTES", default=1048576)
 # Callback JSON nested deeper than this is refused (400): pages, the admin and
@@ -446,6 +464,16 @@ CHAT_REPLY_MAX_LENGTH = env.int("CHAT_REPLY_MAX_LENGTH", default=100_000)
 CHAT_THINKING_MAX_LENGTH = env.int("CHAT_THINKING_MAX_LENGTH", default=100_000)
 CHAT_HISTORY_LIMIT = env.int("CHAT_HISTORY_LIMIT", default=20)
 CHAT_PAGE_SIZE = env.int("CHAT_PAGE_SIZE", default=50)
+# Share links (/s/{token}/): links made per user (SHARE_RATE_LIMIT), links
+# turned on at once per conversation and per user (past them: 409 until some
+# are turned off), and the most messages a shared page shows (the latest of
+# the shared branch; the page says when earlier ones are left out).
+SHARE_RATE_LIMIT = env.str("SHARE_RATE_LIMIT", default="30/h")
+SHARE_MAX_PER_CONVERSATION = env.int("SHARE_MAX_PER_CONVERSATION", default=20)
+SHARE_MAX_PER_USER = env.int("SHARE_MAX_PER_USER", default=500)
+SHARE_MAX_MESSAGES = env.int("SHARE_MAX_MESSAGES", default=500)
+# Ratings (👍/👎 with an optional comment) per user.
+FEEDBACK_RATE_LIMIT = env.str("FEEDBACK_RATE_LIMIT", default="30/m")
 
 # --- Operations: metrics and logs --------------------------------------------------
 
