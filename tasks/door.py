@@ -31,7 +31,7 @@ from django.db import connections, transaction
 from django.db.models import Case, F, Q, Value, When
 from django.db.models.functions import Coalesce, Concat, Length
 from django.db.models.lookups import Exact, GreaterThanOrEqual
-from django.db.models.sql import UpdateQuery
+from django.db.models.sql import InsertQuery, UpdateQuery
 from django.utils import timezone
 
 from observability import metrics
@@ -112,9 +112,9 @@ def _one_statement() -> bool:
     return connections[AsyncTask.objects.db].vendor == "postgresql"
 
 
-def _update_returning(filters, values, source) -> AsyncTask | None:
+def _update_returning(filters, values, source, conditions=()) -> AsyncTask | None:
     """The change as one conditional UPDATE … RETURNING the row, and its event."""
-    queryset = AsyncTask.objects.filter(**filters)
+    queryset = AsyncTask.objects.filter(*conditions, **filters)
     if _one_statement():
         rows = queryset.update_returning(values, compose=_with_event(source))
     else:
@@ -132,6 +132,7 @@ def change(
     expect_version=None,
     only_from=None,
     reopen=False,
+    sequence=None,
     **fields,
 ) -> AsyncTask:
     """Apply one change of a task. Returns the task as written.
@@ -142,6 +143,10 @@ def change(
     change from the row). `reopen` is "dispatch again": failed/timeout →
     pending, the only way back. Raises TaskConflict when the task is in
     another state, AsyncTask.DoesNotExist when there is no such task.
+    `sequence` (a callback's, docs/PROTOCOL.md) makes the write conditional on
+    it being greater than the last one applied, and stores it: an older
+    callback replayed after a newer one raises TaskConflict instead of moving
+    the task back to its step.
     """
     now = timezone.now()
     if reopen:
@@ -156,13 +161,17 @@ def change(
     if expect_version is not None:
         filters["version"] = expect_version
     values = _values(status, fields, now, reopen=reopen)
+    conditions = ()
+    if sequence is not None:
+        conditions = (Q(callback_sequence__isnull=True) | Q(callback_sequence__lt=sequence),)
+        values["callback_sequence"] = sequence
     hooked = status in TaskStatus.terminal()
     one_statement = _one_statement()
     # A change without a hook is one statement on PostgreSQL: no transaction
     # of its own (in a caller's, it joins that one).
     atomic = nullcontext() if one_statement and not hooked else transaction.atomic(savepoint=False)
     with atomic:
-        task = _update_returning(filters, values, source)
+        task = _update_returning(filters, values, source, conditions)
         if task is not None:
             if status == TaskStatus.COMPLETED:
                 _run_hook(task, "on_completed")
@@ -355,17 +364,61 @@ def claim_reconciliation(task_id, now, quiet_since) -> bool:
     return claimed == 1
 
 
-def create(*, task_type, workflow_id, input_data, created_by, metadata=None, source) -> AsyncTask:
-    """Store a new pending task and its first event (in the caller's transaction)."""
-    task = AsyncTask.objects.create(
+def create(
+    *, task_type, workflow_id, input_data, created_by, metadata=None, source, along=()
+) -> AsyncTask:
+    """Store a new pending task and its first event (in the caller's transaction).
+
+    `along`: the caller's own writes that name the new task, as (sql, params)
+    pairs whose SQL says `{task_id}` where the task's id goes (a message that
+    asks for the task, say). On PostgreSQL they join the INSERT's statement as
+    data-modifying parts, so the task, its event and these are one round trip;
+    elsewhere each runs after the INSERT with the id in its place.
+    """
+    task = AsyncTask(
         task_type=task_type,
         workflow_id=workflow_id,
         input_data=input_data,
         created_by=created_by,
         metadata=metadata or {},
     )
-    record_creation(task, source)
+    if _one_statement():
+        _insert_with_event(task, source, along)
+    else:
+        task.save(force_insert=True)
+        record_creation(task, source)
+        with connections[AsyncTask.objects.db].cursor() as cursor:
+            for sql, params in along:
+                cursor.execute(sql.format(task_id=int(task.pk)), params)
     return task
+
+
+def _insert_with_event(task, source, along=()) -> None:
+    """PostgreSQL: the task's INSERT (built by the ORM's compiler, as `save()`
+    builds it), its first event and the caller's `along` as one statement."""
+    alias = AsyncTask.objects.db
+    fields = [f for f in AsyncTask._meta.local_concrete_fields if not f.primary_key]
+    query = InsertQuery(AsyncTask)
+    query.insert_values(fields, [task])
+    ((insert_sql, params),) = query.get_compiler(using=alias).as_sql()
+    params = [*params, str(source)]
+    parts = ""
+    for number, (part_sql, part_params) in enumerate(along):
+        parts += f",\na{number} AS ({part_sql.format(task_id='(SELECT id FROM t)')})"
+        params += part_params
+    sql = (
+        f"WITH t AS ({insert_sql} RETURNING id, version, status, current_step,"
+        " status_message, created_at),\n"
+        "e AS (INSERT INTO async_task_events"
+        " (task_id, version, status, current_step, status_message, created_at, source)"
+        " SELECT id, version, status, current_step, status_message, created_at, %s FROM t)"
+        f"{parts}\nSELECT id FROM t"
+    )
+    with connections[alias].cursor() as cursor:
+        cursor.execute(sql, params)
+        task.pk = cursor.fetchone()[0]
+    task._state.adding = False
+    task._state.db = alias
 
 
 def _run_hook(task, name):

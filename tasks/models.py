@@ -241,6 +241,9 @@ class AsyncTask(models.Model):
     # for pages that reload or connect to another server process mid-reply;
     # written by tasks.door.append_partial, cleared when the task completes.
     partial_text = models.TextField(blank=True, default="", db_default="")
+    # The `sequence` of the last `processing` callback applied (docs/PROTOCOL.md):
+    # one that carries a smaller or equal one is older and changes nothing.
+    callback_sequence = models.BigIntegerField(null=True, blank=True)
 
     objects = AsyncTaskQuerySet.as_manager()
 
