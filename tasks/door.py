@@ -173,11 +173,14 @@ def change(
     with atomic:
         task = _update_returning(filters, values, source, conditions)
         if task is not None:
+            # The task's frame first: after the commit it goes out before
+            # whatever the hook publishes (a reply's message frame, rendered
+            # then), so the status reaches pages without waiting for that.
+            frames.publish_task(task)
             if status == TaskStatus.COMPLETED:
                 _run_hook(task, "on_completed")
             elif status in TaskStatus.ended_badly():
                 _run_hook(task, "on_failed")
-            frames.publish_task(task)
             transaction.on_commit(lambda: _observe(task, source, status), robust=True)
     if task is None:
         # Raised outside the atomic block, so a caller's transaction stays usable.
