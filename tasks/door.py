@@ -253,14 +253,11 @@ def append_partial(task_id, text, offset=None) -> Appended:
     when the task is finished (a stopped reply grows no more),
     AsyncTask.DoesNotExist when there is no such task.
     """
-    queryset = AsyncTask.objects.filter(
-        GreaterThanOrEqual(_room_expression(), len(text)),
-        pk=task_id,
-        status__in=TaskStatus.unfinished(),
-    )
-    if offset is not None:
-        queryset = queryset.filter(Exact(Length("partial_text"), offset))
-    task = _append_returning(queryset, text)
+    alias = AsyncTask.objects.db
+    sql, params = _append_statement(alias, _bounds_key(), offset is not None)
+    given = {_TEXT: text, _LENGTH: len(text), _ID: task_id, _OFFSET: offset}
+    params = [_given(p, given) for p in params]
+    task = _append_returning(AsyncTask.objects.using(alias), text, compiled=(sql, params))
     if task is None:
         return _append_clipped(task_id, text, offset)
     offset = task.partial_length - len(text)
@@ -269,18 +266,64 @@ def append_partial(task_id, text, offset=None) -> Appended:
     return Appended(offset, text, task.status, full)
 
 
-def _append_returning(queryset, text):
+def _append_returning(queryset, text, compiled=None):
     """Append `text` to the partial reply of `queryset`'s task and return the
     row as a `message.delta` frame needs it (the new length, and the task
-    types' `delta_annotations`), in one statement; None when no row matched."""
+    types' `delta_annotations`), in one statement; None when no row matched.
+    `compiled`: the UPDATE as `_append_statement` built it, its values given."""
     extra, params = _delta_returning(queryset.db, _registry_key())
     rows = queryset.update_returning(
         {"partial_text": Concat(F("partial_text"), Value(text))},
         fields=("task_type", "status", "created_by_id", "input_data"),
         extra=(("partial_length", "LENGTH(partial_text)"), *extra),
         extra_params=params,
+        compiled=compiled,
     )
     return rows[0] if rows else None
+
+
+# Stand-ins for a piece's values in the append's UPDATE compiled once
+# (`_append_statement`): no text holds NUL, no length, id or offset is negative.
+_TEXT = "\x00piece\x00"
+_LENGTH, _ID, _OFFSET = -7_000_000_001, -7_000_000_002, -7_000_000_003
+
+
+def _given(param, given):
+    """A compiled parameter, or the value given for its stand-in (wrapped as
+    the compiler wrapped the stand-in: psycopg's Int4 on PostgreSQL)."""
+    if isinstance(param, str | int) and param in given:
+        value = given[param]
+        return value if type(param) in (str, int) else type(param)(value)
+    return param
+
+
+@lru_cache(maxsize=16)
+def _append_statement(alias, _bounds, with_offset):
+    """The conditional UPDATE of `append_partial` (room for the piece, the
+    task unfinished, with `with_offset` the text's length equal to the
+    piece's offset), compiled by the ORM once per database, set of task
+    types and their bounds, with stand-ins where a piece's values go: a streamed piece costs
+    no compilation."""
+    queryset = AsyncTask.objects.using(alias).filter(
+        GreaterThanOrEqual(_room_expression(), _LENGTH),
+        pk=_ID,
+        status__in=TaskStatus.unfinished(),
+    )
+    if with_offset:
+        queryset = queryset.filter(Exact(Length("partial_text"), _OFFSET))
+    query = queryset.query.chain(UpdateQuery)
+    query.add_update_values({"partial_text": Concat(F("partial_text"), Value(_TEXT))})
+    sql, params = query.get_compiler(alias).as_sql()
+    stand_ins = {_TEXT, _LENGTH, _ID, _OFFSET} if with_offset else {_TEXT, _LENGTH, _ID}
+    missing = stand_ins - {p for p in params if isinstance(p, str | int)}
+    assert not missing, f"the compiled append lost its stand-ins {missing}"
+    return sql, tuple(params)
+
+
+def _bounds_key():
+    """The task types and their partial text bounds (settings may change them)."""
+    bounds = tuple((name, registry.partial_max_chars_for(name)) for name in registry.names())
+    return _registry_key(), bounds, settings.TASK_PARTIAL_TEXT_MAX_CHARS
 
 
 def _registry_key():
