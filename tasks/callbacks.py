@@ -171,9 +171,7 @@ def apply_callback(task_id, payload, source=EventSource.CALLBACK) -> tuple[Async
         # earlier callback of the task in this process, else read.
         task_type = _known_types.get(task_id)
         if task_type is None:
-            task_type, status = AsyncTask.objects.values_list("task_type", "status").get(
-                pk=task_id
-            )
+            task_type, status = AsyncTask.objects.values_list("task_type", "status").get(pk=task_id)
     clean = validate_callback(payload, task_type)
     change = _change(clean, task_type)
     if change["status"] == TaskStatus.COMPLETED and status not in TaskStatus.terminal():
