@@ -224,8 +224,8 @@ else:
 # Sessions are stored in the database and read through the cache: a request
 # of a signed-in user reads its session without an SQL statement (the cache is
 # Redis when REDIS_URL is set, shared by every process; without it the one
-# server process's memory).
-SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
+# server process's memory). While the cache is unreachable, the database alone.
+SESSION_ENGINE = "accounts.sessions"
 
 # --- Abuse limits ---------------------------------------------------------------
 # Rates use django-ratelimit's syntax (`20/m`: s, m, h, d); empty turns one off.
