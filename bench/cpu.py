@@ -160,7 +160,11 @@ async def _replies(browser, conversations, callback_base):
 
     async def lane():
         while queue:
-            statuses.append(await _one_reply(browser, queue.pop(), callback_base))
+            try:
+                statuses.append(await _one_reply(browser, queue.pop(), callback_base))
+            except (TimeoutError, RuntimeError, OSError) as failed:
+                # Counted as not completed: the CPU is divided by completed replies.
+                statuses.append(f"error: {failed!r}"[:100])
 
     await asyncio.gather(*(lane() for _ in range(CONCURRENT)))
     return statuses

@@ -576,7 +576,19 @@ def many_sockets(srv, cookie, conversation, task, count):
             ),
         )
 
-    deliver, received = asyncio.run(_many_sockets(ws_url, cookie, count, fire))
+    try:
+        deliver, received = asyncio.run(_many_sockets(ws_url, cookie, count, fire))
+    except Exception as failed:  # noqa: BLE001 - a machine too loaded to open them all
+        # The section fails alone (its goal missed), the run's other figures stand.
+        log(f"   {count} sockets could not be opened: {failed!r}")
+        return {
+            "sockets": 0,
+            "error": repr(failed)[:200],
+            "rss_before_mib": round(before / 1024, 1),
+            "rss_open_mib": None,
+            "extra_rss_mib": None,
+            "deliver_all_ms": None,
+        }
     return {
         "sockets": received,
         "rss_before_mib": round(before / 1024, 1),
@@ -804,7 +816,7 @@ def goals(r):
                 render["ratio_branchy_10"] <= 1.5
                 and render["10"]["queries"] == render["10000_branchy"]["queries"]
             ),
-            "sockets_le_60mb": r["many_sockets"]["extra_rss_mib"] <= 60,
+            "sockets_le_60mb": (r["many_sockets"]["extra_rss_mib"] or 999) <= 60,
             "render_worst_le_50ms": r["render_budget"]["worst_p50_ms"] <= 50,
             "search_p50_lt_50ms": all(v["p50"] < 50 for v in r["search"].values()),
         }
