@@ -167,11 +167,8 @@ def apply_callback(task_id, payload, source=EventSource.CALLBACK) -> tuple[Async
     """
     task_type = status = None
     if isinstance(payload, dict) and payload.get("status") == TaskStatus.COMPLETED:
-        # Whether an output is usable depends on the task's type: known from an
-        # earlier callback of the task in this process, else read.
-        task_type = _known_types.get(task_id)
-        if task_type is None:
-            task_type, status = AsyncTask.objects.values_list("task_type", "status").get(pk=task_id)
+        # Whether an output is usable depends on the task's type.
+        task_type, status = AsyncTask.objects.values_list("task_type", "status").get(pk=task_id)
     clean = validate_callback(payload, task_type)
     change = _change(clean, task_type)
     if change["status"] == TaskStatus.COMPLETED and status not in TaskStatus.terminal():
@@ -183,9 +180,7 @@ def apply_callback(task_id, payload, source=EventSource.CALLBACK) -> tuple[Async
     try:
         if "delta" in clean:
             return _apply_delta(task_id, clean, change, source), True
-        task = door.change(task_id, source=source, **change)
-        _remember_type(task)
-        return task, True
+        return door.change(task_id, source=source, **change), True
     except TaskConflict as conflict:
         if conflict.task.is_terminal and conflict.task.status == clean["status"]:
             return conflict.task, False  # a repeat: the first one won
@@ -198,24 +193,6 @@ def apply_callback(task_id, payload, source=EventSource.CALLBACK) -> tuple[Async
 
                 learn_execution_id(task_id, clean["execution_id"])
         raise
-
-
-# The types of tasks this process has seen callbacks for (a task's type never
-# changes), so that a `completed` callback, whose checks depend on the type,
-# needs no read before the door's write. Bounded: the oldest go first.
-_known_types: dict[int, str] = {}
-KNOWN_TYPES_MAX = 4096
-
-
-def _remember_type(task) -> None:
-    if task.pk in _known_types:
-        return
-    if len(_known_types) >= KNOWN_TYPES_MAX:
-        try:
-            del _known_types[next(iter(_known_types))]
-        except (KeyError, RuntimeError, StopIteration):  # another thread was first
-            pass
-    _known_types[task.pk] = task.task_type
 
 
 def _older(task, clean) -> bool:
