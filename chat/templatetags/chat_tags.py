@@ -1,8 +1,10 @@
 from django import template
 from django.utils.safestring import mark_safe
 
+from tasks.models import TaskWords
+
 from ..fragments import message_html, stream_shell_html
-from ..taskstatus import status_html
+from ..taskstatus import plain_words, status_html
 
 register = template.Library()
 
@@ -41,7 +43,9 @@ def preview(text):
 @register.filter
 def task_steps(task):
     """A reply's steps for its "Details" disclosure: each recorded change of its
-    task (tasks' async_task_events) with its time and how long it lasted."""
+    task (tasks' async_task_events) with its time and how long it lasted, in
+    plain words (the workflow's message or its step made readable, never a
+    raw id)."""
     if task is None:
         return []
     events = sorted(task.events.all(), key=lambda event: (event.version, event.pk))
@@ -49,16 +53,27 @@ def task_steps(task):
     for index, event in enumerate(events):
         following = events[index + 1] if index + 1 < len(events) else None
         seconds = (following.created_at - event.created_at).total_seconds() if following else None
-        if event.status == "processing" and event.current_step:
-            label = event.current_step.replace("_", " ")
-        else:
-            label = event.get_status_display()
+        label = TaskWords.step_label(
+            event.status, event.current_step, plain_words(event.status_message)
+        )
         steps.append(
             {
                 "label": label,
                 "status": event.status,
                 "at": event.created_at,
-                "duration": f"{seconds:.1f} s" if seconds is not None else "",
+                "duration": TaskWords.seconds(seconds, precise=True) if seconds is not None else "",
             }
         )
     return steps
+
+
+@register.filter
+def task_total(task):
+    """How long a reply took in all, from its first recorded change to its last."""
+    if task is None:
+        return ""
+    times = [event.created_at for event in task.events.all()]
+    if len(times) < 2:
+        return ""
+    seconds = (max(times) - min(times)).total_seconds()
+    return f"{TaskWords.TOTAL} {TaskWords.seconds(seconds, precise=True)}"
