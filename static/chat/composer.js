@@ -195,13 +195,41 @@ async function sendWithFetch(event, onSent) {
 }
 
 // A plain form post (a new conversation): only an empty text is stopped here.
+// The draft stays until the conversation's page shows the message (a refused
+// or rate-limited send, or a reader who leaves the answer, keeps the text).
+const SENT_KEY = "chat-draft:sent";
+
 function sendPlain(event) {
   if (!input.value.trim()) {
     event.preventDefault();
     setNotice("Write a message before sending.", true);
     return;
   }
-  clearDraft(); // the server puts the text back in the box if it refuses it
+  saveDraft();
+  try {
+    window.sessionStorage.setItem(SENT_KEY, JSON.stringify({ key: draftKey, text: input.value.trim() }));
+  } catch (error) {
+    // no session storage: the draft stays until it is sent again
+  }
+}
+
+// On a conversation's page: a draft sent by a plain post that this page shows
+// as a message was sent, so it goes.
+export function settleSentDraft(list) {
+  let sent = null;
+  try {
+    sent = JSON.parse(window.sessionStorage.getItem(SENT_KEY) || "null");
+  } catch (error) {
+    return;
+  }
+  if (!sent || !sent.key || !list) return;
+  const shown = Array.from(list.querySelectorAll("li.message--user template.message__source")).some(
+    (source) => source.content.textContent.trim() === sent.text,
+  );
+  if (!shown) return;
+  const store = storage();
+  if (store) store.removeItem(sent.key);
+  window.sessionStorage.removeItem(SENT_KEY);
 }
 
 export function initComposer({ onSent, onStop } = {}) {
@@ -233,8 +261,13 @@ export function initComposer({ onSent, onStop } = {}) {
     if (!sendButton.disabled) form.requestSubmit(sendButton);
   });
 
+  // Esc stops the reply from the composer or the page itself, never from a
+  // menu, the search box or another field (there it closes or clears that).
   document.addEventListener("keydown", (event) => {
     if (event.key !== "Escape" || event.isComposing || form.dataset.mode !== "fetch") return;
+    if (event.defaultPrevented) return;
+    const from = event.target;
+    if (from !== input && from !== document.body && from !== document.documentElement) return;
     if (!busy()) return;
     event.preventDefault();
     stopReply();
@@ -248,6 +281,14 @@ export function initComposer({ onSent, onStop } = {}) {
   });
 
   updateComposer();
+  // Ready to type on arrival (after a new conversation's first message too),
+  // unless the address names a message to read or the screen is a touch
+  // screen (focus would open its keyboard over the page).
+  if (form.dataset.mode === "fetch" && !location.hash && !touchScreen() && !input.disabled) {
+    if (document.activeElement === document.body || !document.activeElement) {
+      input.focus({ preventScroll: true });
+    }
+  }
 }
 
 export { setNotice };
