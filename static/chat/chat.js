@@ -7,11 +7,13 @@
 //   stream.js    replies that grow while they are written (message.delta)
 //   sidebar.js   the open conversation's entry and title
 //   menu.js      the Manage menu: Esc and a click outside close it
+//   drafts.js    the composer's drafts, kept until the message is shown
 // page.js (every page) shows times in the reader's zone and the copy buttons.
 
 import { state } from "./state.js";
 import { fillCsrf, post } from "./dom.js";
-import { initComposer, setNotice, settleSentDraft, updateComposer } from "./composer.js";
+import { initComposer, setNotice, updateComposer } from "./composer.js";
+import { settleSentDraft } from "./drafts.js";
 import { installMenus } from "./menu.js";
 import {
   applySent,

@@ -8,10 +8,10 @@
 
 import { state, busy, UNFINISHED } from "./state.js";
 import { csrfToken, post } from "./dom.js";
+import { clearDraft, draftKeyOf, rememberSent, restoreDraft, saveDraft } from "./drafts.js";
 
 const WAITING_TEXT = "The assistant is replying… Stop (or Esc) ends the reply.";
 const COUNTER_FROM = 0.9; // show the counter past this share of the limit
-const DRAFT_PREFIX = "chat-draft:";
 
 let form = null;
 let input = null;
@@ -115,37 +115,6 @@ function count() {
     : "";
 }
 
-function storage() {
-  try {
-    return window.localStorage;
-  } catch (error) {
-    return null; // storage disabled: no drafts, everything else works
-  }
-}
-
-function saveDraft() {
-  const store = storage();
-  if (!store || !draftKey) return;
-  try {
-    if (input.value.trim()) store.setItem(draftKey, input.value);
-    else store.removeItem(draftKey);
-  } catch (error) {
-    // full or refused: the text is still in the box
-  }
-}
-
-export function clearDraft() {
-  const store = storage();
-  if (store && draftKey) store.removeItem(draftKey);
-}
-
-function restoreDraft() {
-  const store = storage();
-  if (!store || !draftKey || input.value) return; // the server refilled it after a refusal
-  const draft = store.getItem(draftKey);
-  if (draft) input.value = draft;
-}
-
 function refresh() {
   grow();
   count();
@@ -178,7 +147,7 @@ async function sendWithFetch(event, onSent) {
     const result = await post(form, data);
     if (result.ok) {
       input.value = "";
-      clearDraft();
+      clearDraft(draftKey);
       refresh();
       setNotice("");
       onSent(result.body);
@@ -194,42 +163,16 @@ async function sendWithFetch(event, onSent) {
   }
 }
 
-// A plain form post (a new conversation): only an empty text is stopped here.
-// The draft stays until the conversation's page shows the message (a refused
-// or rate-limited send, or a reader who leaves the answer, keeps the text).
-const SENT_KEY = "chat-draft:sent";
-
+// A plain form post (a new conversation): only an empty text is stopped here;
+// the draft stays until the conversation's page shows the message.
 function sendPlain(event) {
   if (!input.value.trim()) {
     event.preventDefault();
     setNotice("Write a message before sending.", true);
     return;
   }
-  saveDraft();
-  try {
-    window.sessionStorage.setItem(SENT_KEY, JSON.stringify({ key: draftKey, text: input.value.trim() }));
-  } catch (error) {
-    // no session storage: the draft stays until it is sent again
-  }
-}
-
-// On a conversation's page: a draft sent by a plain post that this page shows
-// as a message was sent, so it goes.
-export function settleSentDraft(list) {
-  let sent = null;
-  try {
-    sent = JSON.parse(window.sessionStorage.getItem(SENT_KEY) || "null");
-  } catch (error) {
-    return;
-  }
-  if (!sent || !sent.key || !list) return;
-  const shown = Array.from(list.querySelectorAll("li.message--user template.message__source")).some(
-    (source) => source.content.textContent.trim() === sent.text,
-  );
-  if (!shown) return;
-  const store = storage();
-  if (store) store.removeItem(sent.key);
-  window.sessionStorage.removeItem(SENT_KEY);
+  saveDraft(draftKey, input.value);
+  rememberSent(draftKey, input.value);
 }
 
 export function initComposer({ onSent, onStop } = {}) {
@@ -241,9 +184,9 @@ export function initComposer({ onSent, onStop } = {}) {
   counter = document.getElementById("composer-counter");
   if (!form || !input || !sendButton || !notice) return;
   maxLength = parseInt(input.dataset.maxLength, 10) || 0;
-  draftKey = input.dataset.draftKey ? DRAFT_PREFIX + input.dataset.draftKey : "";
+  draftKey = draftKeyOf(input);
 
-  restoreDraft();
+  restoreDraft(draftKey, input);
   refresh();
 
   form.addEventListener("submit", (event) => {
@@ -276,7 +219,7 @@ export function initComposer({ onSent, onStop } = {}) {
   input.addEventListener("input", () => {
     if (notice.classList.contains("composer__notice--error")) setNotice("");
     refresh();
-    saveDraft();
+    saveDraft(draftKey, input.value);
     updateComposer();
   });
 
