@@ -40,16 +40,22 @@ def preview(text):
     return " ".join((text or "").split())
 
 
+class Steps(list):
+    """A reply's steps, and how long they took in all (`total`, "" for none)."""
+
+    total = ""
+
+
 @register.filter
 def task_steps(task):
     """A reply's steps for its "Details" disclosure: each recorded change of its
     task (tasks' async_task_events) with its time and how long it lasted, in
     plain words (the workflow's message or its step made readable, never a
-    raw id)."""
+    raw id), and the total from the first change to the last."""
+    steps = Steps()
     if task is None:
-        return []
+        return steps
     events = sorted(task.events.all(), key=lambda event: (event.version, event.pk))
-    steps = []
     for index, event in enumerate(events):
         following = events[index + 1] if index + 1 < len(events) else None
         seconds = (following.created_at - event.created_at).total_seconds() if following else None
@@ -64,16 +70,7 @@ def task_steps(task):
                 "duration": TaskWords.seconds(seconds, precise=True) if seconds is not None else "",
             }
         )
+    if len(events) > 1:
+        seconds = (events[-1].created_at - events[0].created_at).total_seconds()
+        steps.total = f"{TaskWords.TOTAL} {TaskWords.seconds(seconds, precise=True)}"
     return steps
-
-
-@register.filter
-def task_total(task):
-    """How long a reply took in all, from its first recorded change to its last."""
-    if task is None:
-        return ""
-    times = [event.created_at for event in task.events.all()]
-    if len(times) < 2:
-        return ""
-    seconds = (max(times) - min(times)).total_seconds()
-    return f"{TaskWords.TOTAL} {TaskWords.seconds(seconds, precise=True)}"
