@@ -27,7 +27,7 @@ def _script(pieces, gap, tag):
     return [*steps, chunk("end"), ("end",)]
 
 
-# What a streamed reply looks like to the renderer (chat/streaming.py): the
+# What a streamed reply looks like to the renderer (chat/markdown/streaming.py): the
 # 200-stream figure is measured with every reply formatted as it grows.
 MARKDOWN_PIECES = (
     "## Part {i}\n\n",

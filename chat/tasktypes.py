@@ -6,8 +6,8 @@ from django.utils import timezone
 
 from tasks import registry
 
-from . import streaming
 from .live import conversation_group, publish_message
+from .markdown import streaming
 from .thinking import Marks, split_thinking, stream_view
 
 CHAT = "chat"

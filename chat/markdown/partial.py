@@ -23,7 +23,7 @@ cheap and keep raw marks off the page:
 
 Every render is bounded like a stored one (chat/markdown/budgets.py) and by a
 shorter CPU deadline (`PARTIAL_CPU_SECONDS`); past it the tail shows as its
-escaped text. How often a reply is rendered is chat/streaming.py's concern.
+escaped text. How often a reply is rendered is chat/markdown/streaming.py's concern.
 """
 
 import re

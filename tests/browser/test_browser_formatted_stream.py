@@ -1,6 +1,6 @@
 """A reply reads formatted while it streams (Chromium + Playwright, a real
 Daphne server): the pieces come as the workflow's `processing` callbacks with
-`delta`, the server formats the text so far (chat/streaming.py) and the page
+`delta`, the server formats the text so far (chat/markdown/streaming.py) and the page
 puts its HTML in as it is. No raw `**` nor table pipes ever show, and the
 final message takes the room the growing reply took."""
 

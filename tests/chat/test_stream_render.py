@@ -1,5 +1,5 @@
 """A reply being written is formatted by the server (chat/markdown/partial.py,
-chat/streaming.py): no raw marks at any length, the same HTML as the final
+chat/markdown/streaming.py): no raw marks at any length, the same HTML as the final
 version once the text is whole, bounded work on adversarial text, and frames
 that carry it."""
 
@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from chat import streaming
+from chat.markdown import streaming
 from chat.markdown.partial import PartialCache, close_tail, render_partial
 from chat.markdown.render import render_markdown
 from tasks import frames

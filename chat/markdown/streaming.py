@@ -45,7 +45,7 @@ from live import publish as live
 from live.connections import fresh_connections
 from tasks.models import AsyncTask
 
-from .markdown.partial import PartialCache, render_partial
+from .partial import PartialCache, render_partial
 
 logger = logging.getLogger(__name__)
 
