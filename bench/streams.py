@@ -27,6 +27,26 @@ def _script(pieces, gap, tag):
     return [*steps, chunk("end"), ("end",)]
 
 
+# What a streamed reply looks like to the renderer (chat/markdown/streaming.py): the
+# 200-stream figure is measured with every reply formatted as it grows.
+MARKDOWN_PIECES = (
+    "## Part {i}\n\n",
+    "Some **bold {i}** words, *emphasis* and `code` ",
+    "with $x^{i}$ math.\n\n- an item\n- another **{i}**\n\n",
+    "| a | b |\n|---|---|\n| {i} | x |\n\n",
+)
+
+
+def _markdown_script(pieces, gap, tag):
+    from tests.standins import chunk, item
+
+    steps = [chunk("begin")]
+    for i in range(pieces):
+        piece = MARKDOWN_PIECES[i % len(MARKDOWN_PIECES)].format(i=f"{tag}{i}")
+        steps += [("sleep", gap), item(piece)]
+    return [*steps, chunk("end"), ("end",)]
+
+
 class Browser:
     """One signed-in user's HTTP session (cookie and CSRF token) on one server."""
 
@@ -145,14 +165,15 @@ def stop_to_cancelled(server_factory, user, make_conversation):
 
 
 def many_streams(server_factory, user, make_conversation):
-    """STREAMS replies streaming at once into one server process (a piece a
-    second each): its extra RSS, and the trivial GET p50 while they run ÷ before."""
+    """STREAMS replies streaming at once into one server process (a piece of
+    Markdown a second each, formatted as it grows): its extra RSS, and the
+    trivial GET p50 while they run ÷ before."""
     from bench.run import rss_kib, trivial_get_latency
     from tasks.models import AsyncTask
     from tests.standins import N8nStandin
 
     conversations = [make_conversation(user, f"many {i}") for i in range(STREAMS)]
-    with N8nStandin(_script(90, 1.0, "m")) as n8n:
+    with N8nStandin(_markdown_script(90, 1.0, "m")) as n8n:
         with server_factory(N8N_BASE_URL=n8n.base_url) as srv:
             browser = Browser(srv, user)
             before_get = trivial_get_latency(srv.base_url, n=300)

@@ -5,8 +5,10 @@ async iterator, so a long conversation never sits whole in memory (Django
 under ASGI would buffer a synchronous iterator whole).
 """
 
+import functools
 import json
 import re
+import zoneinfo
 
 from asgiref.sync import sync_to_async
 from django.db.models import Q
@@ -19,8 +21,33 @@ FORMATS = {
 }
 
 
-def _time(value):
-    return timezone.localtime(value).isoformat(timespec="seconds") if value else None
+# The reader's zone comes as an IANA name (`?tz=Europe/Paris`, which the page
+# adds to its export links); without one, times keep the server's zone. Either
+# way each time carries its offset.
+ZONE_MAX_LENGTH = 64
+
+
+def reader_zone(name):
+    """The zone named `name`, None for none; ValueError for a name that is no zone."""
+    if not name:
+        return None
+    if len(name) > ZONE_MAX_LENGTH or name not in _zone_names():
+        raise ValueError(name)
+    return zoneinfo.ZoneInfo(name)
+
+
+@functools.cache
+def _zone_names():
+    return frozenset(zoneinfo.available_timezones())
+
+
+def _time(value, zone=None):
+    return timezone.localtime(value, zone).isoformat(timespec="seconds") if value else None
+
+
+def _stopped(message) -> bool:
+    """A reply the reader stopped (what was written so far was kept)."""
+    return bool(isinstance(message.metadata, dict) and message.metadata.get("stopped"))
 
 
 def _batch(conversation_id, after):
@@ -62,7 +89,7 @@ async def _messages(conversation_id):
         after = (batch[-1].created_at, batch[-1].pk)
 
 
-def message_record(message) -> dict:
+def message_record(message, zone=None) -> dict:
     task = message.async_task if message.async_task_id else None
     return {
         "id": message.pk,
@@ -71,27 +98,29 @@ def message_record(message) -> dict:
         "role": message.role,
         "content": message.content,
         "thinking": message.thinking or "",
-        "created_at": _time(message.created_at),
+        "created_at": _time(message.created_at, zone),
         "task_status": task.status if task is not None else None,
+        "stopped": _stopped(message),
     }
 
 
-def conversation_record(conversation) -> dict:
+def conversation_record(conversation, zone=None) -> dict:
     return {
         "id": conversation.pk,
         "title": conversation.title,
-        "created_at": _time(conversation.created_at),
-        "updated_at": _time(conversation.updated_at),
+        "created_at": _time(conversation.created_at, zone),
+        "updated_at": _time(conversation.updated_at, zone),
         "is_archived": conversation.is_archived,
     }
 
 
-async def as_json(conversation):
-    head = json.dumps({"conversation": conversation_record(conversation)}, ensure_ascii=False)
+async def as_json(conversation, zone=None):
+    record = conversation_record(conversation, zone)
+    head = json.dumps({"conversation": record}, ensure_ascii=False)
     yield head[:-1] + ', "messages": ['
     separator = ""
     async for message in _messages(conversation.pk):
-        yield separator + json.dumps(message_record(message), ensure_ascii=False)
+        yield separator + json.dumps(message_record(message, zone), ensure_ascii=False)
         separator = ", "
     yield "]}\n"
 
@@ -115,18 +144,20 @@ def fenced(text, prefix=""):
     return f"{prefix}{fence}\n{body}\n{prefix}{fence}\n"
 
 
-async def as_markdown(conversation, leaf_id=None):
+async def as_markdown(conversation, leaf_id=None, zone=None):
     """The branch the page shows (ending at `leaf_id`, or the default one).
 
     Each turn is a `## You · time` or `## Assistant · time` heading; what a
     message says is fenced below it (`fenced`), thinking in a quote, so a
-    message cannot forge a turn of either side."""
+    message cannot forge a turn of either side. A stopped reply's heading
+    ends with "· stopped"."""
     title = " ".join((conversation.title or "").split()) or "New conversation"
     yield f"# {title}\n\n"
-    yield f"Exported {_time(timezone.now())} · conversation {conversation.pk}\n"
+    yield f"Exported {_time(timezone.now(), zone)} · conversation {conversation.pk}\n"
     async for message in _branch(conversation.pk, leaf_id):
         author = "Assistant" if message.role == "assistant" else "You"
-        yield f"\n---\n\n## {author} · {_time(message.created_at)}\n\n"
+        stopped = " · stopped" if _stopped(message) else ""
+        yield f"\n---\n\n## {author} · {_time(message.created_at, zone)}{stopped}\n\n"
         if message.thinking:
             yield f"> **Thinking**\n>\n{fenced(message.thinking, '> ')}\n"
         yield fenced(message.content)

@@ -12,6 +12,7 @@ import json
 import threading
 from collections import OrderedDict
 
+from django.conf import settings
 from django.template.loader import render_to_string
 
 from tasks.models import TaskStatus
@@ -75,7 +76,12 @@ def stream_shell_html() -> str:
     which the conversation page carries in a <template> for its script."""
     from .models import Message, Role
 
-    return render_to_string(TEMPLATE, {"message": Message(role=Role.ASSISTANT), "streaming": True})
+    context = {
+        "message": Message(role=Role.ASSISTANT),
+        "streaming": True,
+        "formatted": settings.CHAT_STREAM_RENDER_SECONDS > 0,
+    }
+    return render_to_string(TEMPLATE, context)
 
 
 def sibling_switches(message) -> dict[str, str]:

@@ -18,6 +18,7 @@ in the admin.
 import re
 
 from django.template.loader import render_to_string
+from django.utils import timezone
 
 from tasks.models import TaskStatus, TaskWords
 
@@ -37,7 +38,32 @@ _TECHNICAL = re.compile(
 
 
 def status_label(task) -> str:
+    """The status line's words: for an unfinished task what is true now (the
+    workflow's own message when it is fit to show, else its step made
+    readable, else whether it was sent), with `{elapsed}` where the time
+    waited goes; for a finished one its status's label."""
+    if task.status in TaskStatus.unfinished():
+        return TaskWords.waiting(task.status, task.current_step, plain_words(task.status_message))
     return TaskWords.label(task.status, task.current_step)
+
+
+def waited_since(task):
+    """Since when the status line counts: the dispatch (processing), else the
+    task's creation (or its restart by an operator)."""
+    if task.status == TaskStatus.PROCESSING and task.processing_started_at:
+        return task.processing_started_at
+    return getattr(task, "restarted_at", None) or task.created_at
+
+
+def _waiting_parts(task):
+    """(words before the time waited, the time, words after it, since when)."""
+    words = status_label(task)
+    before, slot, after = words.partition("{elapsed}")
+    if not slot:
+        before, after = f"{words} · ", ""
+    since = waited_since(task)
+    seconds = max((timezone.now() - since).total_seconds(), 0) if since else 0
+    return before, TaskWords.seconds(int(seconds)), after, since
 
 
 def _error_words(details) -> str:
@@ -98,9 +124,15 @@ def status_html(task, message=None, request=None) -> str:
     if kept_as_reply(task):
         return ""
     conversation_id, message_id = _retry_target(task, message)
+    unfinished = task.status in TaskStatus.unfinished()
+    before, elapsed, after, since = _waiting_parts(task) if unfinished else ("", "", "", None)
     context = {
+        "before": before,
+        "elapsed": elapsed,
+        "after": after,
+        "since": since,
         "task": task,
-        "unfinished": task.status in TaskStatus.unfinished(),
+        "unfinished": unfinished,
         "ended_badly": task.status in TaskStatus.ended_badly(),
         "label": status_label(task),
         "error": error_text(task),

@@ -7,6 +7,7 @@ from django.utils import timezone
 from tasks import registry
 
 from .live import conversation_group, publish_message
+from .markdown import streaming
 from .thinking import Marks, split_thinking, stream_view
 
 CHAT = "chat"
@@ -165,6 +166,16 @@ def _delta_fields(task):
     return fields
 
 
+def _partial_html(frame):
+    """A `sync`'s frame with all the text so far: what the page shows of it
+    (nothing while formatting is off: the page shows the plain text)."""
+    if settings.CHAT_STREAM_RENDER_SECONDS <= 0:
+        return None
+    return streaming.partial_html(
+        frame["text"], frame.get("visible_offset") or 0, frame.get("thinking") is True
+    )
+
+
 def valid_output(output) -> bool:
     if isinstance(output, str):
         return bool(output.strip())
@@ -191,6 +202,8 @@ def register():
             partial_max_chars=_partial_max_chars,
             delta_fields=_delta_fields,
             delta_annotations=Marks.expressions,
+            on_delta=streaming.note,
+            partial_html=_partial_html,
             groups=_groups,
             valid_output=valid_output,
             status_html=status_html,

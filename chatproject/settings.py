@@ -448,6 +448,9 @@ TASK_PARTIAL_TEXT_MAX_CHARS = env.int("TASK_PARTIAL_TEXT_MAX_CHARS", default=100
 # At most one `message.delta` frame per task per this many seconds (the first
 # piece goes out at once; what comes meanwhile is sent together).
 TASK_DELTA_FRAME_SECONDS = env.float("TASK_DELTA_FRAME_SECONDS", default=0.05)
+# A chat reply being written is formatted (its Markdown rendered by the server,
+# chat/markdown/streaming.py) at most every this many seconds; 0 turns formatting off.
+CHAT_STREAM_RENDER_SECONDS = env.float("CHAT_STREAM_RENDER_SECONDS", default=0.2)
 # Dispatch from the event-loop thread that reads n8n's streamed answers as they
 # come (off: the same request from the dispatch pool's thread, its answer read
 # whole, so no streamed text is shown).

@@ -52,7 +52,7 @@ def iter_task_frames(tasks, task_ids=(), limit=MAX_SYNC_TASKS):
         yield frames.task_frame(task)
         if not task.is_terminal and task.partial_text:
             # All the text so far, so a reload or another process goes on from it.
-            yield frames.delta_frame(task, 0, task.partial_text)
+            yield frames.delta_frame(task, 0, task.partial_text, formatted=True)
             # Read again for the next task's frame only: not kept meanwhile.
             task.__dict__.pop("partial_text", None)
 

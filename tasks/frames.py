@@ -83,19 +83,38 @@ def task_groups(task, task_type=None) -> list[str]:
     return groups
 
 
-def delta_frame(task, offset, text, task_type=None) -> dict:
+def delta_frame(task, offset, text, task_type=None, formatted=False) -> dict:
     """The `message.delta` frame: `text` continues the task's partial reply at
-    code point `offset`."""
+    code point `offset`. With `formatted`, one holding all the text (offset 0,
+    as `sync` sends) also carries what the page shows of it as `html`, when the type
+    says (`partial_html`), with `html_offset` the length it covers."""
     task_type = task_type or registry.get(task.task_type)
     frame = {"type": "message.delta", "task_id": task.pk, "conversation_id": None}
     if task_type and task_type.delta_fields:
         frame.update(task_type.delta_fields(task))
     frame.update(offset=offset, text=text)
+    if formatted and offset == 0 and task_type and task_type.partial_html:
+        try:
+            html = task_type.partial_html(frame)
+        except Exception:  # noqa: BLE001 - the text alone still goes
+            logger.warning("partial_html failed for task %s", task.pk, exc_info=True)
+        else:
+            if html is not None:
+                frame.update(html=html, html_offset=len(text))
     return frame
 
 
 def publish_delta(task, offset, text) -> None:
-    """After the commit, send a piece of a task's partial reply, coalesced."""
-    frame = delta_frame(task, offset, text)
-    groups = task_groups(task)
-    transaction.on_commit(lambda: deltas.send_delta(groups, frame), robust=True)
+    """After the commit, send a piece of a task's partial reply, coalesced,
+    and hand it to the type's `on_delta` (which formats the reply so far)."""
+    task_type = registry.get(task.task_type)
+    frame = delta_frame(task, offset, text, task_type)
+    groups = task_groups(task, task_type)
+    on_delta = task_type.on_delta if task_type else None
+
+    def send():
+        deltas.send_delta(groups, frame)
+        if on_delta is not None:
+            on_delta(groups, frame)
+
+    transaction.on_commit(send, robust=True)

@@ -48,30 +48,39 @@ class TaskWords:
     technical reason of a failure stays in `error_details` and `last_error`,
     for the admin."""
 
-    # Dispatch (tasks/outbound/dispatch.py).
-    RETRYING = "n8n could not be reached; retrying…"
-    UNREACHABLE = "n8n could not be reached."
-    REFUSED = "The workflow did not accept the task."
+    # Dispatch (tasks/outbound/dispatch.py): what is true of the attempt
+    # that failed, and of the next one.
+    UNREACHABLE = "The assistant's service could not be reached."
+    ANSWERED_WITH_ERROR = "The assistant's service answered with an error."
+    REFUSED = "The assistant's service did not accept the question."
     # Reconciliation (tasks/outbound/reconcile.py): n8n's API says it is still running.
-    STILL_RUNNING = "Still running in n8n."
+    STILL_RUNNING = "The assistant's service says it is still working…"
     # Reconciliation: n8n's answer or its Result body breaks the input rules.
-    RESULT_UNUSABLE = "The workflow's result could not be used."
+    RESULT_UNUSABLE = "The assistant's answer could not be used."
     # A `failed` callback without `error` (kept as error_details["message"]).
     FAILURE_WITHOUT_DETAILS = "The workflow reported a failure without details."
     # A workflow's failure (a callback's or reconciliation's): the workflow's
     # own words stay in error_details, for the admin (docs/PROTOCOL.md).
-    WORKFLOW_FAILED = "The workflow failed."
+    WORKFLOW_FAILED = "The assistant's workflow failed."
     # The admin's "Mark failed" without a name.
     MARKED_FAILED = "Marked failed by an administrator."
 
     @staticmethod
+    def retrying(answered, attempt, attempts) -> str:
+        """A dispatch that failed and will be sent again: whether the service
+        answered (with an error) or could not be reached, and which attempt
+        comes next of how many the time allows."""
+        what = "answered with an error" if answered else "could not be reached"
+        return f"The assistant's service {what}; trying again ({attempt} of {attempts})…"
+
+    @staticmethod
     def execution_ended(n8n_status) -> str:
-        """A failed n8n execution that left no error message."""
-        return f"The n8n execution ended as {n8n_status}."
+        """A failed execution that left no error message."""
+        return f"The assistant's run ended as {n8n_status}."
 
     @staticmethod
     def timed_out(seconds) -> str:
-        return f"No result within {seconds} seconds, so the task timed out."
+        return f"No answer within {seconds} seconds."
 
     @staticmethod
     def stopped_by(who) -> str:
@@ -86,9 +95,9 @@ class TaskWords:
         """Who, when a person acts through the admin (for the two above)."""
         return f"{username} in the admin"
 
-    # How a task reads on a page (chat/taskstatus.py): its label by status
-    # (a processing one names its step), and the sentence that heads what
-    # went wrong with a task that ended without a result.
+    # How a task reads on a page (chat/taskstatus.py): its label by status,
+    # and the sentence that heads what went wrong with a task that ended
+    # without a result.
     LABELS = {
         TaskStatus.PENDING: "Pending",
         TaskStatus.PROCESSING: "Processing",
@@ -102,14 +111,65 @@ class TaskWords:
         TaskStatus.TIMEOUT: "The assistant did not answer in time.",
         TaskStatus.CANCELLED: "Stopped before the reply was finished.",
     }
+    # While a task is unfinished the page says what is true, with the time
+    # waited so far in place of `{elapsed}` (or after the words): not yet sent,
+    # sent and not heard of since, or the workflow's step.
+    SENDING = "Sending to the assistant ({elapsed})…"
+    NO_ANSWER_YET = "No answer yet from the assistant ({elapsed})…"
+    # The steps of a finished reply ("Details"): the step the app itself
+    # records when the workflow accepts it, and the line that sums them up.
+    SENT = "Sent to the assistant"
+    TOTAL = "Total"
+    # Steps the app records itself; a workflow's own steps are its ids made readable.
+    OWN_STEPS = {"dispatched": SENT}
+
+    @staticmethod
+    def readable_step(step) -> str:
+        """A workflow's step id as words: "searching_web" → "Searching web"."""
+        words = " ".join((step or "").replace("_", " ").replace("-", " ").split())
+        return words[:1].upper() + words[1:]
+
+    @staticmethod
+    def step_label(status, step="", message="") -> str:
+        """One step of a task as people read it: an unfinished step is its
+        `status_message` (`message`, when it is fit to show: the workflow's
+        words, or a retry's), else a processing step is its step id made
+        readable; any other is its status's label."""
+        if status in TaskStatus.unfinished() and message:
+            return message
+        if status == TaskStatus.PROCESSING:
+            if step in TaskWords.OWN_STEPS:
+                return TaskWords.OWN_STEPS[step]
+            if step:
+                return TaskWords.readable_step(step)
+        return TaskWords.LABELS.get(status, TaskWords.LABELS[TaskStatus.PENDING])
+
+    @staticmethod
+    def waiting(status, step="", message="") -> str:
+        """What an unfinished task's status line says (with `{elapsed}`, or
+        followed by the time waited)."""
+        if message:
+            return message
+        if status == TaskStatus.PENDING:
+            return TaskWords.SENDING
+        if step and step not in TaskWords.OWN_STEPS:
+            return TaskWords.readable_step(step)
+        return TaskWords.NO_ANSWER_YET
 
     @staticmethod
     def label(status, step="") -> str:
         """The label of a task in `status` (at `step` when processing)."""
-        step = (step or "").replace("_", " ").strip()
-        if status == TaskStatus.PROCESSING and step:
-            return f"{TaskWords.LABELS[TaskStatus.PROCESSING]} · {step}"
-        return TaskWords.LABELS.get(status, TaskWords.LABELS[TaskStatus.PENDING])
+        return TaskWords.step_label(status, step)
+
+    @staticmethod
+    def seconds(value, precise=False) -> str:
+        """A duration as the page shows it: "40 s", "2 min 5 s"; `precise`
+        keeps a tenth under ten seconds ("4.2 s", for a reply's steps). The
+        page's clock (static/chat/times.js) counts on in the same form."""
+        if value < 60:
+            return f"{value:.1f} s" if precise and value < 10 else f"{value:.0f} s"
+        minutes, rest = divmod(round(value), 60)
+        return f"{minutes} min {rest} s"
 
 
 # Which status may follow which: forward only, `processing` may repeat.

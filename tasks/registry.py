@@ -64,6 +64,13 @@ class TaskType:
     # row (its `partial_text` as just appended to) that the append of a
     # streamed piece returns in the same statement, for `delta_fields`.
     delta_annotations: Callable | None = None
+    # on_delta(groups, frame): after the commit of a streamed piece, with the
+    # `message.delta` frame sent for it (chat formats the reply so far from it,
+    # on a thread of its own: it must return at once).
+    on_delta: Callable | None = None
+    # partial_html(frame) -> str | None: what the page shows of a reply being
+    # written, as HTML, for a frame holding all of its text (a `sync`'s).
+    partial_html: Callable | None = None
 
     def get_workflow(self):
         return self.workflow() if callable(self.workflow) else self.workflow

@@ -14,6 +14,9 @@ def _test_settings(settings):
     settings.SESSION_COOKIE_SECURE = False
     settings.CSRF_COOKIE_SECURE = False
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    # No renderer thread behind in-process tests (tests/chat/test_stream_render.py
+    # drives its own); servers started by tests keep the default.
+    settings.CHAT_STREAM_RENDER_SECONDS = 0
 
 
 @pytest.fixture(autouse=True)

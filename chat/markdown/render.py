@@ -48,7 +48,13 @@ from .linkify import linkify
 from .sanitize import sanitize
 
 COPY_BUTTON = '<button type="button" class="copy-code" aria-label="Copy code" hidden>Copy</button>'
-_CODE_BLOCK = re.compile(r'(<div class="highlight"(?: data-lang="[^"]*")?>)<pre>')
+_CODE_BLOCK = re.compile(r'(<div class="highlight"(?: data-lang="([^"]*)")?>)<pre>')
+# Added after sanitizing, like the Copy button: a read-only checkbox's name,
+# and keyboard access (a tab stop with a name) to the boxes that scroll sideways.
+_CHECKBOX = re.compile(r'<input class="task-list-item-checkbox"([^>]*)>')
+_TABLE_SCROLL = '<div class="table-scroll">'
+_TABLE_SCROLL_REGION = '<div class="table-scroll" tabindex="0" role="region" aria-label="Table">'
+
 _LANGUAGE = re.compile(r"^[\w+#.-]{1,32}$")
 # Inline HTML kept as HTML: formatting tags without attributes.
 _SAFE_INLINE_HTML = re.compile(r"^</?(b|br|code|del|em|i|kbd|s|strong|sub|sup)\s*/?>$", re.I)
@@ -225,7 +231,28 @@ def render_markdown(text: str | None, until: float | None = None) -> SafeString:
         )
         return plain_paragraphs(text)
     clean = sanitize(rendered)
-    return mark_safe(_CODE_BLOCK.sub(rf"\1{COPY_BUTTON}<pre>", clean))  # noqa: S308
+    return mark_safe(_accessible(clean))  # noqa: S308
+
+
+def _code_block_head(match) -> str:
+    language = match.group(2)
+    name = f"Code ({language})" if language else "Code"
+    return f'{match.group(1)}{COPY_BUTTON}<pre tabindex="0" role="region" aria-label="{name}">'
+
+
+def _checkbox(match) -> str:
+    attributes = match.group(1)
+    name = "Done" if "checked" in attributes else "Not done"
+    return f'<input class="task-list-item-checkbox" aria-label="{name}"{attributes}>'
+
+
+def _accessible(clean: str) -> str:
+    """What sanitized HTML gets afterwards, from fixed strings: each code
+    block's Copy button and a tab stop on its code (it may scroll sideways),
+    a name for each task-list checkbox, a tab stop on each table's scroller."""
+    clean = _CODE_BLOCK.sub(_code_block_head, clean)
+    clean = _CHECKBOX.sub(_checkbox, clean)
+    return clean.replace(_TABLE_SCROLL, _TABLE_SCROLL_REGION)
 
 
 def plain_paragraphs(text: str) -> SafeString:

@@ -63,15 +63,19 @@ def _attribute_filter(element, attribute, value):
     return value
 
 
+# Built once: nh3 compiles its allow-lists when a cleaner is made, which
+# cost about 1 ms per call when they were passed to `nh3.clean` each time.
+_CLEANER = nh3.Cleaner(
+    tags=ALLOWED_TAGS,
+    clean_content_tags={"script", "style", "iframe", "object", "embed", "template"},
+    attributes=ALLOWED_ATTRIBUTES,
+    allowed_classes=ALLOWED_CLASSES,
+    attribute_filter=_attribute_filter,
+    url_schemes=URL_SCHEMES,
+    link_rel="noopener noreferrer nofollow",
+    strip_comments=True,
+)
+
+
 def sanitize(html_text: str) -> str:
-    return nh3.clean(
-        html_text,
-        tags=ALLOWED_TAGS,
-        clean_content_tags={"script", "style", "iframe", "object", "embed", "template"},
-        attributes=ALLOWED_ATTRIBUTES,
-        allowed_classes=ALLOWED_CLASSES,
-        attribute_filter=_attribute_filter,
-        url_schemes=URL_SCHEMES,
-        link_rel="noopener noreferrer nofollow",
-        strip_comments=True,
-    )
+    return _CLEANER.clean(html_text)

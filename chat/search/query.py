@@ -136,6 +136,19 @@ def search(user, text, page=1) -> Results:
     )
 
 
+# Markdown's marks in a snippet of a message's source: strong, emphasis and
+# strikethrough runs, code backticks, heading and quote marks at a line's start.
+_MARKDOWN_MARKS = re.compile(
+    r"\*{2,}|_{2,}|~~|`+|(?<![\w*])\*(?=\S)|(?<=\S)\*(?![\w*])|^\s*#{1,6}\s+|^\s*>\s?",
+    re.M,
+)
+
+
+def unmarked(text) -> str:
+    """A snippet's text without the Markdown marks that would show raw (`**`)."""
+    return _MARKDOWN_MARKS.sub("", text)
+
+
 def _marked(text) -> SafeString:
     """Escape everything, then turn the database's markers into `<mark>`."""
     out, open_ = [], False
@@ -149,7 +162,7 @@ def _marked(text) -> SafeString:
                 out.append("</mark>")
                 open_ = False
         else:
-            out.append(html.escape(part))
+            out.append(html.escape(unmarked(part)))
     if open_:
         out.append("</mark>")
     return mark_safe("".join(out))  # noqa: S308 - escaped above

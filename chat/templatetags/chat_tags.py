@@ -1,8 +1,10 @@
 from django import template
 from django.utils.safestring import mark_safe
 
+from tasks.models import TaskWords
+
 from ..fragments import message_html, stream_shell_html
-from ..taskstatus import status_html
+from ..taskstatus import plain_words, status_html
 
 register = template.Library()
 
@@ -38,27 +40,37 @@ def preview(text):
     return " ".join((text or "").split())
 
 
+class Steps(list):
+    """A reply's steps, and how long they took in all (`total`, "" for none)."""
+
+    total = ""
+
+
 @register.filter
 def task_steps(task):
     """A reply's steps for its "Details" disclosure: each recorded change of its
-    task (tasks' async_task_events) with its time and how long it lasted."""
+    task (tasks' async_task_events) with its time and how long it lasted, in
+    plain words (the workflow's message or its step made readable, never a
+    raw id), and the total from the first change to the last."""
+    steps = Steps()
     if task is None:
-        return []
+        return steps
     events = sorted(task.events.all(), key=lambda event: (event.version, event.pk))
-    steps = []
     for index, event in enumerate(events):
         following = events[index + 1] if index + 1 < len(events) else None
         seconds = (following.created_at - event.created_at).total_seconds() if following else None
-        if event.status == "processing" and event.current_step:
-            label = event.current_step.replace("_", " ")
-        else:
-            label = event.get_status_display()
+        label = TaskWords.step_label(
+            event.status, event.current_step, plain_words(event.status_message)
+        )
         steps.append(
             {
                 "label": label,
                 "status": event.status,
                 "at": event.created_at,
-                "duration": f"{seconds:.1f} s" if seconds is not None else "",
+                "duration": TaskWords.seconds(seconds, precise=True) if seconds is not None else "",
             }
         )
+    if len(events) > 1:
+        seconds = (events[-1].created_at - events[0].created_at).total_seconds()
+        steps.total = f"{TaskWords.TOTAL} {TaskWords.seconds(seconds, precise=True)}"
     return steps

@@ -49,7 +49,7 @@ def conversation_new(request):
         # A first message is a send like any other.
         refusal = check(request, SEND_LIMIT_GROUP, settings.CHAT_RATE_LIMIT)
         if refusal is not None:
-            return too_many(request, refusal)
+            return _refused_first_send(request, refusal)
     form = NewConversationForm(request.POST)
     if not form.is_valid():
         if "title" not in request.POST:
@@ -65,6 +65,25 @@ def conversation_new(request):
         if content:
             services.send_message(request.user, conversation, content)
     return see_other(conversation.get_absolute_url())
+
+
+def _refused_first_send(request, refusal):
+    """A first message past the send limit: 429 with the page it came from,
+    its text kept in the box and the refusal's words beside it (a bare 429
+    page lost the text when its reader went back to the app)."""
+    if "application/json" in request.headers.get("Accept", ""):
+        return too_many(request, refusal)
+    if "title" not in request.POST:
+        response = _render_new(
+            request, MessageForm(request.POST), error=refusal.message, status=429
+        )
+    else:
+        form = NewConversationForm(request.POST)
+        form.is_valid()
+        form.add_error(None, refusal.message)
+        response = _render_list(request, form, status=429)
+    response["Retry-After"] = str(refusal.retry_after)
+    return response
 
 
 def _render_new(request, form, error="", status=200):
@@ -150,7 +169,8 @@ def render_conversation(request, conversation, form=None, rename_form=None, erro
         "rename_form": rename_form or RenameForm(initial={"title": conversation.title}),
         "composer_error": error,
         "max_length": settings.CHAT_MESSAGE_MAX_LENGTH,
-        "sidebar": sidebar(request),
+        # An archived conversation (opened from search, say) shows beside the archived list.
+        "sidebar": sidebar(request, archived=conversation.is_archived),
     }
     return render(request, "chat/conversation.html", context, status=status)
 

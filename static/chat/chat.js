@@ -6,11 +6,15 @@
 //   composer.js  sending, Stop (and Esc), growing box, counter, drafts, keys
 //   stream.js    replies that grow while they are written (message.delta)
 //   sidebar.js   the open conversation's entry and title
+//   menu.js      the Manage menu: Esc and a click outside close it
+//   drafts.js    the composer's drafts, kept until the message is shown
 // page.js (every page) shows times in the reader's zone and the copy buttons.
 
 import { state } from "./state.js";
 import { fillCsrf, post } from "./dom.js";
 import { initComposer, setNotice, updateComposer } from "./composer.js";
+import { settleSentDraft } from "./drafts.js";
+import { installMenus } from "./menu.js";
 import {
   applySent,
   applyTask,
@@ -51,6 +55,22 @@ function installRetry(root) {
   });
 }
 
+// Exports show times in the reader's zone: the links say which (?tz=).
+function exportInReaderZone(root) {
+  let zone = "";
+  try {
+    zone = Intl.DateTimeFormat().resolvedOptions().timeZone || "";
+  } catch (error) {
+    return;
+  }
+  if (!zone) return;
+  root.querySelectorAll("a[data-export]").forEach((link) => {
+    const url = new URL(link.href, location.href);
+    url.searchParams.set("tz", zone);
+    link.href = url.pathname + url.search;
+  });
+}
+
 function start() {
   const root = document.getElementById("conversation");
   if (!root) {
@@ -67,6 +87,9 @@ function start() {
   if (composer) composer.dataset.mode = "fetch";
 
   root.querySelectorAll(".task-status[data-task-id]").forEach(reconcile);
+  settleSentDraft(state.list);
+  exportInReaderZone(root);
+  installMenus();
   fillCsrf(root);
   initComposer({ onSent, onStop: (task) => applyTask(task) });
   installRetry(root);

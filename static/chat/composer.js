@@ -8,10 +8,10 @@
 
 import { state, busy, UNFINISHED } from "./state.js";
 import { csrfToken, post } from "./dom.js";
+import { clearDraft, draftKeyOf, rememberSent, restoreDraft, saveDraft } from "./drafts.js";
 
 const WAITING_TEXT = "The assistant is replying… Stop (or Esc) ends the reply.";
 const COUNTER_FROM = 0.9; // show the counter past this share of the limit
-const DRAFT_PREFIX = "chat-draft:";
 
 let form = null;
 let input = null;
@@ -115,37 +115,6 @@ function count() {
     : "";
 }
 
-function storage() {
-  try {
-    return window.localStorage;
-  } catch (error) {
-    return null; // storage disabled: no drafts, everything else works
-  }
-}
-
-function saveDraft() {
-  const store = storage();
-  if (!store || !draftKey) return;
-  try {
-    if (input.value.trim()) store.setItem(draftKey, input.value);
-    else store.removeItem(draftKey);
-  } catch (error) {
-    // full or refused: the text is still in the box
-  }
-}
-
-export function clearDraft() {
-  const store = storage();
-  if (store && draftKey) store.removeItem(draftKey);
-}
-
-function restoreDraft() {
-  const store = storage();
-  if (!store || !draftKey || input.value) return; // the server refilled it after a refusal
-  const draft = store.getItem(draftKey);
-  if (draft) input.value = draft;
-}
-
 function refresh() {
   grow();
   count();
@@ -178,7 +147,7 @@ async function sendWithFetch(event, onSent) {
     const result = await post(form, data);
     if (result.ok) {
       input.value = "";
-      clearDraft();
+      clearDraft(draftKey);
       refresh();
       setNotice("");
       onSent(result.body);
@@ -194,14 +163,16 @@ async function sendWithFetch(event, onSent) {
   }
 }
 
-// A plain form post (a new conversation): only an empty text is stopped here.
+// A plain form post (a new conversation): only an empty text is stopped here;
+// the draft stays until the conversation's page shows the message.
 function sendPlain(event) {
   if (!input.value.trim()) {
     event.preventDefault();
     setNotice("Write a message before sending.", true);
     return;
   }
-  clearDraft(); // the server puts the text back in the box if it refuses it
+  saveDraft(draftKey, input.value);
+  rememberSent(draftKey, input.value);
 }
 
 export function initComposer({ onSent, onStop } = {}) {
@@ -213,9 +184,9 @@ export function initComposer({ onSent, onStop } = {}) {
   counter = document.getElementById("composer-counter");
   if (!form || !input || !sendButton || !notice) return;
   maxLength = parseInt(input.dataset.maxLength, 10) || 0;
-  draftKey = input.dataset.draftKey ? DRAFT_PREFIX + input.dataset.draftKey : "";
+  draftKey = draftKeyOf(input);
 
-  restoreDraft();
+  restoreDraft(draftKey, input);
   refresh();
 
   form.addEventListener("submit", (event) => {
@@ -233,8 +204,13 @@ export function initComposer({ onSent, onStop } = {}) {
     if (!sendButton.disabled) form.requestSubmit(sendButton);
   });
 
+  // Esc stops the reply from the composer or the page itself, never from a
+  // menu, the search box or another field (there it closes or clears that).
   document.addEventListener("keydown", (event) => {
     if (event.key !== "Escape" || event.isComposing || form.dataset.mode !== "fetch") return;
+    if (event.defaultPrevented) return;
+    const from = event.target;
+    if (from !== input && from !== document.body && from !== document.documentElement) return;
     if (!busy()) return;
     event.preventDefault();
     stopReply();
@@ -243,11 +219,19 @@ export function initComposer({ onSent, onStop } = {}) {
   input.addEventListener("input", () => {
     if (notice.classList.contains("composer__notice--error")) setNotice("");
     refresh();
-    saveDraft();
+    saveDraft(draftKey, input.value);
     updateComposer();
   });
 
   updateComposer();
+  // Ready to type on arrival (after a new conversation's first message too),
+  // unless the address names a message to read or the screen is a touch
+  // screen (focus would open its keyboard over the page).
+  if (form.dataset.mode === "fetch" && !location.hash && !touchScreen() && !input.disabled) {
+    if (document.activeElement === document.body || !document.activeElement) {
+      input.focus({ preventScroll: true });
+    }
+  }
 }
 
 export { setNotice };

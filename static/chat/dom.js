@@ -14,6 +14,13 @@ export function fragment(html) {
   return template.content.firstElementChild;
 }
 
+// All the nodes of a server-rendered HTML fragment (a reply's body so far).
+export function fragmentContent(html) {
+  const template = document.createElement("template");
+  template.innerHTML = html || "";
+  return template.content;
+}
+
 // Forms rendered outside a request (websocket fragments) carry no CSRF token.
 export function fillCsrf(scope) {
   scope.querySelectorAll("form[method=post]").forEach((form) => {

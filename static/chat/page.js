@@ -1,6 +1,6 @@
 // Every page: times in the reader's zone, copy buttons. The live updates of a
 // conversation are in chat.js (both are native ES modules, no build step).
-import { localizeTimes, startClock } from "./times.js";
+import { localizeTimes, startClock, startElapsed } from "./times.js";
 import { installCopyButtons, revealCopyButtons } from "./copy.js";
 
 function enhance(scope) {
@@ -11,6 +11,7 @@ function enhance(scope) {
 enhance(document);
 installCopyButtons();
 startClock();
+startElapsed();
 // Fragments added later (live updates, earlier messages) get the same.
 new MutationObserver((records) => {
   for (const record of records) {

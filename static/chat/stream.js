@@ -1,20 +1,25 @@
 // Replies that grow while the workflow writes them (message.delta frames).
 //
 // Each unfinished reply with text gets a provisional item at the end of the
-// list, plain text, marked aria-busy (screen readers hear the finished reply
-// from the live region when message.created arrives, not every piece). The
-// text is kept as code points, since frame offsets count code points; which
-// part of it shows is the frames' to say. When the reply's message arrives
-// (message.created with its async_task_id) the server-rendered message
-// replaces the provisional item.
+// list, marked aria-busy (screen readers hear the finished reply from the
+// live region when message.created arrives, not every piece). The text is
+// kept as code points, since frame offsets count code points. What the item
+// shows is the server's to say: a frame with `html` carries the reply so far
+// formatted by the server (the same renderer as the final message), which the
+// page puts in as it is, so the final version replaces it without a jump;
+// without formatting (the server's switch off) the visible text shows plain.
+// When the reply's message arrives (message.created with its async_task_id)
+// the server-rendered message replaces the provisional item. A reply whose
+// task failed keeps its text, marked as interrupted.
 
 import { state, UNFINISHED } from "./state.js";
 import { nearBottom, scrollToNewest } from "./scroll.js";
+import { fragmentContent } from "./dom.js";
 
-// A task that ended without a message (failed, timed out) loses its
-// provisional text after this long; a completed or stopped one waits for its
-// message frame.
+// A completed or stopped task waits this long for its message frame before
+// its provisional item goes (the next sync brings the message anyway).
 const ORPHAN_MS = 4000;
+const ENDED_BADLY = ["failed", "timeout"];
 
 let onGap = () => {};
 
@@ -43,36 +48,54 @@ function item(taskId, create) {
   return element;
 }
 
-// A message.delta frame: text continues the task's partial reply at offset.
-// What to show of the text so far is the server's to say (its thinking rule,
+// Put the server's HTML of the reply so far in the body, as it is.
+function showHtml(body, html) {
+  body.replaceChildren(fragmentContent(html));
+}
+
+// A message.delta frame: text continues the task's partial reply at offset;
+// `html` (with the length it covers, `html_offset`) is what to show of it.
+// Otherwise what to show is the frame's to say (the server's thinking rule,
 // chat/thinking.py): "thinking" (show the body's data-thinking words), else
-// the text from code point visible_offset on. Both describe the text up to
-// the frame's end, which is the end of what the page then has.
+// the text from code point visible_offset on.
 export function applyDelta(frame) {
   const taskId = String(frame.task_id);
   if (String(frame.conversation_id) !== String(state.conversationId)) return;
   const known = state.tasks.get(taskId);
   if (known && !UNFINISHED.includes(known.status)) return; // ended: its message wins
   if (replied(taskId)) return;
-  const stream = state.streams.get(taskId) || { points: [] };
+  const stream = state.streams.get(taskId) || { points: [], htmlOffset: -1 };
+  state.streams.set(taskId, stream);
   const incoming = Array.from(frame.text || "");
   const offset = Number(frame.offset) || 0;
+  const hasHtml = typeof frame.html === "string";
   if (offset > stream.points.length) {
     onGap(); // a piece was missed: sync answers the whole text so far
-    return;
+    if (!hasHtml) return;
+  } else if (offset + incoming.length > stream.points.length) {
+    stream.points = stream.points.slice(0, offset).concat(incoming);
+  } else if (!hasHtml) {
+    return; // nothing new
   }
-  if (offset + incoming.length <= stream.points.length) return; // nothing new
-  stream.points = stream.points.slice(0, offset).concat(incoming);
-  state.streams.set(taskId, stream);
   const atBottom = nearBottom();
   const element = item(taskId, true);
   if (!element) return;
   const body = element.querySelector(".message__body");
   const thinking = frame.thinking === true;
-  body.textContent = thinking
-    ? body.dataset.thinking
-    : stream.points.slice(Number(frame.visible_offset) || 0).join("");
-  body.classList.toggle("message__body--thinking", thinking);
+  const htmlOffset = Number(frame.html_offset) || 0;
+  if (hasHtml) {
+    if (htmlOffset < stream.htmlOffset) return; // an older rendering
+    stream.htmlOffset = htmlOffset;
+    showHtml(body, frame.html);
+  } else if (thinking) {
+    body.textContent = body.dataset.thinking;
+  } else if (!body.dataset.formatted) {
+    body.textContent = stream.points.slice(Number(frame.visible_offset) || 0).join("");
+  } else if (body.classList.contains("message__body--thinking")) {
+    body.textContent = ""; // thought over: the formatted reply follows
+  }
+  if (!hasHtml) body.classList.toggle("message__body--thinking", thinking);
+  else body.classList.remove("message__body--thinking");
   // Follow the growing text unless the reader scrolled up to read.
   if (atBottom) scrollToNewest();
 }
@@ -86,11 +109,24 @@ export function endStream(taskId) {
   return Boolean(element);
 }
 
-// A task.status frame: a stream whose task ended badly goes after a moment;
-// a completed or stopped one is replaced by its message frame.
+// A task.status frame. A reply whose task failed or timed out keeps what
+// was written, marked as interrupted (the status line under the question
+// says what happened and offers Retry); a completed or stopped one is
+// replaced by its message frame.
 export function taskChanged(task) {
   const id = String(task.id);
-  if (UNFINISHED.includes(task.status) || !item(id, false)) return;
+  const element = item(id, false);
+  if (UNFINISHED.includes(task.status) || !element) return;
+  if (ENDED_BADLY.includes(task.status)) {
+    state.streams.delete(id);
+    element.removeAttribute("aria-busy");
+    element.classList.remove("message--streaming");
+    element.classList.add("message--interrupted");
+    element.removeAttribute("id");
+    const note = element.querySelector(".message__interrupted");
+    if (note) note.hidden = false;
+    return;
+  }
   setTimeout(() => {
     if (!replied(id)) endStream(id);
   }, ORPHAN_MS);

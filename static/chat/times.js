@@ -78,3 +78,25 @@ export function startClock() {
     });
   }, REFRESH_MS);
 }
+
+// The time waited on a status line ("No answer yet from the assistant (40 s)…")
+// counts on every second, in the server's form ("40 s", "2 min 5 s").
+const ELAPSED_MS = 1000;
+
+export function elapsedText(seconds) {
+  const whole = Math.max(0, Math.floor(seconds));
+  if (whole < 60) return `${whole} s`;
+  return `${Math.floor(whole / 60)} min ${whole % 60} s`;
+}
+
+export function startElapsed() {
+  setInterval(() => {
+    const now = Date.now();
+    document.querySelectorAll("[data-elapsed-since]").forEach((element) => {
+      const since = Date.parse(element.dataset.elapsedSince);
+      if (Number.isNaN(since)) return;
+      const text = elapsedText((now - since) / 1000);
+      if (element.textContent !== text) element.textContent = text;
+    });
+  }, ELAPSED_MS);
+}

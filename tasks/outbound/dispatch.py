@@ -219,6 +219,27 @@ def next_attempt_at(task, now):
     return min(now + timedelta(seconds=backoff_seconds(task.attempts)), latest)
 
 
+def planned_attempts(task, now, next_attempt) -> int:
+    """How many attempts a task gets in all, if none succeeds: the cap when
+    TASK_DISPATCH_MAX_ATTEMPTS is set, otherwise those made so far, the next
+    one and those the time left before the last moment allows (each after
+    its backoff without the jitter's random half, so an estimate)."""
+    cap = settings.TASK_DISPATCH_MAX_ATTEMPTS
+    if cap:
+        return cap
+    reserve = min(task.timeout_seconds * RETRY_RESERVE_SHARE, RETRY_RESERVE_MAX)
+    latest = task.deadline - timedelta(seconds=reserve)
+    attempts, at = task.attempts + 1, next_attempt
+    while at < latest and attempts < 1000:
+        delay = min(
+            settings.TASK_DISPATCH_BACKOFF_SECONDS * (2 ** max(attempts - 1, 0)),
+            settings.TASK_DISPATCH_BACKOFF_MAX_SECONDS,
+        )
+        at = min(at + timedelta(seconds=delay * 0.75), latest)
+        attempts += 1
+    return attempts
+
+
 def record_dispatch(task_id, result: DispatchResult) -> Recorded:
     """Record a dispatch answer through the door, without moving the task back."""
     now = timezone.now()
@@ -251,16 +272,23 @@ def record_dispatch(task_id, result: DispatchResult) -> Recorded:
             return Recorded.DISPATCHED
         next_attempt = next_attempt_at(task, now)
         if result.outcome != Outcome.REFUSED and next_attempt is not None:
-            door.change(
-                task.pk, status_message=TaskWords.RETRYING, next_attempt_at=next_attempt, **change
+            words = TaskWords.retrying(
+                answered=result.http_status is not None,
+                attempt=task.attempts + 1,
+                attempts=planned_attempts(task, now, next_attempt),
             )
+            door.change(task.pk, status_message=words, next_attempt_at=next_attempt, **change)
             return Recorded.RETRY
+        if result.outcome == Outcome.REFUSED:
+            words = TaskWords.REFUSED
+        elif result.http_status is not None:
+            words = TaskWords.ANSWERED_WITH_ERROR
+        else:
+            words = TaskWords.UNREACHABLE
         door.change(
             task.pk,
             status=TaskStatus.FAILED,
-            status_message=(
-                TaskWords.REFUSED if result.outcome == Outcome.REFUSED else TaskWords.UNREACHABLE
-            ),
+            status_message=words,
             error_details=error_details(result, attempts=task.attempts),
             **change,
         )

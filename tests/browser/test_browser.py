@@ -98,8 +98,11 @@ def test_a_reply_arrives_live_with_its_steps_in_every_tab(server, context):
     processing = page.locator(".task-status[data-status='processing']")
     processing.wait_for()
     wait_js(
-        page, "document.querySelector('.task-status__label')?.textContent.startsWith('Processing')"
+        page,
+        "document.querySelector('.task-status__label')?.textContent.includes('writing a reply')",
     )
+    # What is true, with the time waited; never a raw step id.
+    assert "dispatched" not in page.inner_text(".task-status__label")
     # The box stays editable (draft the next message); the button stops the reply.
     assert page.locator("#composer-input").is_enabled()
     assert page.inner_text("#composer-send") == "Stop"

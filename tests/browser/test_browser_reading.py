@@ -465,7 +465,8 @@ def test_a_finished_reply_is_announced_once_politely(long_conversation, server, 
             headers={"Authorization": f"Bearer {callbacks.make_token(task_id)}"},
             timeout=10,
         ).raise_for_status()
-    wait_js(page, "document.querySelector('.task-status__label').textContent.includes('writing')")
+    # The step id made readable ("writing" → "Writing").
+    wait_js(page, "document.querySelector('.task-status__label').textContent.includes('Writing')")
     complete(server, task_id, "Here is **the answer**.")
     wait_js(page, "window.__said.length > 0")
     page.wait_for_timeout(300)

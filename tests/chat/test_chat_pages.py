@@ -181,7 +181,8 @@ def test_pending_status_under_the_user_message(user_client, user):
         f'data-task-id="{task.pk}" data-status="pending" data-version="{task.version}" '
         f'data-cancel-url="/tasks/{task.pk}/cancel/">'
     ) in li
-    assert '<span class="task-status__label">Pending</span>' in li
+    assert '<span class="task-status__label">Sending to the assistant (<span' in li
+    assert re.search(r'data-elapsed-since="[^"]+">\d+ s</span>\)…</span>', li)
     assert "task-retry" not in li
 
 
@@ -197,8 +198,9 @@ def test_processing_status_shows_step_and_message(user_client, user):
     )
     li = message_li(page(user_client, conversation), message)
     assert 'data-status="processing" data-version="3"' in li
-    assert '<span class="task-status__label">Processing · generating</span>' in li
-    assert '<span class="task-status__message">Writing the answer…</span>' in li
+    # The workflow's own words, then the time waited since the dispatch.
+    assert '<span class="task-status__label">Writing the answer… · <span' in li
+    assert "generating" not in li
 
 
 def test_failed_status_shows_the_error_in_plain_words_and_retry(user_client, user):

@@ -96,7 +96,7 @@ def test_the_page_carries_the_shell_of_a_streaming_reply_from_the_message_templa
     assert "data-message-id" not in shell and ' id="message-' not in shell
     assert '<span class="message__author">Assistant</span>' in shell
     assert (
-        '<div class="message__body message__body--plain message__body--streaming"'
+        '<div class="message__body markdown message__body--streaming"'
         ' data-thinking="Thinking…"></div>'
     ) in shell
     # Its meta is a stored reply's meta up to the author.

@@ -32,8 +32,9 @@ def test_the_page_shows_a_replys_steps_with_durations(user_client, client, user,
     details = re.search(r'<details class="message__details">(.*?)</details>', html, re.S)
     assert details, "the reply has a Details disclosure"
     labels = re.findall(r'class="task-steps__label">([^<]*)<', details.group(1))
-    assert labels == ["Pending", "dispatched", "searching web", "Completed"]
+    assert labels == ["Pending", "Sent to the assistant", "Searching web", "Completed"]
     assert len(re.findall(r'class="task-steps__duration">\d+\.\d s<', details.group(1))) == 3
+    assert re.search(r'<p class="task-steps__total">Total \d+\.\d s</p>', details.group(1))
 
 
 def test_another_user_never_sees_the_steps(other_client, client, user, monkeypatch):

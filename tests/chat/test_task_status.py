@@ -64,8 +64,12 @@ def test_unfinished_tasks_have_no_error_words():
 
 def test_the_label_names_the_current_step():
     task = AsyncTask(status=TaskStatus.PROCESSING, current_step="calling_model")
-    processing = TaskWords.LABELS[TaskStatus.PROCESSING]
-    assert taskstatus.status_label(task) == f"{processing} · calling model"
+    # The step id made readable, never the raw id.
+    assert taskstatus.status_label(task) == "Calling model"
+    task.status_message = "Asking the model…"  # the workflow's own words come first
+    assert taskstatus.status_label(task) == "Asking the model…"
+    dispatched = AsyncTask(status=TaskStatus.PROCESSING, current_step="dispatched")
+    assert taskstatus.status_label(dispatched) == TaskWords.NO_ANSWER_YET
     timeout = AsyncTask(status=TaskStatus.TIMEOUT)
     assert taskstatus.status_label(timeout) == TaskWords.LABELS[TaskStatus.TIMEOUT]
 

@@ -134,7 +134,11 @@ def test_5xx_then_success_retries_with_backoff(dispatch_settings, fake_n8n, user
     assert task.status == "pending"
     assert task.next_attempt_at > before
     assert "503" in task.last_error
-    assert task.status_message == TaskWords.RETRYING
+    # What is true: n8n answered, with an error; which attempt comes next of how many.
+    assert task.status_message == TaskWords.retrying(answered=True, attempt=2, attempts=3)
+    assert task.status_message == (
+        "The assistant's service answered with an error; trying again (2 of 3)…"
+    )
     make_due(task)
     assert services.claim_and_dispatch(task.pk) == "dispatched"
     assert len(received(fake_n8n)) == 2
@@ -167,7 +171,7 @@ def test_5xx_on_every_try_fails_after_the_last_attempt(dispatch_settings, fake_n
     assert task.status == "failed"
     assert task.error_details["http_status"] == 502
     assert task.error_details["attempts"] == 3
-    assert task.status_message == TaskWords.UNREACHABLE
+    assert task.status_message == TaskWords.ANSWERED_WITH_ERROR
     assert len(task.metadata["attempts"]) == 3
 
 
@@ -197,6 +201,10 @@ def test_a_connection_error_is_retried_then_fails_with_a_clear_error(dispatch_se
     dispatch_settings.TASK_DISPATCH_MAX_ATTEMPTS = 2
     task = chat_task(user)
     assert services.claim_and_dispatch(task.pk) == "retry"
+    task.refresh_from_db()
+    assert task.status_message == (
+        "The assistant's service could not be reached; trying again (2 of 2)…"
+    )
     make_due(task)
     assert services.claim_and_dispatch(task.pk) == "failed"
     task.refresh_from_db()
@@ -306,7 +314,7 @@ def test_without_an_attempt_cap_dispatch_retries_until_the_deadline(
     assert outcomes[-1] == "failed"
     assert outcomes.count("retry") >= 8
     task.refresh_from_db()
-    assert task.status_message == TaskWords.UNREACHABLE
+    assert task.status_message == TaskWords.ANSWERED_WITH_ERROR
     assert task.error_details["attempts"] == len(outcomes)
 
 

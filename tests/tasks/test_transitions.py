@@ -122,7 +122,7 @@ def test_overdue_unfinished_tasks_become_timeout(user, settings, status):
     assert services.expire_overdue() == 1
     task.refresh_from_db()
     assert task.status == "timeout"
-    assert "timed out" in task.status_message
+    assert task.status_message.startswith("No answer within")
     assert "60 seconds" in task.status_message
     assert task.error_details["stage"] == "timeout"
     assert task.processing_completed_at is not None
