@@ -12,4 +12,5 @@ urlpatterns = [
     path("accounts/", include("accounts.urls")),
     path("chat/", include("chat.urls")),
     path("tasks/", include("tasks.urls")),
+    path("files/", include("chat.files.urls")),
 ]

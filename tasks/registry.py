@@ -64,6 +64,10 @@ class TaskType:
     # row (its `partial_text` as just appended to) that the append of a
     # streamed piece returns in the same statement, for `delta_fields`.
     delta_annotations: Callable | None = None
+    # dispatch_input(task) -> dict: the `input` a dispatch carries, made when
+    # it is sent (chat: its files' links, signed until the task's deadline);
+    # without it, the task's `input_data` as stored.
+    dispatch_input: Callable | None = None
 
     def get_workflow(self):
         return self.workflow() if callable(self.workflow) else self.workflow

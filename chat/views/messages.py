@@ -49,14 +49,20 @@ def _parent_param(request):
 @limit_sends
 def message_create(request, pk):
     conversation = owned(request, pk)
-    form = MessageForm(request.POST)
+    # Files (`files`, multipart) beside the text; a message may be files alone.
+    files = request.FILES.getlist("files")
+    form = MessageForm(request.POST, with_files=bool(files))
     if not form.is_valid():
         error = form.errors["content"][0]
         return _refused(request, conversation, error, 400, form=form)
     try:
         parent_id = _parent_param(request)
         message = services.send_message(
-            request.user, conversation, form.cleaned_data["content"], parent_id=parent_id
+            request.user,
+            conversation,
+            form.cleaned_data["content"],
+            parent_id=parent_id,
+            files=files,
         )
     except services.SendRefused as refused:
         return _refused(request, conversation, refused.message, refused.status, form=form)
