@@ -305,3 +305,33 @@ def test_an_expired_or_foreign_or_tampered_signature_is_403(pdf_and_png):
     good = path_of(links.url(pdf.pk, 7, time.time() + 60))
     assert client.get(good[:-2] + "xx").status_code == 403
     assert client.get(f"/files/{pdf.pk}/?sig=").status_code == 403
+
+
+# --- export ------------------------------------------------------------------------------
+
+
+def read(response):
+    # An async iterator (how it streams under ASGI), consumed here.
+    with pytest.warns(Warning, match="consume asynchronous iterators"):
+        return b"".join(response).decode()
+
+
+def test_the_exports_list_the_files(user_client, conversation, pdf_and_png):
+    import json
+
+    pdf, png = pdf_and_png
+    data = json.loads(read(user_client.get(f"/chat/{conversation.pk}/export/?format=json")))
+    files = data["messages"][0]["attachments"]
+    assert [(f["id"], f["name"], f["content_type"], f["size"]) for f in files] == [
+        (pdf.pk, "r.pdf", "application/pdf", len(PDF)),
+        (png.pk, "p.png", "image/png", png.size),
+    ]
+    assert files[0]["sha256"] == hashlib.sha256(PDF).hexdigest()
+    markdown = read(user_client.get(f"/chat/{conversation.pk}/export/?format=md"))
+    assert "- `r.pdf` (application/pdf" in markdown and "- `p.png` (image/png" in markdown
+
+
+def test_a_file_name_cannot_break_out_of_the_markdown_export(user_client, conversation):
+    send(user_client, conversation, [upload("a`\nb.pdf", PDF)], "x")
+    markdown = read(user_client.get(f"/chat/{conversation.pk}/export/?format=md"))
+    assert "- `a_" in markdown
