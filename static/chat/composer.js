@@ -7,7 +7,8 @@
 // screen (pointer: coarse) Return adds a line and the button sends.
 
 import { state, busy, UNFINISHED } from "./state.js";
-import { csrfToken, post } from "./dom.js";
+import { csrfToken } from "./dom.js";
+import { clearFiles, hasFiles, initFiles, sendForm } from "./files.js";
 
 const WAITING_TEXT = "The assistant is replying… Stop (or Esc) ends the reply.";
 const COUNTER_FROM = 0.9; // show the counter past this share of the limit
@@ -164,7 +165,7 @@ async function sendWithFetch(event, onSent) {
     stopReply(); // the button reads Stop while a reply is unfinished
     return;
   }
-  if (!input.value.trim()) {
+  if (!input.value.trim() && !hasFiles()) {
     setNotice("Write a message before sending.", true);
     return;
   }
@@ -175,9 +176,10 @@ async function sendWithFetch(event, onSent) {
   setNotice("Sending…");
   updateComposer();
   try {
-    const result = await post(form, data);
+    const result = await sendForm(form, data);
     if (result.ok) {
       input.value = "";
+      clearFiles();
       clearDraft();
       refresh();
       setNotice("");
@@ -217,6 +219,7 @@ export function initComposer({ onSent, onStop } = {}) {
 
   restoreDraft();
   refresh();
+  initFiles({ notice: setNotice });
 
   form.addEventListener("submit", (event) => {
     if (form.dataset.mode === "fetch") sendWithFetch(event, onSent || (() => {}));
