@@ -58,7 +58,8 @@ PASTE = """([data]) => {
   const transfer = new DataTransfer();
   transfer.items.add(new File([bytes], "image.png", { type: "image/png" }));
   const box = document.getElementById("composer-input");
-  box.dispatchEvent(new ClipboardEvent("paste", { clipboardData: transfer, bubbles: true, cancelable: true }));
+  const options = { clipboardData: transfer, bubbles: true, cancelable: true };
+  box.dispatchEvent(new ClipboardEvent("paste", options));
 }"""
 
 
@@ -125,7 +126,8 @@ def test_a_refused_file_says_why_and_sends_nothing(conversation, server, browser
           const bytes = new Uint8Array(64); bytes[0] = 77; bytes[1] = 90;
           transfer.items.add(new File([bytes], "cat.png", { type: "image/png" }));
           const box = document.getElementById("composer-input");
-          box.dispatchEvent(new ClipboardEvent("paste", { clipboardData: transfer, bubbles: true, cancelable: true }));
+          const options = { clipboardData: transfer, bubbles: true, cancelable: true };
+  box.dispatchEvent(new ClipboardEvent("paste", options));
         }"""
     )
     page.click("#composer-send")
