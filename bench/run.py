@@ -695,6 +695,14 @@ def main():
 
     results["streaming"] = streams.run(server, user)
 
+    # 7. A 10 MiB upload: time and the server's peak extra memory (bench/uploads.py).
+    log("7. a 10 MiB upload …")
+    from bench import uploads
+
+    results["upload"] = uploads.run(
+        server, user, rss_kib, trivial_get_latency, session_cookie, make_conversation
+    )
+
     results["duration_s"] = round(time.monotonic() - started, 1)
     results["goals"] = goals(results)
     RESULTS.mkdir(parents=True, exist_ok=True)

@@ -19,7 +19,7 @@ from tests.e2e.n8n_support import SECRET, WORKFLOW_FILES
 
 pytestmark = pytest.mark.n8n
 
-SHIPPED_PATHS = {"chat-reply", "chat-reply-offline", "chat-reply-fails"}
+SHIPPED_PATHS = {"chat-reply", "chat-reply-offline", "chat-reply-fails", "chat-files"}
 OFFLINE = support.BASE_DIR / "n8n" / "chat-reply-offline.json"
 
 
