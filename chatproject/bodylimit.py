@@ -79,6 +79,14 @@ class BoundedWebRequest(WebRequest):
     limit = None
     received = 0
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Twisted parses a form body itself for `request.args` (the whole body
+        # read into memory and split by the email package), which Daphne never
+        # reads: Django parses it again, in chunks. A 10 MiB upload cost ~100 MB
+        # of memory and 3 s there (bench/uploads.py).
+        self._parsePOSTFormSubmission = False
+
     def gotLength(self, length):
         path = getattr(self.channel, "_path", b"")
         self.limit = body_limit(path)
