@@ -335,3 +335,10 @@ def test_a_file_name_cannot_break_out_of_the_markdown_export(user_client, conver
     send(user_client, conversation, [upload("a`\nb.pdf", PDF)], "x")
     markdown = read(user_client.get(f"/chat/{conversation.pk}/export/?format=md"))
     assert "- `a_" in markdown
+
+
+def test_the_admin_shows_a_messages_files_read_only(admin_client, pdf_and_png):
+    pdf, _png = pdf_and_png
+    page = admin_client.get(f"/admin/chat/message/{pdf.message_id}/change/").content.decode()
+    assert "r.pdf" in page and pdf.sha256 in page
+    assert 'name="attachments-0-name"' not in page  # not editable

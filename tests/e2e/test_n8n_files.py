@@ -70,3 +70,47 @@ def test_n8n_downloads_the_files_through_their_signed_links_and_returns_one(file
     )
     assert anonymous.status_code == 302
     assert Message.objects.filter(conversation=conversation, role=Role.USER).count() == 1
+
+
+@pytest.fixture(scope="module")
+def offline_server(n8n, django_db_setup, django_db_blocker, tmp_path_factory):
+    with django_db_blocker.unblock():
+        server = project_server(
+            n8n,
+            N8N_CHAT_WORKFLOW="chat-reply-offline",
+            MEDIA_ROOT=str(tmp_path_factory.mktemp("media-offline")),
+            TASKS_WORKER_IN_PROCESS="1",
+        )
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_the_shipped_workflow_downloads_the_files_and_reads_the_text_ones(offline_server):
+    import base64
+
+    png = base64.b64decode(
+        "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
+    )
+    session = sign_up(offline_server, "shipped-files")
+    _form_post(session, f"{offline_server.base_url}/chat/new/", {"title": "Shipped"})
+    conversation = Conversation.objects.get(user__username="shipped-files")
+    page = f"{offline_server.base_url}/chat/{conversation.pk}/"
+    session.get(page)
+    response = session.post(
+        f"{page}messages/",
+        data={"content": "", "csrfmiddlewaretoken": session.cookies["csrftoken"]},
+        files=[
+            ("files", ("notes.txt", TEXT.encode(), "text/plain")),
+            ("files", ("dot.png", png, "image/png")),
+            ("files", ("report.pdf", PDF, "application/pdf")),
+        ],
+        allow_redirects=False,
+    )
+    assert response.status_code == 303, response.text[:500]
+    [reply] = reply_to(conversation.pk, timeout=60)
+    assert "Files read by n8n" in reply.content
+    assert "plain words 4711" in reply.content  # a text file's content, downloaded
+    assert "dot.png (an image" in reply.content
+    assert f"report.pdf (application/pdf, {len(PDF)} bytes)" in reply.content
