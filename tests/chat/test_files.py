@@ -342,3 +342,60 @@ def test_the_admin_shows_a_messages_files_read_only(admin_client, pdf_and_png):
     page = admin_client.get(f"/admin/chat/message/{pdf.message_id}/change/").content.decode()
     assert "r.pdf" in page and pdf.sha256 in page
     assert 'name="attachments-0-name"' not in page  # not editable
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_delete_racing_uploads_leaves_no_file_behind(make_user, media, monkeypatch):
+    # Real threads with their own connections: sends with files against the
+    # deletion of their conversation, several rounds. Whichever commits first,
+    # afterwards no stored file lacks its row and no row lacks its file.
+    import threading
+
+    from django.db import connection
+
+    import tasks.outbound.dispatch
+    from chat.models import Conversation
+
+    monkeypatch.setattr(tasks.outbound.dispatch, "schedule_dispatch", lambda task_id: None)
+    owner = make_user("racing-files")
+    for round_ in range(4):
+        conversation = factories.conversation(owner, title=f"race {round_}")
+        barrier = threading.Barrier(3)
+        outcomes = []
+
+        def send(i, conversation=conversation, barrier=barrier, outcomes=outcomes):
+            try:
+                barrier.wait(timeout=10)
+                files = [upload(f"{i}.pdf", PDF), upload(f"{i}.png", png_bytes())]
+                services.send_message(owner, conversation, f"files {i}", files=files)
+                outcomes.append("sent")
+            except (services.SendRefused, Conversation.DoesNotExist) as refused:
+                outcomes.append(type(refused).__name__)
+            except Exception as exc:  # noqa: BLE001 - reported by the assertion below
+                outcomes.append(repr(exc))
+            finally:
+                connection.close()
+
+        def delete(conversation=conversation, barrier=barrier, outcomes=outcomes):
+            try:
+                barrier.wait(timeout=10)
+                services.delete_conversation(owner, conversation)
+                outcomes.append("deleted")
+            finally:
+                connection.close()
+
+        threads = [threading.Thread(target=send, args=(i,)) for i in range(2)]
+        threads.append(threading.Thread(target=delete))
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        assert "deleted" in outcomes
+        assert all(o in ("sent", "SendRefused", "DoesNotExist", "deleted") for o in outcomes), (
+            outcomes
+        )
+    rows = set(Attachment.objects.values_list("file", flat=True))
+    stored = {f"attachments/{name}" for name in stored_files(media)}
+    assert stored == rows
+    assert not Conversation.objects.filter(user=owner).exists()
+    assert rows == set()
