@@ -117,7 +117,15 @@ export function initFiles({ notice } = {}) {
   const box = input.closest(".composer__files");
   maxFiles = parseInt(box.dataset.maxFiles, 10) || 0;
   maxBytes = parseInt(box.dataset.maxBytes, 10) || 0;
-  box.classList.add("composer__files--enhanced");
+  // The Attach button opens the (now hidden) native picker; the plain label
+  // and input are what works without the script.
+  const attach = document.getElementById("composer-attach");
+  if (attach) {
+    box.classList.add("composer__files--enhanced");
+    input.hidden = true;
+    attach.hidden = false;
+    attach.addEventListener("click", () => input.click());
+  }
 
   // The input keeps what was picked before: a new pick adds to it.
   let before = [];

@@ -137,3 +137,20 @@ def test_a_refused_file_says_why_and_sends_nothing(conversation, server, browser
     )
     assert page.locator(".message--user").count() == 0
     context.close()
+
+
+def test_the_attach_button_opens_the_picker_and_adds_chips(conversation, server, browser):
+    context = new_context(browser)
+    page = context.new_page()
+    log_in(page, server.base_url, "filer")
+    page.goto(f"{server.base_url}/chat/{conversation.pk}/")
+    wait_live(page)
+    assert page.is_visible("#composer-attach") and not page.is_visible("#composer-files")
+    with page.expect_file_chooser() as chooser:
+        page.click("#composer-attach")
+    chooser.value.set_files([{"name": "a.txt", "mimeType": "text/plain", "buffer": b"first"}])
+    with page.expect_file_chooser() as chooser:
+        page.click("#composer-attach")
+    chooser.value.set_files([{"name": "b.txt", "mimeType": "text/plain", "buffer": b"second"}])
+    assert chip_names(page) == ["a.txt", "b.txt"]  # a second pick adds to the first
+    context.close()
