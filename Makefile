@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 export DEBUG ?= 1
 
-.PHONY: run test lint format bench bench-bounds bench-search bench-upload chaos migrate venv superuser
+.PHONY: run prod test lint format bench bench-bounds bench-prod bench-search bench-upload chaos migrate venv superuser
 
 $(STAMP): requirements.txt requirements-dev.txt constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,6 +20,12 @@ migrate: $(STAMP)
 
 run: migrate
 	exec bash scripts/run.sh
+
+# The production layout on one machine (docs/OPERATIONS.md): nginx on
+# 127.0.0.1:PROD_PORT, PROD_DAPHNE Daphne processes, PROD_WORKERS task workers
+# under supervisord; needs DATABASE_URL (PostgreSQL), REDIS_URL, SECRET_KEY.
+prod: $(STAMP)
+	exec bash scripts/prod.sh
 
 # Django's createsuperuser with the same defaults as `make run` (DEBUG on unless set).
 superuser: migrate
@@ -43,6 +49,11 @@ bench: $(STAMP)
 # Section 0b of `make bench` alone (what the largest input costs), about a minute.
 bench-bounds: $(STAMP)
 	$(PY) -m bench.bounds
+
+# Replies per second and CPU per reply through `make prod`'s layout with 1, 2
+# and 4 Daphne processes (docs/SCALING.md); its own database; about 4 minutes.
+bench-prod: $(STAMP)
+	$(PY) -m bench.prod_capacity
 
 # Section 3b of `make bench` alone (search among 10,000 messages), about a minute.
 bench-search: $(STAMP)

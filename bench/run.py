@@ -455,6 +455,40 @@ def query_count(user, path, params=None):
     return len(queries)
 
 
+def send_statements(user, rounds=5):
+    """The SQL statements of one send (POST /chat/{id}/messages/ as a browser
+    does it: the second message of a conversation, after a finished reply),
+    counted in-process with Django's CaptureQueriesContext on the request's
+    connection: the user, the rows and the task, BEGIN and COMMIT included;
+    the session is read through the cache. The dispatch that follows the
+    commit runs in another thread and is not the request's. The figure is the
+    largest of `rounds` sends."""
+    from django.db import connection
+    from django.test import Client
+    from django.test.utils import CaptureQueriesContext
+
+    from chat.models import Conversation
+    from tasks.models import AsyncTask
+
+    client = Client(HTTP_HOST="127.0.0.1")
+    client.force_login(user)
+    counts, statements = [], []
+    for i in range(rounds):
+        conversation = Conversation.objects.create(user=user, title=f"statements {i}")
+        url = f"/chat/{conversation.pk}/messages/"
+        first = client.post(url, {"content": "Hello"}, HTTP_ACCEPT="application/json")
+        assert first.status_code == 201, (first.status_code, first.content[:200])
+        AsyncTask.objects.filter(pk=first.json()["task"]["id"]).update(status="completed")
+        with CaptureQueriesContext(connection) as queries:
+            response = client.post(
+                url, {"content": "Count my statements"}, HTTP_ACCEPT="application/json"
+            )
+        assert response.status_code == 201, (response.status_code, response.content[:200])
+        counts.append(len(queries))
+        statements = [q["sql"][:160] for q in queries.captured_queries]
+    return {"count": max(counts), "counts": counts, "statements": statements}
+
+
 def send_latency(server_url, user, arrivals_path, n=30, pace=0.3):
     """POST a message to n fresh conversations while n8n takes 2 s to answer."""
     import requests
@@ -542,7 +576,19 @@ def many_sockets(srv, cookie, conversation, task, count):
             ),
         )
 
-    deliver, received = asyncio.run(_many_sockets(ws_url, cookie, count, fire))
+    try:
+        deliver, received = asyncio.run(_many_sockets(ws_url, cookie, count, fire))
+    except Exception as failed:  # noqa: BLE001 - a machine too loaded to open them all
+        # The section fails alone (its goal missed), the run's other figures stand.
+        log(f"   {count} sockets could not be opened: {failed!r}")
+        return {
+            "sockets": 0,
+            "error": repr(failed)[:200],
+            "rss_before_mib": round(before / 1024, 1),
+            "rss_open_mib": None,
+            "extra_rss_mib": None,
+            "deliver_all_ms": None,
+        }
     return {
         "sockets": received,
         "rss_before_mib": round(before / 1024, 1),
@@ -556,7 +602,7 @@ def many_sockets(srv, cookie, conversation, task, count):
 
 
 def main():
-    from bench import bounds
+    from bench import bounds, cpu
     from bench.stats import ratio, summary_ms
 
     started = time.monotonic()
@@ -666,6 +712,7 @@ def main():
     try:
         wait_for_http(f"http://127.0.0.1:{port}/", process=fake)
         with server(N8N_BASE_URL=f"http://127.0.0.1:{port}", TASKS_WORKER_IN_PROCESS="1") as srv:
+            trivial_send = trivial_get_latency(srv.base_url)
             sends, to_dispatch, missing = send_latency(srv.base_url, user, arrivals)
     finally:
         fake.terminate()
@@ -674,7 +721,11 @@ def main():
         "post": summary_ms(sends),
         "until_dispatch_started": summary_ms(to_dispatch),
         "not_dispatched_within_30s": missing,
+        "trivial_get_same_server": summary_ms(trivial_send),
     }
+    statements = send_statements(user)
+    results["send_statements"] = statements["count"]
+    results["send_statements_detail"] = statements
 
     # 5. Many sockets on one server process (Redis layer).
     log(f"5. {N_SOCKETS} open websockets …")
@@ -695,8 +746,12 @@ def main():
 
     results["streaming"] = streams.run(server, user)
 
-    # 7. A 10 MiB upload: time and the server's peak extra memory (bench/uploads.py).
-    log("7. a 10 MiB upload …")
+    # 7. CPU per streamed reply, every process of the production layout (bench/cpu.py).
+    log(f"7. CPU per reply, {cpu.REPLIES} replies of {cpu.PIECES} pieces …")
+    results["cpu_per_reply"] = cpu.run(server, user, DB_NAME)
+
+    # 8. A 10 MiB upload: time and the server's peak extra memory (bench/uploads.py).
+    log("8. a 10 MiB upload …")
     from bench import uploads
 
     results["upload"] = uploads.run(
@@ -704,6 +759,7 @@ def main():
     )
 
     results["duration_s"] = round(time.monotonic() - started, 1)
+    results["ratios"] = ratios(results)
     results["goals"] = goals(results)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "latest.json").write_text(json.dumps(results, indent=2))
@@ -713,16 +769,52 @@ def main():
     log(f"written to {RESULTS / 'latest.json'} and latest.md ({results['duration_s']} s)")
 
 
+def ratios(r):
+    """Every timing goal as a ratio to the trivial GET of the same server in
+    the same run: the keys read from outside."""
+    from bench.stats import ratio
+
+    redis = r["callback_to_frame_redis_ms"]
+    trivial = r["trivial_get_redis_server_ms"]["p50"]
+    send = r["send_with_slow_n8n_ms"]
+    return {
+        "send_p50": ratio(send["post"]["p50"], send["trivial_get_same_server"]["p50"]),
+        "callback_frame_p50": ratio(redis["p50"], trivial),
+        "callback_frame_p99": ratio(redis["p99"], trivial),
+        "completed_frame_p50": ratio(redis["completed"]["p50"], trivial),
+        "streams_200_get": r["streaming"]["many_streams"]["get_ratio"],
+    }
+
+
+# The goals of each ratio (issue "Fast paths").
+RATIO_GOALS = {
+    "send_p50": 3,
+    "callback_frame_p50": 2,
+    "callback_frame_p99": 4,
+    "completed_frame_p50": 2.5,
+    "streams_200_get": 2,
+}
+SEND_STATEMENTS_MAX = 8
+CPU_PER_REPLY_MAX_RATIO = 40
+
+
 def goals(r):
     from bench import streams
 
     redis = r["callback_to_frame_redis_ms"]
     trivial = r["trivial_get_redis_server_ms"]["p50"]
     render = r["render"]
+    ratio_goals = {
+        f"ratios.{name}_le_{limit}": (r["ratios"][name] or 99) <= limit
+        for name, limit in RATIO_GOALS.items()
+    }
     return (
-        {
+        ratio_goals
+        | {
+            "send_statements_le_8": r["send_statements"] <= SEND_STATEMENTS_MAX,
+            "cpu_per_reply_le_40_trivial": (r["cpu_per_reply"]["ratio"] or 999)
+            <= CPU_PER_REPLY_MAX_RATIO,
             "callback_frame_p50_le_2x_trivial": redis["p50"] <= 2 * trivial,
-            "callback_frame_p99_le_25ms": redis["p99"] <= 25,
             "webhook_ge_half_trivial": (r["webhook_throughput"]["ratio"] or 0) >= 0.5,
             "render_ratio_le_1_5_equal_queries": (
                 render["ratio_10000_10"] <= 1.5
@@ -732,8 +824,7 @@ def goals(r):
                 render["ratio_branchy_10"] <= 1.5
                 and render["10"]["queries"] == render["10000_branchy"]["queries"]
             ),
-            "send_p50_le_30ms": r["send_with_slow_n8n_ms"]["post"]["p50"] <= 30,
-            "sockets_le_60mb": r["many_sockets"]["extra_rss_mib"] <= 60,
+            "sockets_le_60mb": (r["many_sockets"]["extra_rss_mib"] or 999) <= 60,
             "render_worst_le_50ms": r["render_budget"]["worst_p50_ms"] <= 50,
             "search_p50_lt_50ms": all(v["p50"] < 50 for v in r["search"].values()),
         }
@@ -775,8 +866,8 @@ def render_table(r):
             "Callback→frame, Redis (B→A) p50/p95/p99",
             f"{red['p50']} / {red['p95']} / {red['p99']} ms (p50 = {ratio_text(red['p50'], tgr['p50'])} × trivial;"
             f" p50 processing {red['processing']['p50']}, completed {red['completed']['p50']})",
-            "p50 ≤ 2 × trivial, p99 ≤ 25 ms",
-            f"{mark(g['callback_frame_p50_le_2x_trivial'])}, {mark(g['callback_frame_p99_le_25ms'])}",
+            "p50 ≤ 2 ×, p99 ≤ 4 × trivial",
+            f"{mark(g['ratios.callback_frame_p50_le_2'])}, {mark(g['ratios.callback_frame_p99_le_4'])}",
         ),
         (
             "For comparison: callback→frame, Redis pub/sub layer (B→A) p50/p95/p99",
@@ -833,8 +924,9 @@ def render_table(r):
             "Send POST with a 2 s n8n p50/p99; until dispatch p50/p99",
             f"{send['post']['p50']} / {send['post']['p99']} ms; "
             f"{send['until_dispatch_started']['p50']} / {send['until_dispatch_started']['p99']} ms",
-            "POST p50 ≤ 30 ms",
-            mark(g["send_p50_le_30ms"]),
+            f"POST p50 ≤ 3 × trivial ({send['trivial_get_same_server']['p50']} ms): "
+            f"{r['ratios']['send_p50']} ×",
+            mark(g["ratios.send_p50_le_3"]),
         ),
         (
             f"{ms['sockets']} open sockets: extra RSS; one event to all",
@@ -853,9 +945,40 @@ def render_table(r):
     from bench import streams
 
     rows += streams.rows(r["streaming"], mark)
+    rows += cpu_rows(r, mark)
     lines = ["| figure | measured | goal | |", "| --- | --- | --- | --- |"]
     lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
     return "\n".join(lines) + "\n"
+
+
+def cpu_rows(r, mark):
+    g, ratios_, cpu = r["goals"], r["ratios"], r["cpu_per_reply"]
+    by = ", ".join(f"{name} {ms}" for name, ms in cpu["by_process"].items())
+    return [
+        (
+            "Goals as ratios to the same server's trivial GET p50: send; callback→frame"
+            " p50, p99; `completed`→frame p50; 200 streams (GET during ÷ before)",
+            f"{ratios_['send_p50']}; {ratios_['callback_frame_p50']}, "
+            f"{ratios_['callback_frame_p99']}; {ratios_['completed_frame_p50']}; "
+            f"{ratios_['streams_200_get']}",
+            "≤ 3; ≤ 2, ≤ 4; ≤ 2.5; ≤ 2",
+            ", ".join(mark(g[f"ratios.{n}_le_{v}"]) for n, v in RATIO_GOALS.items()),
+        ),
+        (
+            "SQL statements of one send",
+            str(r["send_statements"]),
+            f"≤ {SEND_STATEMENTS_MAX}",
+            mark(g["send_statements_le_8"]),
+        ),
+        (
+            f"CPU per streamed reply ({cpu['pieces_per_reply']} pieces, {cpu['completed']}"
+            f" of {cpu['replies']} completed), every process; per process",
+            f"{cpu['ms']} ms = {cpu['ratio']} trivial GETs ({cpu['trivial_get_cpu_ms']} ms"
+            f" each); {by} ms",
+            f"≤ {CPU_PER_REPLY_MAX_RATIO} trivial GETs",
+            mark(g["cpu_per_reply_le_40_trivial"]),
+        ),
+    ]
 
 
 def ratio_text(a, b):

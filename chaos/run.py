@@ -1,7 +1,8 @@
 """`make chaos`: the production layout under faults, judged from the database.
 
-Starts its own PostgreSQL cluster and Redis on private ports, two Daphne
-processes behind a round-robin, `manage.py tasks_worker`, and a stand-in n8n
+Starts its own PostgreSQL cluster and Redis on private ports, three Daphne
+processes behind nginx (deploy/nginx.conf, as `make prod` runs it),
+`manage.py tasks_worker`, and a stand-in n8n
 (chaos/standin.py) that calls back like the shipped workflow and serves n8n's
 public API for reconciliation. Users send messages for a while; faults come
 one at a time in their own window (kill -9 of each process, Redis stopped,
@@ -90,6 +91,7 @@ def config() -> Config:
             (15, "kill daphne-a", 5),
             (30, "kill daphne-b", 5),
             (45, "kill worker", 30),
+            (80, "kill daphne-c", 5),
             (90, "stop redis", 20),
             (125, "restart postgres", 8),
             (145, "n8n refuses", 30),
@@ -139,8 +141,10 @@ class Layout:
         self.redis_port = stack.free_port()
         self.n8n_port = stack.free_port()
         self.proxy_port = stack.free_port()
-        self.daphne_ports = {"daphne-a": stack.free_port(), "daphne-b": stack.free_port()}
-        self.proxy = stack.RoundRobin(self.proxy_port, list(self.daphne_ports.values()))
+        self.daphne_ports = {
+            name: stack.free_port() for name in ("daphne-a", "daphne-b", "daphne-c")
+        }
+        self.proxy = stack.Nginx(self.proxy_port, list(self.daphne_ports.values()))
         self.standin = StandInN8n(self.n8n_port, API_KEY)
         self.base_url = f"http://127.0.0.1:{self.proxy_port}"
         self.env = self.app_env()
@@ -173,6 +177,11 @@ class Layout:
                 "N8N_API_KEY": API_KEY,
                 "TASK_TIMEOUT_SECONDS": str(self.cfg.task_timeout),
                 "TASK_RECONCILE_AFTER_SECONDS": str(self.cfg.reconcile_after),
+                # A Daphne killed right after a send's commit takes its
+                # dispatch claim with it: the worker retries once the lease
+                # lapses, which must come well before the task's deadline
+                # (the default 60 s lease outlives the short run's 30 s timeout).
+                "TASK_DISPATCH_LEASE_SECONDS": str(min(60, self.cfg.task_timeout // 2)),
                 "TASKS_WORKER_HEARTBEAT_MAX_AGE": str(self.cfg.heartbeat_max_age),
                 "LOG_LEVEL": "WARNING",
                 "PYTHONUNBUFFERED": "1",
@@ -198,7 +207,7 @@ class Layout:
         subprocess_run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], self.env)
         self.standin.start()
         self.proxy.start()
-        for name in ("daphne-a", "daphne-b", "worker"):
+        for name in (*self.daphne_ports, "worker"):
             self.children[name].start()
         for name, port in self.daphne_ports.items():
             if not stack.wait_until(lambda p=port: stack.port_open(p), 30):
@@ -763,8 +772,9 @@ def render(layout, record, cfg, started_at, wall, v) -> str:
     add("# Reliability: the fault run (`make chaos`)")
     add("")
     add("Written by `make chaos` (chaos/run.py); do not edit by hand. What it runs: its own")
-    add("PostgreSQL cluster and Redis on private ports, two Daphne processes (the production")
-    add("command of docs/OPERATIONS.md) behind a TCP round-robin, `manage.py tasks_worker`, and a")
+    add("PostgreSQL cluster and Redis on private ports, three")
+    add("Daphne processes (the production command of docs/OPERATIONS.md) behind nginx")
+    add("(`deploy/nginx.conf`, as `make prod` runs it), `manage.py tasks_worker`, and a")
     add("stand-in n8n that answers each dispatch with its execution id, calls back")
     add("`processing` and `completed` with n8n's *Retry On Fail* as set in")
     add(f"`n8n/chat-reply-offline.json` (processing: {retry_words(layout.standin.processing)};")

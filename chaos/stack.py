@@ -1,9 +1,8 @@
-"""The production layout on private ports: PostgreSQL, Redis, Daphne ×2, tasks_worker,
-and a TCP round-robin in front of the Daphne processes (the load balancer)."""
+"""The production layout on private ports: PostgreSQL, Redis, Daphne ×3, tasks_worker,
+and nginx in front of the Daphne processes (the load balancer)."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import pwd
 import shutil
@@ -11,7 +10,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -57,7 +55,7 @@ def postgres_bin() -> Path:
 PID_FILE = LOG_DIR / "pids"
 CLUSTER_FILE = LOG_DIR / "cluster-port"
 TMP = Path(os.environ.get("TMPDIR", "/tmp"))
-OURS = ("daphne", "tasks_worker", "redis-server")
+OURS = ("daphne", "tasks_worker", "redis-server", "nginx")
 
 
 def sweep_leftovers():
@@ -281,79 +279,72 @@ def worker_child(env: dict) -> Child:
     return Child("worker", [sys.executable, "manage.py", "tasks_worker"], env)
 
 
-class RoundRobin:
-    """A TCP load balancer: each connection goes to the next backend that accepts it
-    (the other one when a process is down), websockets included."""
+class Nginx:
+    """The load balancer: Debian's nginx with the shipped deploy/nginx.conf (as
+    `make prod` runs it) in front of the Daphne processes, websockets included.
+    `open` counts the connections each Daphne holds from it (read from
+    /proc/net/tcp: its kept-alive upstream connections count too)."""
 
     def __init__(self, port: int, backends: list[int]):
         self.port = port
         self.backends = backends
-        self.turn = 0
-        self.open = dict.fromkeys(backends, 0)
-        self.refused = 0
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self._serve, daemon=True, name="round-robin")
-        self.server = None
-        self.started = threading.Event()
+        self.folder = LOG_DIR / "nginx"
+        binary = shutil.which("nginx") or "/usr/sbin/nginx"
+        self.child = Child(
+            "nginx",
+            [binary, "-p", str(self.folder), "-c", str(self.folder / "nginx.conf"),
+             "-e", str(self.folder / "log" / "nginx-error.log")],
+        )  # fmt: skip
+
+    def render(self):
+        import importlib.util
+
+        spec = importlib.util.spec_from_file_location("render", BASE_DIR / "deploy" / "render.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        upstreams = "\n".join(
+            f"        server 127.0.0.1:{port} max_fails=0;" for port in self.backends
+        )
+        values = {
+            "PROD_DIR": str(self.folder),
+            "PROD_PORT": str(self.port),
+            "PROD_CLIENT_TIMEOUT": "10",
+            # The harness plays every user from 127.0.0.1.
+            "PROD_CONN_PER_CLIENT": "10000",
+            "PROD_MAX_BODY": "3m",
+            "LOG_FORMAT": "plain",
+            "DEPLOY_USER": pwd.getpwuid(os.geteuid()).pw_name,
+            "DEPLOY_NGINX_MIME_TYPES": "/etc/nginx/mime.types",
+            "DEPLOY_STATIC_ROOT": str(BASE_DIR / "staticfiles"),
+            "DEPLOY_UPSTREAMS": upstreams,
+        }
+        template = (BASE_DIR / "deploy" / "nginx.conf").read_text()
+        for folder in ("run", "log", "tmp"):
+            (self.folder / folder).mkdir(parents=True, exist_ok=True)
+        (self.folder / "nginx.conf").write_text(module.render(template, values))
 
     def start(self):
-        self.thread.start()
-        self.started.wait(10)
-
-    def _serve(self):
-        asyncio.set_event_loop(self.loop)
-        self.server = self.loop.run_until_complete(
-            asyncio.start_server(self._handle, "127.0.0.1", self.port, backlog=512)
-        )
-        self.started.set()
-        self.loop.run_forever()
+        if not (shutil.which("nginx") or os.path.exists("/usr/sbin/nginx")):
+            raise RuntimeError("nginx is not installed (apt-get install nginx)")
+        self.render()
+        self.child.start()
+        if not wait_until(lambda: port_open(self.port), 10):
+            raise RuntimeError("nginx did not start (see artifacts/chaos/nginx.log)")
 
     def stop(self):
-        def close():
-            if self.server:
-                self.server.close()
-            self.loop.stop()
+        self.child.stop(grace=5)
 
-        self.loop.call_soon_threadsafe(close)
-        self.thread.join(5)
-
-    async def _handle(self, reader, writer):
-        self.turn += 1
-        order = self.backends[self.turn % 2 :] + self.backends[: self.turn % 2]
-        upstream = None
-        for backend in order:
+    @property
+    def open(self) -> dict[int, int]:
+        counts = dict.fromkeys(self.backends, 0)
+        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
             try:
-                upstream = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", backend), 2)
-                break
-            except (OSError, TimeoutError):
+                lines = Path(table).read_text().splitlines()[1:]
+            except OSError:
                 continue
-        if upstream is None:
-            self.refused += 1
-            writer.close()
-            return
-        up_reader, up_writer = upstream
-        self.open[backend] += 1
-        try:
-            pipes = [
-                asyncio.ensure_future(self._pipe(reader, up_writer)),
-                asyncio.ensure_future(self._pipe(up_reader, writer)),
-            ]
-            await asyncio.wait(pipes, return_when=asyncio.FIRST_COMPLETED)
-            for pipe in pipes:
-                pipe.cancel()
-        finally:
-            self.open[backend] -= 1
-            for w in (writer, up_writer):
-                try:
-                    w.close()
-                except Exception:  # noqa: BLE001, S110 - closing a dead socket
-                    pass
-
-    @staticmethod
-    async def _pipe(reader, writer):
-        try:
-            while data := await reader.read(65536):
-                writer.write(data)
-                await writer.drain()
-        except (OSError, asyncio.IncompleteReadError):
-            pass
+            for line in lines:
+                fields = line.split()
+                local_port = int(fields[1].rsplit(":", 1)[1], 16)
+                if fields[3] == "01" and local_port in counts:  # ESTABLISHED, Daphne's end
+                    counts[local_port] += 1
+        return counts

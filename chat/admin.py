@@ -7,7 +7,7 @@ from django.utils.html import format_html, format_html_join
 
 from tasks.admin import pretty_json
 
-from .models import Attachment, Conversation, Message
+from .models import Attachment, Conversation, Message, Share
 from .search import query as finder
 from .search import sql
 from .views.common import MAX_ID
@@ -185,3 +185,31 @@ class MessageAdmin(admin.ModelAdmin):
     @admin.display(description="metadata")
     def metadata_pretty(self, obj):
         return pretty_json(obj.metadata)
+
+
+@admin.register(Share)
+class ShareAdmin(admin.ModelAdmin):
+    """Share links: who shared what and whether it is on; an admin may turn
+    links off (never on again, nor make one: that is the owner's)."""
+
+    list_display = ("id", "conversation_link", "created_at", "revoked_at")
+    list_filter = (("revoked_at", admin.EmptyFieldListFilter),)
+    list_select_related = ("conversation",)
+    ordering = ("-id",)
+    fields = ("conversation_link", "last_message_id", "created_at", "revoked_at")
+    readonly_fields = fields
+    actions = ["turn_off"]
+
+    def has_add_permission(self, request):
+        return False
+
+    @admin.display(description="conversation")
+    def conversation_link(self, obj):
+        return _link(obj.conversation)
+
+    @admin.action(description="Turn the selected links off", permissions=["change"])
+    def turn_off(self, request, queryset):
+        from django.utils import timezone
+
+        count = queryset.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
+        self.message_user(request, f"{count} link(s) turned off.")

@@ -10,9 +10,10 @@ class ChatConfig(AppConfig):
         # chat plugs into the generic task system; tasks/ never imports chat/.
         from django.db.models.signals import post_migrate
 
-        from . import tasktypes
+        from . import feedback, tasktypes
 
         tasktypes.register()
+        feedback.register()
 
         # A successful login forgives that username's failed attempts.
         from django.contrib.auth.signals import user_logged_in

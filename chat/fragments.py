@@ -8,6 +8,7 @@ a task status (pending, processing, failed with its Retry form and CSRF token)
 is always rendered afresh.
 """
 
+import json
 import threading
 from collections import OrderedDict
 
@@ -24,8 +25,8 @@ _cache: OrderedDict = OrderedDict()
 _lock = threading.Lock()
 
 
-def _cache_key(message):
-    if message.role == "user":
+def _cache_key(message, shared=False):
+    if message.role == "user" and not shared:
         task = message.async_task if message.async_task_id else None
         if task is not None and task.status != TaskStatus.COMPLETED:
             return None
@@ -38,17 +39,21 @@ def _cache_key(message):
         message.created_at,
         message.parent_id,
         getattr(message, "versions", None),
+        json.dumps((message.metadata or {}).get("feedback"), sort_keys=True),
+        shared,
     )
 
 
-def message_html(message, request=None) -> str:
+def message_html(message, request=None, shared=False) -> str:
+    """The fragment; `shared`: as a share link shows it (no controls, no
+    task status or steps, no rating)."""
     message.render_if_needed()
     if not hasattr(message, "versions"):
         from .branches import annotate
 
         annotate([message])
-    key = _cache_key(message)
-    context = {"message": message}
+    key = _cache_key(message, shared)
+    context = {"message": message, "shared": shared}
     if key is None:
         return render_to_string(TEMPLATE, context, request=request)
     with _lock:

@@ -264,3 +264,42 @@ class Attachment(models.Model):
     def is_image(self) -> bool:
         """A raster image a browser shows: inline, with a thumbnail."""
         return self.content_type in RASTER_IMAGES
+
+
+class ShareQuerySet(models.QuerySet):
+    def active(self):
+        return self.filter(revoked_at__isnull=True)
+
+
+class Share(models.Model):
+    """A read-only link to a snapshot of one branch (`/s/{token}/`): the branch
+    ending at `last_message`, as it was when shared; later messages never
+    appear. Deleted with its conversation; `revoked_at` turns it off."""
+
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="shares")
+    token = models.CharField(max_length=64, unique=True, editable=False)
+    # SET_NULL: a message deleted in the admin leaves a link that shows nothing (404).
+    last_message = models.ForeignKey(
+        Message, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now, db_default=Now(), editable=False)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ShareQuerySet.as_manager()
+
+    class Meta:
+        db_table = "chat_shares"
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["conversation", "revoked_at"], name="chat_share_conv_revoked"),
+        ]
+
+    def __str__(self):
+        return f"Share {self.pk} of conversation {self.conversation_id}"
+
+    def get_absolute_url(self):
+        return reverse("shared", args=[self.token])
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None

@@ -143,15 +143,49 @@ def _lock_for_send(user, conversation, parent_id):
     return locked
 
 
-def _ask(user, conversation, message):
-    """Give `message` a new pending chat task and make its branch the one shown."""
+def _update(model, pk, values, task_field=None):
+    """An UPDATE of one row as `door.create`'s `along` takes it: `values`
+    (field name, value) adapted as each field adapts it, and `task_field` set
+    to the new task's id."""
+    from django.db import connection
+
+    meta, quote = model._meta, connection.ops.quote_name
+    sets, params = [], []
+    for name, value in values:
+        field = meta.get_field(name)
+        sets.append(f"{quote(field.column)} = %s")
+        params.append(field.get_db_prep_save(value, connection))
+    if task_field is not None:
+        sets.append(f"{quote(meta.get_field(task_field).column)} = {{task_id}}")
+    sql = f"UPDATE {quote(meta.db_table)} SET {', '.join(sets)} WHERE {quote(meta.pk.column)} = %s"
+    return sql, [*params, pk]
+
+
+def _ask(user, conversation, message, titled=False):
+    """Give `message` a new pending chat task and make its branch the one shown
+    (with `titled`, the conversation's new title is saved in the same UPDATE)."""
+    from django.utils import timezone
+
     from tasks.services import create_task
 
-    task = create_task(user=user, task_type=TASK_TYPE_CHAT, input_data=chat_input(message))
+    from .models import Conversation, Message
+
+    # The message's task and the conversation's leaf go with the task's INSERT
+    # (one statement on PostgreSQL; tasks/door.py `create`).
+    now = timezone.now()
+    leaf = [("current_leaf_id", message.pk), ("updated_at", now)]
+    if titled:
+        leaf.append(("title", conversation.title))
+    along = [
+        _update(Message, message.pk, [], task_field="async_task"),
+        _update(Conversation, conversation.pk, leaf),
+    ]
+    task = create_task(
+        user=user, task_type=TASK_TYPE_CHAT, input_data=chat_input(message), along=along
+    )
     message.async_task = task
-    message.save(update_fields=["async_task"])
     conversation.current_leaf_id = message.pk
-    conversation.save(update_fields=["current_leaf_id", "updated_at"])
+    conversation.updated_at = now
     publish_message(message)
     return task
 
@@ -177,7 +211,9 @@ def send_message(user, conversation, text, parent_id=None, files=()):
     nothing stored) when the text is empty or too long, the parent is not a
     message of the conversation, or while the conversation waits for a reply.
     The task is dispatched after the commit by the tasks app; the message is
-    published to the page's sockets.
+    published to the page's sockets. `conversation` needs only its `pk`: the
+    locked read checks that `user` owns it (Conversation.DoesNotExist else),
+    and its `title` and `current_leaf_id` are set from what was written.
 
     `files` (uploaded files) are checked whole first (count, size, type read
     from the content: SendRefused 413/415/400) and stored with the message,
@@ -206,11 +242,10 @@ def send_message(user, conversation, text, parent_id=None, files=()):
             siblings = locked.send_parent is not None and locked.parent_answered
             message = _new_user_message(locked, content, locked.send_parent, siblings)
             message.files = store.create_rows(message, user.pk, uploads) if uploads else []
-            if not locked.title:
+            titled = not locked.title
+            if titled:
                 locked.title = derive_title(content or ", ".join(u.name for u in uploads))
-            _ask(user, locked, message)
-            if locked.title != conversation.title:
-                locked.save(update_fields=["title", "updated_at"])
+            _ask(user, locked, message, titled=titled)
     except BaseException:
         # Refused, the conversation deleted meanwhile, the database gone:
         # nothing of the message is kept, its files neither.

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from .views import conversations, export, messages, search
+from .views import conversations, export, feedback, messages, search, shares
 
 app_name = "chat"
 
@@ -26,6 +26,13 @@ urlpatterns = [
         name="regenerate",
     ),
     path("<int:pk>/messages/<int:message_id>/edit/", messages.message_edit, name="edit"),
+    path(
+        "<int:pk>/messages/<int:message_id>/feedback/",
+        feedback.message_feedback,
+        name="feedback",
+    ),
+    path("<int:pk>/share/", shares.conversation_share, name="share"),
+    path("<int:pk>/share/revoke/", shares.conversation_share_revoke, name="share_revoke"),
     path("<int:pk>/rename/", conversations.conversation_rename, name="rename"),
     path("<int:pk>/archive/", conversations.conversation_archive, name="archive"),
     path("<int:pk>/delete/", conversations.conversation_delete, name="delete"),

@@ -147,6 +147,23 @@ elif _db["ENGINE"] in ("django.db.backends.postgresql", "django.contrib.gis.db.b
         "timeout": 10,
     }
 
+# "transaction": DATABASE_URL points at a transaction-pooling PgBouncer, which
+# lends a server connection for one transaction only. Nothing may then hold
+# session state across transactions: no server-side cursors (Django's
+# `.iterator()` would open one), no prepared statements (psycopg's
+# prepare_threshold None, which is also Django's default). Migrations run
+# through DATABASE_DIRECT_URL (make prod, docs/OPERATIONS.md, "PgBouncer").
+DATABASE_POOLER = env.str("DATABASE_POOLER", default="")
+if DATABASE_POOLER not in ("", "transaction"):
+    raise ImproperlyConfigured(
+        f"DATABASE_POOLER must be empty or transaction, not {DATABASE_POOLER!r}"
+    )
+if DATABASE_POOLER == "transaction":
+    if _db["ENGINE"] == "django.db.backends.sqlite3":
+        raise ImproperlyConfigured("DATABASE_POOLER=transaction needs a PostgreSQL DATABASE_URL.")
+    _db["DISABLE_SERVER_SIDE_CURSORS"] = True
+    _db["OPTIONS"]["prepare_threshold"] = None
+
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Channels -------------------------------------------------------------
@@ -204,6 +221,11 @@ if REDIS_URL:
     }
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+# Sessions are stored in the database and read through the cache: a request
+# of a signed-in user reads its session without an SQL statement (the cache is
+# Redis when REDIS_URL is set, shared by every process; without it the one
+# server process's memory). While the cache is unreachable, the database alone.
+SESSION_ENGINE = "accounts.sessions"
 
 # --- Abuse limits ---------------------------------------------------------------
 # Rates use django-ratelimit's syntax (`20/m`: s, m, h, d); empty turns one off.
@@ -278,6 +300,21 @@ AUTHENTICATION_BACKENDS = [
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "/chat/"
 LOGOUT_REDIRECT_URL = "login"
+# Mail (password reset) through django-environ's email_url: `consolemail://`
+# prints each mail to the server's output (the default), `smtp://user:pass@host:587`
+# or `smtp+tls://…` in production, `filemail:///path` writes files, `memorymail://`
+# keeps them in memory. Tests use Django's in-memory backend whatever is set.
+EMAIL_CONFIG = env.email_url("EMAIL_URL", default="consolemail://")
+if EMAIL_CONFIG.get("EMAIL_FILE_PATH"):
+    # django-environ drops the path's leading slash; `filemail:///var/mail/x`
+    # means the absolute /var/mail/x, as a file: URL would.
+    EMAIL_CONFIG["EMAIL_FILE_PATH"] = "/" + EMAIL_CONFIG["EMAIL_FILE_PATH"].lstrip("/")
+vars().update(EMAIL_CONFIG)
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="chatproject@localhost")
+# Password-reset requests (POSTs) per client address: each may send a mail.
+PASSWORD_RESET_RATE_LIMIT = env.str("PASSWORD_RESET_RATE_LIMIT", default="10/h")
+# How long a reset link works (Django's own setting, in seconds; 3 days by default).
+PASSWORD_RESET_TIMEOUT = env.int("PASSWORD_RESET_TIMEOUT", default=259200)
 
 # --- I18N, static -----------------------------------------------------------
 
@@ -388,6 +425,9 @@ N8N_API_KEY = env.str("N8N_API_KEY", default="")
 N8N_MODEL_BASE_URL = env.str("N8N_MODEL_BASE_URL", default="")
 N8N_MODEL_API_KEY = env.str("N8N_MODEL_API_KEY", default="")
 N8N_CHAT_WORKFLOW = env.str("N8N_CHAT_WORKFLOW", default="chat-reply")
+# Webhook path of the feedback workflow (n8n/feedback.json ships one as
+# `chat-feedback`). Unset: ratings are stored on the reply and no task is made.
+N8N_FEEDBACK_WORKFLOW = env.str("N8N_FEEDBACK_WORKFLOW", default="")
 TASK_TIMEOUT_SECONDS = env.int("TASK_TIMEOUT_SECONDS", default=120)
 TASK_WEBHOOK_MAX_BYTES = env.int("TASK_WEBHOOK_MAX_BYTES", default=1048576)
 # Callback JSON nested deeper than this is refused (400): pages, the admin and
@@ -477,6 +517,16 @@ CHAT_REPLY_MAX_LENGTH = env.int("CHAT_REPLY_MAX_LENGTH", default=100_000)
 CHAT_THINKING_MAX_LENGTH = env.int("CHAT_THINKING_MAX_LENGTH", default=100_000)
 CHAT_HISTORY_LIMIT = env.int("CHAT_HISTORY_LIMIT", default=20)
 CHAT_PAGE_SIZE = env.int("CHAT_PAGE_SIZE", default=50)
+# Share links (/s/{token}/): links made per user (SHARE_RATE_LIMIT), links
+# turned on at once per conversation and per user (past them: 409 until some
+# are turned off), and the most messages a shared page shows (the latest of
+# the shared branch; the page says when earlier ones are left out).
+SHARE_RATE_LIMIT = env.str("SHARE_RATE_LIMIT", default="30/h")
+SHARE_MAX_PER_CONVERSATION = env.int("SHARE_MAX_PER_CONVERSATION", default=20)
+SHARE_MAX_PER_USER = env.int("SHARE_MAX_PER_USER", default=500)
+SHARE_MAX_MESSAGES = env.int("SHARE_MAX_MESSAGES", default=500)
+# Ratings (👍/👎 with an optional comment) per user.
+FEEDBACK_RATE_LIMIT = env.str("FEEDBACK_RATE_LIMIT", default="30/m")
 
 # --- Operations: metrics and logs --------------------------------------------------
 

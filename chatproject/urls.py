@@ -2,6 +2,8 @@ from django.contrib import admin
 from django.urls import include, path
 from django.views.generic import RedirectView
 
+from chat.views.shares import shared_conversation
+
 from . import views
 
 urlpatterns = [
@@ -13,4 +15,6 @@ urlpatterns = [
     path("chat/", include("chat.urls")),
     path("tasks/", include("tasks.urls")),
     path("files/", include("chat.files.urls")),
+    # A shared conversation: read-only, no login (chat/shares.py).
+    path("s/<str:token>/", shared_conversation, name="shared"),
 ]

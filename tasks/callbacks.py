@@ -24,6 +24,7 @@ from .models import AsyncTask, EventSource, TaskStatus, TaskWords
 CALLBACK_STATUSES = (TaskStatus.PROCESSING, TaskStatus.COMPLETED, TaskStatus.FAILED)
 STEP_MAX_CHARS = 255
 MESSAGE_MAX_CHARS = 4000
+SEQUENCE_MAX = 2**63 - 1  # a bigint
 
 __all__ = ["CallbackError", "TaskConflict", "apply_callback", "validate_callback"]
 
@@ -101,6 +102,15 @@ def validate_callback(payload, task_type) -> dict:
         if not delta:
             raise CallbackError("offset is only allowed with a delta")
         clean["offset"] = offset
+    sequence = payload.get("sequence")
+    if sequence is not None:
+        if (
+            isinstance(sequence, bool)
+            or not isinstance(sequence, int)
+            or not 0 <= sequence <= SEQUENCE_MAX
+        ):
+            raise CallbackError(f"sequence must be an integer from 0 to {SEQUENCE_MAX}")
+        clean["sequence"] = sequence
     error = payload.get("error")
     if error is not None and not isinstance(error, dict | str):
         raise CallbackError("error must be an object or a string")
@@ -131,6 +141,9 @@ def _change(clean, task_type) -> dict:
             return {"status": TaskStatus.FAILED, **fields}
         fields["output_data"] = clean["output"]
         fields.setdefault("status_message", "")
+    elif status == TaskStatus.PROCESSING and "sequence" in clean:
+        # Only progress is ordered: an ending ends the task whatever came before.
+        fields["sequence"] = clean["sequence"]
     elif status == TaskStatus.FAILED:
         error = clean.get("error")
         if error is None:
@@ -176,6 +189,8 @@ def apply_callback(task_id, payload, source=EventSource.CALLBACK) -> tuple[Async
     except TaskConflict as conflict:
         if conflict.task.is_terminal and conflict.task.status == clean["status"]:
             return conflict.task, False  # a repeat: the first one won
+        if _older(conflict.task, clean):
+            return conflict.task, False  # a newer callback was applied already
         if conflict.task.status == TaskStatus.CANCELLED and not conflict.task.n8n_execution_id:
             # Stopped before n8n told its execution id: keep it, and stop n8n now.
             if "execution_id" in clean:
@@ -183,6 +198,18 @@ def apply_callback(task_id, payload, source=EventSource.CALLBACK) -> tuple[Async
 
                 learn_execution_id(task_id, clean["execution_id"])
         raise
+
+
+def _older(task, clean) -> bool:
+    """Whether `clean` is a `processing` callback older (by its `sequence`)
+    than the last one applied to the unfinished `task`."""
+    last = task.callback_sequence
+    return (
+        "sequence" in clean
+        and not task.is_terminal
+        and last is not None
+        and clean["sequence"] <= last
+    )
 
 
 def _apply_delta(task_id, clean, change, source) -> AsyncTask:
@@ -195,7 +222,11 @@ def _apply_delta(task_id, clean, change, source) -> AsyncTask:
     already holds it): then the callback is an old one, and changes nothing.
     """
     offset = clean.get("offset")
-    only_text = set(clean) <= {"status", "delta", "offset"}
+    # A piece's place in the text is its `offset`; `sequence` orders the
+    # step and message a callback sets, so a piece with nothing else is text only.
+    only_text = set(clean) <= {"status", "delta", "offset", "sequence"}
+    if only_text:
+        change = {key: value for key, value in change.items() if key != "sequence"}
     if only_text:
         # One statement, no transaction: the usual piece of a streaming reply.
         appended = door.append_partial(task_id, clean["delta"], offset=offset)
@@ -207,7 +238,12 @@ def _apply_delta(task_id, clean, change, source) -> AsyncTask:
         appended = door.append_partial(task_id, clean["delta"], offset=offset)
         if appended.replayed:
             return AsyncTask.objects.get(pk=task_id)
-        return door.change(task_id, source=source, **change)
+        try:
+            return door.change(task_id, source=source, **change)
+        except TaskConflict as conflict:
+            if _older(conflict.task, clean):
+                return conflict.task  # the text is new, the step an older one
+            raise
 
 
 # --- the body, parsed ----------------------------------------------------------

@@ -28,10 +28,10 @@ from functools import lru_cache
 
 from django.conf import settings
 from django.db import connections, transaction
-from django.db.models import Case, F, Value, When
+from django.db.models import Case, F, Q, Value, When
 from django.db.models.functions import Coalesce, Concat, Length
 from django.db.models.lookups import Exact, GreaterThanOrEqual
-from django.db.models.sql import UpdateQuery
+from django.db.models.sql import InsertQuery, UpdateQuery
 from django.utils import timezone
 
 from observability import metrics
@@ -112,9 +112,9 @@ def _one_statement() -> bool:
     return connections[AsyncTask.objects.db].vendor == "postgresql"
 
 
-def _update_returning(filters, values, source) -> AsyncTask | None:
+def _update_returning(filters, values, source, conditions=()) -> AsyncTask | None:
     """The change as one conditional UPDATE … RETURNING the row, and its event."""
-    queryset = AsyncTask.objects.filter(**filters)
+    queryset = AsyncTask.objects.filter(*conditions, **filters)
     if _one_statement():
         rows = queryset.update_returning(values, compose=_with_event(source))
     else:
@@ -132,6 +132,7 @@ def change(
     expect_version=None,
     only_from=None,
     reopen=False,
+    sequence=None,
     **fields,
 ) -> AsyncTask:
     """Apply one change of a task. Returns the task as written.
@@ -142,6 +143,10 @@ def change(
     change from the row). `reopen` is "dispatch again": failed/timeout →
     pending, the only way back. Raises TaskConflict when the task is in
     another state, AsyncTask.DoesNotExist when there is no such task.
+    `sequence` (a callback's, docs/PROTOCOL.md) makes the write conditional on
+    it being greater than the last one applied, and stores it: an older
+    callback replayed after a newer one raises TaskConflict instead of moving
+    the task back to its step.
     """
     now = timezone.now()
     if reopen:
@@ -156,19 +161,26 @@ def change(
     if expect_version is not None:
         filters["version"] = expect_version
     values = _values(status, fields, now, reopen=reopen)
+    conditions = ()
+    if sequence is not None:
+        conditions = (Q(callback_sequence__isnull=True) | Q(callback_sequence__lt=sequence),)
+        values["callback_sequence"] = sequence
     hooked = status in TaskStatus.terminal()
     one_statement = _one_statement()
     # A change without a hook is one statement on PostgreSQL: no transaction
     # of its own (in a caller's, it joins that one).
     atomic = nullcontext() if one_statement and not hooked else transaction.atomic(savepoint=False)
     with atomic:
-        task = _update_returning(filters, values, source)
+        task = _update_returning(filters, values, source, conditions)
         if task is not None:
+            # The task's frame first: after the commit it goes out before
+            # whatever the hook publishes (a reply's message frame, rendered
+            # then), so the status reaches pages without waiting for that.
+            frames.publish_task(task)
             if status == TaskStatus.COMPLETED:
                 _run_hook(task, "on_completed")
             elif status in TaskStatus.ended_badly():
                 _run_hook(task, "on_failed")
-            frames.publish_task(task)
             transaction.on_commit(lambda: _observe(task, source, status), robust=True)
     if task is None:
         # Raised outside the atomic block, so a caller's transaction stays usable.
@@ -241,14 +253,11 @@ def append_partial(task_id, text, offset=None) -> Appended:
     when the task is finished (a stopped reply grows no more),
     AsyncTask.DoesNotExist when there is no such task.
     """
-    queryset = AsyncTask.objects.filter(
-        GreaterThanOrEqual(_room_expression(), len(text)),
-        pk=task_id,
-        status__in=TaskStatus.unfinished(),
-    )
-    if offset is not None:
-        queryset = queryset.filter(Exact(Length("partial_text"), offset))
-    task = _append_returning(queryset, text)
+    alias = AsyncTask.objects.db
+    sql, params = _append_statement(alias, _bounds_key(), offset is not None)
+    given = {_TEXT: text, _LENGTH: len(text), _ID: task_id, _OFFSET: offset}
+    params = [_given(p, given) for p in params]
+    task = _append_returning(AsyncTask.objects.using(alias), text, compiled=(sql, params))
     if task is None:
         return _append_clipped(task_id, text, offset)
     offset = task.partial_length - len(text)
@@ -257,18 +266,64 @@ def append_partial(task_id, text, offset=None) -> Appended:
     return Appended(offset, text, task.status, full)
 
 
-def _append_returning(queryset, text):
+def _append_returning(queryset, text, compiled=None):
     """Append `text` to the partial reply of `queryset`'s task and return the
     row as a `message.delta` frame needs it (the new length, and the task
-    types' `delta_annotations`), in one statement; None when no row matched."""
+    types' `delta_annotations`), in one statement; None when no row matched.
+    `compiled`: the UPDATE as `_append_statement` built it, its values given."""
     extra, params = _delta_returning(queryset.db, _registry_key())
     rows = queryset.update_returning(
         {"partial_text": Concat(F("partial_text"), Value(text))},
         fields=("task_type", "status", "created_by_id", "input_data"),
         extra=(("partial_length", "LENGTH(partial_text)"), *extra),
         extra_params=params,
+        compiled=compiled,
     )
     return rows[0] if rows else None
+
+
+# Stand-ins for a piece's values in the append's UPDATE compiled once
+# (`_append_statement`): no text holds NUL, no length, id or offset is negative.
+_TEXT = "\x00piece\x00"
+_LENGTH, _ID, _OFFSET = -7_000_000_001, -7_000_000_002, -7_000_000_003
+
+
+def _given(param, given):
+    """A compiled parameter, or the value given for its stand-in (wrapped as
+    the compiler wrapped the stand-in: psycopg's Int4 on PostgreSQL)."""
+    if isinstance(param, str | int) and param in given:
+        value = given[param]
+        return value if type(param) in (str, int) else type(param)(value)
+    return param
+
+
+@lru_cache(maxsize=16)
+def _append_statement(alias, _bounds, with_offset):
+    """The conditional UPDATE of `append_partial` (room for the piece, the
+    task unfinished, with `with_offset` the text's length equal to the
+    piece's offset), compiled by the ORM once per database, set of task
+    types and their bounds, with stand-ins where a piece's values go: a streamed piece costs
+    no compilation."""
+    queryset = AsyncTask.objects.using(alias).filter(
+        GreaterThanOrEqual(_room_expression(), _LENGTH),
+        pk=_ID,
+        status__in=TaskStatus.unfinished(),
+    )
+    if with_offset:
+        queryset = queryset.filter(Exact(Length("partial_text"), _OFFSET))
+    query = queryset.query.chain(UpdateQuery)
+    query.add_update_values({"partial_text": Concat(F("partial_text"), Value(_TEXT))})
+    sql, params = query.get_compiler(alias).as_sql()
+    stand_ins = {_TEXT, _LENGTH, _ID, _OFFSET} if with_offset else {_TEXT, _LENGTH, _ID}
+    missing = stand_ins - {p for p in params if isinstance(p, str | int)}
+    assert not missing, f"the compiled append lost its stand-ins {missing}"
+    return sql, tuple(params)
+
+
+def _bounds_key():
+    """The task types and their partial text bounds (settings may change them)."""
+    bounds = tuple((name, registry.partial_max_chars_for(name)) for name in registry.names())
+    return _registry_key(), bounds, settings.TASK_PARTIAL_TEXT_MAX_CHARS
 
 
 def _registry_key():
@@ -343,17 +398,73 @@ def claim(task_id, now, lease) -> bool:
     return claimed == 1
 
 
-def create(*, task_type, workflow_id, input_data, created_by, metadata=None, source) -> AsyncTask:
-    """Store a new pending task and its first event (in the caller's transaction)."""
-    task = AsyncTask.objects.create(
+def claim_reconciliation(task_id, now, quiet_since) -> bool:
+    """Take a processing task for one question to n8n: one conditional UPDATE
+    (not asked since `quiet_since`), so of any number of workers exactly one
+    asks n8n about it per TASK_RECONCILE_AFTER_SECONDS (bookkeeping only)."""
+    claimed = (
+        AsyncTask.objects.filter(pk=task_id, status=TaskStatus.PROCESSING)
+        .filter(Q(reconciled_at__isnull=True) | Q(reconciled_at__lt=quiet_since))
+        .update(reconciled_at=now)
+    )
+    return claimed == 1
+
+
+def create(
+    *, task_type, workflow_id, input_data, created_by, metadata=None, source, along=()
+) -> AsyncTask:
+    """Store a new pending task and its first event (in the caller's transaction).
+
+    `along`: the caller's own writes that name the new task, as (sql, params)
+    pairs whose SQL says `{task_id}` where the task's id goes (a message that
+    asks for the task, say). On PostgreSQL they join the INSERT's statement as
+    data-modifying parts, so the task, its event and these are one round trip;
+    elsewhere each runs after the INSERT with the id in its place.
+    """
+    task = AsyncTask(
         task_type=task_type,
         workflow_id=workflow_id,
         input_data=input_data,
         created_by=created_by,
         metadata=metadata or {},
     )
-    record_creation(task, source)
+    if _one_statement():
+        _insert_with_event(task, source, along)
+    else:
+        task.save(force_insert=True)
+        record_creation(task, source)
+        with connections[AsyncTask.objects.db].cursor() as cursor:
+            for sql, params in along:
+                cursor.execute(sql.format(task_id=int(task.pk)), params)
     return task
+
+
+def _insert_with_event(task, source, along=()) -> None:
+    """PostgreSQL: the task's INSERT (built by the ORM's compiler, as `save()`
+    builds it), its first event and the caller's `along` as one statement."""
+    alias = AsyncTask.objects.db
+    fields = [f for f in AsyncTask._meta.local_concrete_fields if not f.primary_key]
+    query = InsertQuery(AsyncTask)
+    query.insert_values(fields, [task])
+    ((insert_sql, params),) = query.get_compiler(using=alias).as_sql()
+    params = [*params, str(source)]
+    parts = ""
+    for number, (part_sql, part_params) in enumerate(along):
+        parts += f",\na{number} AS ({part_sql.format(task_id='(SELECT id FROM t)')})"
+        params += part_params
+    sql = (
+        f"WITH t AS ({insert_sql} RETURNING id, version, status, current_step,"
+        " status_message, created_at),\n"
+        "e AS (INSERT INTO async_task_events"
+        " (task_id, version, status, current_step, status_message, created_at, source)"
+        " SELECT id, version, status, current_step, status_message, created_at, %s FROM t)"
+        f"{parts}\nSELECT id FROM t"
+    )
+    with connections[alias].cursor() as cursor:
+        cursor.execute(sql, params)
+        task.pk = cursor.fetchone()[0]
+    task._state.adding = False
+    task._state.db = alias
 
 
 def _run_hook(task, name):

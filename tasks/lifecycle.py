@@ -21,8 +21,9 @@ logger = logging.getLogger(__name__)
 EXPIRE_BATCH = 500
 
 
-def create_task(*, user, task_type, input_data, metadata=None, source=EventSource.USER):
-    """Store a pending task and dispatch it right after the commit."""
+def create_task(*, user, task_type, input_data, metadata=None, source=EventSource.USER, along=()):
+    """Store a pending task and dispatch it right after the commit (`along`:
+    the caller's writes that name it, see `door.create`)."""
     kind = registry.get(task_type)
     if kind is None:
         raise ValueError(f"unknown task type {task_type!r}")
@@ -33,6 +34,7 @@ def create_task(*, user, task_type, input_data, metadata=None, source=EventSourc
         created_by=user,
         metadata=metadata,
         source=source,
+        along=along,
     )
     frames.publish_task(task)
     transaction.on_commit(lambda: _created(task), robust=True)

@@ -140,7 +140,7 @@ class EventSource(models.TextChoices):
 
 class AsyncTaskQuerySet(models.QuerySet):
     def update_returning(
-        self, values, *, fields=None, extra=(), extra_params=(), compose=None
+        self, values, *, fields=None, extra=(), extra_params=(), compose=None, compiled=None
     ) -> list["AsyncTask"]:
         """UPDATE this queryset's rows with `values` and return them as written,
         in one statement (`UPDATE … RETURNING`, PostgreSQL and SQLite alike).
@@ -153,11 +153,15 @@ class AsyncTaskQuerySet(models.QuerySet):
         the row) read back too, their placeholders filled by `extra_params`.
         `compose(update_sql, params, columns)` may wrap the UPDATE into a
         larger statement that returns `columns` of the changed rows (the door
-        adds the change's event this way). Only tasks/door.py calls it.
+        adds the change's event this way). `compiled` is the UPDATE's (sql,
+        params) as the caller compiled it before (`values` and this queryset's
+        filters are then not compiled again). Only tasks/door.py calls it.
         """
-        query = self.query.chain(UpdateQuery)
-        query.add_update_values(values)
-        sql, params = query.get_compiler(self.db).as_sql()
+        if compiled is None:
+            query = self.query.chain(UpdateQuery)
+            query.add_update_values(values)
+            compiled = query.get_compiler(self.db).as_sql()
+        sql, params = compiled
         columns, names, converters = _returning_shape(self.db, fields, tuple(extra))
         if compose is None:
             sql, params = f"{sql} RETURNING {columns}", [*params, *extra_params]
@@ -241,6 +245,9 @@ class AsyncTask(models.Model):
     # for pages that reload or connect to another server process mid-reply;
     # written by tasks.door.append_partial, cleared when the task completes.
     partial_text = models.TextField(blank=True, default="", db_default="")
+    # The `sequence` of the last `processing` callback applied (docs/PROTOCOL.md):
+    # one that carries a smaller or equal one is older and changes nothing.
+    callback_sequence = models.BigIntegerField(null=True, blank=True)
 
     objects = AsyncTaskQuerySet.as_manager()
 

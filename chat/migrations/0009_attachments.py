@@ -9,7 +9,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("chat", "0006_search_index_write_through"),
+        ("chat", "0008_shares"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

@@ -14,6 +14,12 @@ def message_fragment(context, message):
 
 
 @register.simple_tag
+def shared_fragment(message):
+    """The message as a share link shows it: the same fragment without controls."""
+    return mark_safe(message_html(message, shared=True))  # noqa: S308
+
+
+@register.simple_tag
 def stream_shell():
     """The shell of a reply being written (chat/_message.html, streaming), for
     the conversation page's <template id="stream-template">."""

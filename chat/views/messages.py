@@ -11,7 +11,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from .. import services
 from ..forms import MessageForm
 from ..fragments import message_html
-from ..models import Message, Role
+from ..models import Conversation, Message, Role
 from .common import limit_sends, message_id_param, owned, see_other, sidebar, wants_json
 from .conversations import render_conversation
 
@@ -48,13 +48,15 @@ def _parent_param(request):
 @require_POST
 @limit_sends
 def message_create(request, pk):
-    conversation = owned(request, pk)
     # Files (`files`, multipart) beside the text; a message may be files alone.
     files = request.FILES.getlist("files")
     form = MessageForm(request.POST, with_files=bool(files))
     if not form.is_valid():
         error = form.errors["content"][0]
-        return _refused(request, conversation, error, 400, form=form)
+        return _refused(request, owned(request, pk), error, 400, form=form)
+    # The send's own locked read checks the owner (one statement fewer than
+    # reading the conversation first): anyone else's or no conversation is 404.
+    conversation = Conversation(pk=pk, user=request.user)
     try:
         parent_id = _parent_param(request)
         message = services.send_message(
@@ -64,7 +66,10 @@ def message_create(request, pk):
             parent_id=parent_id,
             files=files,
         )
+    except Conversation.DoesNotExist:
+        raise Http404 from None
     except services.SendRefused as refused:
+        conversation = owned(request, pk)
         return _refused(request, conversation, refused.message, refused.status, form=form)
     return _sent(request, conversation, message)
 

@@ -14,6 +14,7 @@
 
 import { state } from "./state.js";
 import { fillCsrf, fragment, post, announce } from "./dom.js";
+import { handleRating } from "./feedback.js";
 import { openEditor } from "./editor.js";
 
 // --- the shown branch ----------------------------------------------------------------------
@@ -143,6 +144,7 @@ async function regenerate(form, button, notify) {
 export function installBranches({ notify, swapped }) {
   onSwapped = swapped || onSwapped;
   state.root.addEventListener("submit", (event) => {
+    if (handleRating(event, notify)) return;
     const button = event.submitter;
     if (event.target.id !== "message-action" || !button || !button.formAction) return;
     event.preventDefault();

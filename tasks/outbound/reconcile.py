@@ -71,8 +71,12 @@ def schedule(now=None) -> int:
         return 0
     now = now or timezone.now()
     started = 0
+    quiet = now - timedelta(seconds=settings.TASK_RECONCILE_AFTER_SECONDS)
     for task_id in list(due(now).values_list("pk", flat=True)[:BATCH_SIZE]):
-        door.note(task_id, reconciled_at=now)
+        # Several workers may list the same task: the one whose conditional
+        # write wins asks n8n, the others skip it.
+        if not door.claim_reconciliation(task_id, now, quiet):
+            continue
         if pool.submit(reconcile_task, task_id) is None:
             break
         started += 1

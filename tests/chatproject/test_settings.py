@@ -180,3 +180,37 @@ def test_configuration_from_the_environment():
     assert values["TASK_TIMEOUT_SECONDS"] == 30
     assert values["TASK_WEBHOOK_MAX_BYTES"] == 2048
     assert values["CHAT_THINKING_MAX_LENGTH"] == 5000
+
+
+def _database_settings(**env):
+    code = (
+        "import django, json; from django.conf import settings; django.setup(); "
+        "db = settings.DATABASES['default']; "
+        "print(json.dumps({'cursors_off': db.get('DISABLE_SERVER_SIDE_CURSORS', False), "
+        "'prepare': db['OPTIONS'].get('prepare_threshold', 'unset')}))"
+    )
+    full_env = {k: v for k, v in os.environ.items() if k != "DATABASE_POOLER"}
+    full_env.update({"DJANGO_SETTINGS_MODULE": "chatproject.settings", "DEBUG": "1", **env})
+    return subprocess.run(
+        [sys.executable, "-c", code], cwd=BASE_DIR, env=full_env,
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+
+
+def test_transaction_pooling_turns_server_side_cursors_and_prepared_statements_off():
+    result = _database_settings(
+        DATABASE_URL="postgres://postgres@127.0.0.1:6432/chatproject", DATABASE_POOLER="transaction"
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {"cursors_off": True, "prepare": None}
+
+
+def test_an_unknown_pooler_or_pooling_sqlite_is_refused():
+    unknown = _database_settings(
+        DATABASE_URL="postgres://postgres@127.0.0.1:6432/chatproject", DATABASE_POOLER="session"
+    )
+    assert unknown.returncode != 0
+    assert "DATABASE_POOLER must be empty or transaction" in unknown.stderr
+    sqlite = _database_settings(DATABASE_URL="sqlite:///x.sqlite3", DATABASE_POOLER="transaction")
+    assert sqlite.returncode != 0
+    assert "needs a PostgreSQL DATABASE_URL" in sqlite.stderr

@@ -40,6 +40,7 @@ DEFAULT_VERSIONS = "2.8.4 2.41.1"
 WORKFLOW_FILES = [
     BASE_DIR / "n8n" / "chat-reply.json",
     BASE_DIR / "n8n" / "chat-reply-offline.json",
+    BASE_DIR / "n8n" / "feedback.json",
     BASE_DIR / "n8n" / "tests" / "chat-reply-fails.json",
     BASE_DIR / "n8n" / "tests" / "chat-files.json",
 ]

@@ -19,7 +19,13 @@ from tests.e2e.n8n_support import SECRET, WORKFLOW_FILES
 
 pytestmark = pytest.mark.n8n
 
-SHIPPED_PATHS = {"chat-reply", "chat-reply-offline", "chat-reply-fails", "chat-files"}
+SHIPPED_PATHS = {
+    "chat-reply",
+    "chat-reply-offline",
+    "chat-reply-fails",
+    "chat-feedback",
+    "chat-files",
+}
 OFFLINE = support.BASE_DIR / "n8n" / "chat-reply-offline.json"
 
 
@@ -228,7 +234,9 @@ def test_the_shipped_workflow_files_each_have_one_webhook_and_a_probe_branch():
         names = {node["name"] for node in shipped.data["nodes"]}
         assert {"Probe?", "Answer probe", "Accept"} <= names
         [webhook] = [n for n in shipped.data["nodes"] if n["type"] == "n8n-nodes-base.webhook"]
-        if path.parent.name == "tests":  # a test workflow answering the plain way
+        if path.parent.name == "tests" or shipped.webhook_path == "chat-feedback":
+            # A test workflow, and the feedback workflow (nothing to stream),
+            # answer the plain way.
             assert webhook["parameters"]["responseMode"] == "responseNode"
             continue
         # The shipped ones stream, through nodes that do so in 2.8.4 and 2.41 alike.

@@ -158,7 +158,10 @@ def large_replies(user, count, size):
 
 async def test_a_sync_stops_at_its_byte_budget_with_a_reset(user, alice_cookie, settings):
     settings.WS_SYNC_MAX_BYTES = 200_000
-    conversation = await asyncio.to_thread(large_replies, user, 20, 6_000)  # ~30 kB each
+    # 20,000 characters each: a frame of ~65 kB (the text, its escaped source
+    # and its HTML), so a few fit in the budget and most do not. (6,000 words
+    # made frames of ~99 kB: two fitted only until a fragment grew by 1 kB.)
+    conversation = await asyncio.to_thread(large_replies, user, 20, 4_000)
     socket = await open_socket(f"/ws/chat/{conversation.pk}/", alice_cookie)
     await socket.send_json_to({"type": "sync", "after_message_id": 0})
     total, kinds = 0, []

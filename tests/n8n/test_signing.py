@@ -59,7 +59,7 @@ def test_a_malformed_secret_is_refused_with_how_to_make_one(secret):
 
 # --- the workflows' "Verify signature" Code node, under Node ---------------------------------
 
-WORKFLOWS = ["chat-reply.json", "chat-reply-offline.json"]
+WORKFLOWS = ["chat-reply.json", "chat-reply-offline.json", "feedback.json"]
 
 HARNESS = """
 const crypto = require('crypto');

@@ -232,3 +232,26 @@ def test_the_door_returns_the_row_exactly_as_the_orm_reads_it(user):
         assert getattr(written, field.attname) == getattr(read, field.attname), field.name
     assert written.output_data["nested"] == [1, {"a": None}]
     assert written.processing_completed_at.tzinfo is not None
+
+
+def test_a_streamed_piece_reuses_the_append_compiled_once(user, monkeypatch):
+    """The append's UPDATE is compiled by the ORM once, then only its values
+    change: pieces of any text, offset and task are written as given."""
+    from django.db.models.sql.compiler import SQLUpdateCompiler
+
+    first, second = chat_task(user), chat_task(user)
+    door.append_partial(first.pk, "warm ", offset=0)
+    door.append_partial(first.pk, "up ")
+    compiled = []
+    original = SQLUpdateCompiler.as_sql
+    monkeypatch.setattr(
+        SQLUpdateCompiler, "as_sql", lambda self: compiled.append(1) or original(self)
+    )
+    door.append_partial(first.pk, "Hello, ")
+    door.append_partial(second.pk, "other ", offset=0)
+    door.append_partial(first.pk, "wörld 🌍", offset=len("warm up Hello, "))
+    assert compiled == []
+    texts = dict(
+        AsyncTask.objects.values_list("pk", "partial_text").filter(pk__in=[first.pk, second.pk])
+    )
+    assert texts == {first.pk: "warm up Hello, wörld 🌍", second.pk: "other "}
