@@ -750,6 +750,14 @@ def main():
     log(f"7. CPU per reply, {cpu.REPLIES} replies of {cpu.PIECES} pieces …")
     results["cpu_per_reply"] = cpu.run(server, user, DB_NAME)
 
+    # 8. A 10 MiB upload: time and the server's peak extra memory (bench/uploads.py).
+    log("8. a 10 MiB upload …")
+    from bench import uploads
+
+    results["upload"] = uploads.run(
+        server, user, rss_kib, trivial_get_latency, session_cookie, make_conversation
+    )
+
     results["duration_s"] = round(time.monotonic() - started, 1)
     results["ratios"] = ratios(results)
     results["goals"] = goals(results)

@@ -7,7 +7,7 @@ from django.utils.html import format_html, format_html_join
 
 from tasks.admin import pretty_json
 
-from .models import Conversation, Message, Share
+from .models import Attachment, Conversation, Message, Share
 from .search import query as finder
 from .search import sql
 from .views.common import MAX_ID
@@ -128,8 +128,23 @@ class ConversationAdmin(admin.ModelAdmin):
         )
 
 
+class AttachmentInline(admin.TabularInline):
+    """A message's files, read-only: names, types, sizes and hashes, never
+    their content (the file itself is its owner's, at /files/{id}/)."""
+
+    model = Attachment
+    extra = 0
+    can_delete = False
+    fields = ("id", "name", "content_type", "size", "sha256", "created_at")
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
 @admin.register(Message)
 class MessageAdmin(admin.ModelAdmin):
+    inlines = (AttachmentInline,)
     list_display = ("id", "role", "short_content", "conversation_link", "task_link", "created_at")
     list_filter = ("role", "created_at")
     list_per_page = 50

@@ -23,6 +23,16 @@ class ChatConfig(AppConfig):
         user_logged_in.connect(forgive_failed_logins, dispatch_uid="forgive_failed_logins")
         post_migrate.connect(_search_index_in_place, sender=self)
 
+        # A deleted attachment row (its conversation, message or user gone)
+        # takes its stored file along once the deletion commits.
+        from django.db.models.signals import post_delete
+
+        from .files.store import delete_stored_file
+
+        post_delete.connect(
+            delete_stored_file, sender=self.get_model("Attachment"), dispatch_uid="chat.files"
+        )
+
 
 def _search_index_in_place(using, **kwargs):
     """SQLite loses the search triggers when a migration rebuilds a table."""

@@ -98,16 +98,24 @@ def branch_ids(conversation_id, leaf_id=None) -> list[int]:
 
 
 def history(message, limit) -> list[dict]:
-    """The branch before `message`, oldest first, at most `limit` messages."""
+    """The branch before `message`, oldest first, at most `limit` messages
+    (`id`, `role`, `content` and whether it has files, `has_files`, each)."""
     if limit <= 0 or message.parent_id is None:
         return []
-    final = "SELECT h.role, h.content, b.depth FROM branch b JOIN chat_messages h ON h.id = b.id"
+    final = (
+        "SELECT h.id, h.role, h.content, b.depth,"
+        " EXISTS (SELECT 1 FROM chat_attachments a WHERE a.message_id = h.id)"
+        " FROM branch b JOIN chat_messages h ON h.id = b.id"
+    )
     sql, params = _walk_up(message.conversation_id, "%s", [message.parent_id], limit, final=final)
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         rows = cursor.fetchall()
-    rows.sort(key=lambda row: -row[2])
-    return [{"role": role, "content": content} for role, content, _depth in rows]
+    rows.sort(key=lambda row: -row[3])
+    return [
+        {"id": pk, "role": role, "content": content, "has_files": bool(has_files)}
+        for pk, role, content, _depth, has_files in rows
+    ]
 
 
 @dataclass(frozen=True)

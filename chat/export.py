@@ -53,7 +53,11 @@ def _stopped(message) -> bool:
 def _batch(conversation_id, after):
     from .models import Message
 
-    rows = Message.objects.filter(conversation_id=conversation_id).select_related("async_task")
+    rows = (
+        Message.objects.filter(conversation_id=conversation_id)
+        .select_related("async_task")
+        .prefetch_related("attachments")
+    )
     if after is not None:
         created_at, pk = after
         rows = rows.filter(Q(created_at__gt=created_at) | Q(created_at=created_at, pk__gt=pk))
@@ -63,7 +67,12 @@ def _batch(conversation_id, after):
 def _by_ids(ids):
     from .models import Message
 
-    found = Message.objects.filter(pk__in=ids).select_related("async_task").in_bulk()
+    found = (
+        Message.objects.filter(pk__in=ids)
+        .select_related("async_task")
+        .prefetch_related("attachments")
+        .in_bulk()
+    )
     return [found[pk] for pk in ids if pk in found]
 
 
@@ -101,6 +110,17 @@ def message_record(message, zone=None) -> dict:
         "created_at": _time(message.created_at, zone),
         "task_status": task.status if task is not None else None,
         "stopped": _stopped(message),
+        # The message's files (downloads at /files/{id}/ for their owner).
+        "attachments": [
+            {
+                "id": attachment.pk,
+                "name": attachment.name,
+                "content_type": attachment.content_type,
+                "size": attachment.size,
+                "sha256": attachment.sha256,
+            }
+            for attachment in message.attachments.all()
+        ],
     }
 
 
@@ -126,6 +146,8 @@ async def as_json(conversation, zone=None):
 
 
 _BACKTICKS = re.compile(r"`+")
+# A file name in an inline code span: no backtick or line break can end it.
+_INLINE_UNSAFE = re.compile(r"[`\r\n]")
 _LINE_ENDING = re.compile(r"\r\n|\r|\n")
 
 
@@ -161,3 +183,9 @@ async def as_markdown(conversation, leaf_id=None, zone=None):
         if message.thinking:
             yield f"> **Thinking**\n>\n{fenced(message.thinking, '> ')}\n"
         yield fenced(message.content)
+        files = list(message.attachments.all())
+        if files:
+            yield "\nFiles:\n\n"
+            for attachment in files:
+                name = _INLINE_UNSAFE.sub("_", attachment.name)
+                yield f"- `{name}` ({attachment.content_type}, {attachment.size} bytes)\n"

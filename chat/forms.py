@@ -19,11 +19,17 @@ def _content_field(required=True):
 class MessageForm(forms.Form):
     content = _content_field()
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, with_files=False, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["content"].error_messages["required"] = "Write a message before sending."
+        # A message may be files alone.
+        self.with_files = with_files
+        if with_files:
+            self.fields["content"].required = False
 
     def clean_content(self):
+        if self.with_files and not (self.cleaned_data.get("content") or "").strip():
+            return ""
         try:
             return services.clean_content(self.cleaned_data.get("content"))
         except services.SendRefused as refused:

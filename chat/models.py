@@ -6,6 +6,7 @@ from django.db.models import Q, Value
 from django.db.models.functions import Now
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.functional import cached_property
 
 from tasks.models import AsyncTask
 
@@ -178,6 +179,12 @@ class Message(models.Model):
         if missing:
             cls.objects.bulk_update(missing, FIELDS)
 
+    @cached_property
+    def files(self) -> list:
+        """The message's attachments (prefetched on pages; set by whoever
+        just stored them, so a new message's fragment costs no query)."""
+        return list(self.attachments.all())
+
     def render_if_needed(self) -> None:
         """Render and store a row that was written without its HTML (plain SQL,
         or stored before the column existed): once, then it is kept."""
@@ -208,6 +215,55 @@ class Message(models.Model):
         super().save(*args, **kwargs)
         if adding and touch_conversation:
             Conversation(pk=self.conversation_id).touch()
+
+
+# Images a browser shows and Pillow reads: the only files served inline, and
+# the ones a page shows as thumbnails. Never SVG or anything scriptable.
+RASTER_IMAGES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp", "image/bmp"})
+
+
+class AttachmentQuerySet(models.QuerySet):
+    def for_user(self, user):
+        """Files are their owner's only: every lookup by id starts here."""
+        if not user.is_authenticated:
+            return self.none()
+        return self.filter(user=user)
+
+
+class Attachment(models.Model):
+    """A file sent with a message (`chat_attachments`): the user's upload or a
+    file a workflow returned with its reply. The bytes live in Django's default
+    storage under `file` (a random name, never the user's); `name` is what the
+    user called it. Deleting the row deletes the stored file after the commit
+    (chat/files/store.py), however the row goes (a conversation, a user)."""
+
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="attachments")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="attachments"
+    )
+    file = models.CharField(max_length=255, unique=True)
+    name = models.CharField(max_length=255)
+    content_type = models.CharField(max_length=127)
+    size = models.BigIntegerField()
+    sha256 = models.CharField(max_length=64)
+    created_at = models.DateTimeField(default=timezone.now, db_default=Now(), editable=False)
+
+    objects = AttachmentQuerySet.as_manager()
+
+    class Meta:
+        db_table = "chat_attachments"
+        ordering = ["id"]
+
+    def __str__(self):
+        return self.name
+
+    def get_absolute_url(self):
+        return reverse("files:file", args=[self.pk])
+
+    @property
+    def is_image(self) -> bool:
+        """A raster image a browser shows: inline, with a thumbnail."""
+        return self.content_type in RASTER_IMAGES
 
 
 class ShareQuerySet(models.QuerySet):

@@ -74,17 +74,37 @@ def history_before(message) -> list[dict]:
 
     from .branches import history
 
-    return history(message, settings.CHAT_HISTORY_LIMIT)
+    entries = history(message, settings.CHAT_HISTORY_LIMIT)
+    for entry in entries:
+        del entry["id"], entry["has_files"]
+    return entries
 
 
 def chat_input(message) -> dict:
-    """The `input_data` of a chat task, as docs/PROTOCOL.md describes it."""
+    """The `input_data` of a chat task, as docs/PROTOCOL.md describes it.
+
+    Files are listed without their links (`attachments`, and per history
+    entry): the links are signed for the task when it is dispatched
+    (`chat/tasktypes.py`, `dispatch_input`), never stored."""
+    from django.conf import settings
+
+    from .branches import history as branch_history
+    from .files.records import attachments_by_message, record
+
+    history = branch_history(message, settings.CHAT_HISTORY_LIMIT)
+    with_files = [entry["id"] for entry in history if entry["has_files"]]
+    files = attachments_by_message(with_files)  # no query when none has files
+    for entry in history:
+        message_id = entry.pop("id")
+        if entry.pop("has_files") and files.get(message_id):
+            entry["attachments"] = files[message_id]
     return {
         "conversation_id": message.conversation_id,
         "session_id": str(message.conversation_id),
         "message_id": message.pk,
         "message": message.content,
-        "history": history_before(message),
+        "history": history,
+        "attachments": [record(attachment) for attachment in message.files],
     }
 
 
@@ -177,12 +197,13 @@ def _new_user_message(conversation, content, parent_id, siblings=True):
     message.parent_id = parent_id
     message.starts_branch = parent_id is None
     message.save(touch_conversation=False)
+    message.files = []  # a send with files sets them next
     if not siblings:
         message.versions = None  # known: its frame needs no count of versions
     return message
 
 
-def send_message(user, conversation, text, parent_id=None):
+def send_message(user, conversation, text, parent_id=None, files=()):
     """Store a user message and its pending chat task in one transaction.
 
     The message follows `parent_id` (the leaf of the branch the page shows)
@@ -193,23 +214,43 @@ def send_message(user, conversation, text, parent_id=None):
     published to the page's sockets. `conversation` needs only its `pk`: the
     locked read checks that `user` owns it (Conversation.DoesNotExist else),
     and its `title` and `current_leaf_id` are set from what was written.
+
+    `files` (uploaded files) are checked whole first (count, size, type read
+    from the content: SendRefused 413/415/400) and stored with the message,
+    which may then have no text; a send that is refused or fails after they
+    were written removes them again (chat/files/store.py).
     """
     from django.db import transaction
 
-    content = clean_content(text)
-    with transaction.atomic():
-        locked = _lock_for_send(user, conversation, parent_id)
-        if locked.busy:
-            raise SendRefused(BUSY_MESSAGE, code="busy", status=409)
-        if parent_id is not None and locked.send_parent is None:
-            raise SendRefused(NOT_IN_CONVERSATION, code="bad_parent", status=400)
-        # An empty conversation (no parent) has no other root to be a sibling of.
-        siblings = locked.send_parent is not None and locked.parent_answered
-        message = _new_user_message(locked, content, locked.send_parent, siblings)
-        titled = not locked.title
-        if titled:
-            locked.title = derive_title(content)
-        _ask(user, locked, message, titled=titled)
+    from .files import store
+    from .files.kinds import FileRefused
+
+    try:
+        uploads = store.inspect_all(list(files))
+    except FileRefused as refused:
+        raise SendRefused(refused.message, code="file", status=refused.status) from None
+    content = clean_content(text) if not uploads or (text or "").strip() else ""
+    store.save(uploads)
+    try:
+        with transaction.atomic():
+            locked = _lock_for_send(user, conversation, parent_id)
+            if locked.busy:
+                raise SendRefused(BUSY_MESSAGE, code="busy", status=409)
+            if parent_id is not None and locked.send_parent is None:
+                raise SendRefused(NOT_IN_CONVERSATION, code="bad_parent", status=400)
+            # An empty conversation (no parent) has no other root to be a sibling of.
+            siblings = locked.send_parent is not None and locked.parent_answered
+            message = _new_user_message(locked, content, locked.send_parent, siblings)
+            message.files = store.create_rows(message, user.pk, uploads) if uploads else []
+            titled = not locked.title
+            if titled:
+                locked.title = derive_title(content or ", ".join(u.name for u in uploads))
+            _ask(user, locked, message, titled=titled)
+    except BaseException:
+        # Refused, the conversation deleted meanwhile, the database gone:
+        # nothing of the message is kept, its files neither.
+        store.discard(uploads)
+        raise
     conversation.title = locked.title
     conversation.current_leaf_id = locked.current_leaf_id
     return message
@@ -329,7 +370,15 @@ def set_archived(user, conversation, archived: bool):
 
 
 def delete_conversation(user, conversation) -> None:
-    """Delete a conversation and its messages (their tasks stay, for the record)."""
+    """Delete a conversation and its messages (their tasks stay, for the
+    record), and its files from storage once that commits. The row is locked
+    first, so a send still storing files commits before and its files are
+    found and removed too (chat/files/store.py)."""
+    from django.db import transaction
+
     from .models import Conversation
 
-    Conversation.objects.for_user(user).filter(pk=conversation.pk).delete()
+    with transaction.atomic():
+        owned = Conversation.objects.for_user(user).filter(pk=conversation.pk)
+        if owned.select_for_update().exists():
+            owned.delete()

@@ -65,7 +65,7 @@ def output_refused(output) -> str:
     return ""
 
 
-def _add_reply(task, content, thinking="", metadata=None):
+def _add_reply(task, content, thinking="", metadata=None, output=None):
     """Exactly one assistant message per chat task, and none for a task that a
     later one superseded or whose conversation is gone.
 
@@ -125,22 +125,44 @@ def _add_reply(task, content, thinking="", metadata=None):
         return
     if on_branch and not question["answered"]:
         message.versions = None  # the question's first answer: no siblings to count
+    message.files = []
+    if output is not None and task.created_by_id is not None:
+        from .files import incoming
+
+        message.files = incoming.store_for(message, task.created_by_id, output)
     publish_message(message)
 
 
 def on_completed(task):
     content, thinking = reply_from_output(task.output_data)
-    _add_reply(task, content, thinking)
+    _add_reply(task, content, thinking, output=task.output_data)
 
 
 def prepare(output):
-    """Before the door locks the task: render the reply `on_completed` will
-    store (the message's save then finds it; see chat/rendering.py)."""
+    """Before the door locks the task: check the files the reply carries
+    (unusable ones: 422, nothing changes) and render the reply `on_completed`
+    will store (the message's save then finds it; see chat/rendering.py)."""
+    from tasks.callbacks import CallbackError
+
+    from .files import incoming
+    from .files.kinds import FileRefused
     from .models import Role
     from .rendering import prepare as prepare_render
 
+    try:
+        incoming.check(output)
+    except FileRefused as refused:
+        raise CallbackError(refused.message, status=422) from None
     content, thinking = reply_from_output(output)
     prepare_render(Role.ASSISTANT, content, bounded_thinking(thinking))
+
+
+def dispatch_input(task):
+    """The input n8n receives: as stored, its files with links signed for
+    this task until its deadline (chat/files/records.py)."""
+    from .files.records import with_links
+
+    return with_links(task.input_data, task.pk, task.deadline.timestamp())
 
 
 def on_failed(task):
@@ -181,6 +203,9 @@ def valid_output(output) -> bool:
         return bool(output.strip())
     if isinstance(output, dict):
         content = output.get("content")
+        if isinstance(content, str) and not content.strip():
+            # Files alone make a reply too (an image a workflow drew).
+            return isinstance(output.get("attachments"), list) and bool(output["attachments"])
         return isinstance(content, str) and bool(content.strip())
     return False
 
@@ -209,5 +234,6 @@ def register():
             status_html=status_html,
             output_refused=output_refused,
             superseded=superseded,
+            dispatch_input=dispatch_input,
         )
     )

@@ -12,8 +12,12 @@ its 413. This request class counts the body while Twisted receives it:
   it passes the limit.
 
 The limit is TASK_WEBHOOK_MAX_BYTES for the n8n webhook (`/tasks/{id}/webhook/`,
-answered with the webhook's JSON error) and DATA_UPLOAD_MAX_MEMORY_SIZE for
-every other request (the app takes no file uploads). `install()` puts the class
+answered with the webhook's JSON error); for the send form
+(`/chat/{id}/messages/`, the one URL that takes files) what the attachment
+limits allow (ATTACHMENT_MAX_FILES × ATTACHMENT_MAX_BYTES, plus
+DATA_UPLOAD_MAX_MEMORY_SIZE for the text); DATA_UPLOAD_MAX_MEMORY_SIZE for
+every other request. Twisted keeps a body over 100 kB in a temporary file, not
+in memory, until it is handed to Django. `install()` puts the class
 into Daphne's HTTP factory; chatproject/asgi.py calls it, so both
 `manage.py runserver` (make run) and the `daphne` command use it.
 """
@@ -27,6 +31,7 @@ from daphne.http_protocol import HTTPFactory, WebRequest
 from django.conf import settings
 
 WEBHOOK_PATH = re.compile(rb"^/tasks/\d+/webhook/?(?:\?|$)")
+SEND_PATH = re.compile(rb"^/chat/\d+/messages/?(?:\?|$)")
 # How long a refused connection may go on sending (into the void) before it is cut.
 LINGER_SECONDS = 2.0
 
@@ -35,6 +40,10 @@ def body_limit(path: bytes):
     """The largest body accepted for `path`, in bytes; None for no limit."""
     if WEBHOOK_PATH.match(path or b""):
         return settings.TASK_WEBHOOK_MAX_BYTES
+    if SEND_PATH.match(path or b""):
+        from chat.files.kinds import body_limit as send_limit
+
+        return send_limit()
     return settings.DATA_UPLOAD_MAX_MEMORY_SIZE
 
 
@@ -43,6 +52,15 @@ def refusal(path: bytes, limit: int) -> bytes:
     if WEBHOOK_PATH.match(path or b""):
         body = json.dumps({"error": f"the body is larger than {limit} bytes"}).encode()
         content_type = b"application/json"
+    elif SEND_PATH.match(path or b""):
+        from django.template.defaultfilters import filesizeformat
+
+        body = (
+            f"The message and its files are larger than {filesizeformat(limit)} together: "
+            f"send at most {settings.ATTACHMENT_MAX_FILES} files of at most "
+            f"{filesizeformat(settings.ATTACHMENT_MAX_BYTES)} each.\n"
+        ).encode()
+        content_type = b"text/plain; charset=utf-8"
     else:
         body = f"The request body is larger than {limit} bytes.\n".encode()
         content_type = b"text/plain; charset=utf-8"
@@ -60,6 +78,14 @@ class BoundedWebRequest(WebRequest):
     refused = False
     limit = None
     received = 0
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Twisted parses a form body itself for `request.args` (the whole body
+        # read into memory and split by the email package), which Daphne never
+        # reads: Django parses it again, in chunks. A 10 MiB upload cost ~100 MB
+        # of memory and 3 s there (bench/uploads.py).
+        self._parsePOSTFormSubmission = False
 
     def gotLength(self, length):
         path = getattr(self.channel, "_path", b"")

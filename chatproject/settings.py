@@ -326,8 +326,42 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = BASE_DIR / "staticfiles"
+# Attachments (chat/files/): Django's default storage. A folder on this machine
+# (MEDIA_ROOT) by default; STORAGE_URL names an S3-compatible bucket instead
+# (django-storages), which several server machines can share:
+#   s3://ACCESS_KEY:SECRET_KEY@bucket?endpoint_url=https://s3.example.com&region_name=eu-1
+# Files are never served from MEDIA_ROOT directly: only /files/{id}/ (the
+# owner, or a signed link) reads them.
+MEDIA_ROOT = env.path("MEDIA_ROOT", default=BASE_DIR / "media")
+STORAGE_URL = env.str("STORAGE_URL", default="")
+
+
+def _default_storage(url):
+    if not url:
+        return {"BACKEND": "django.core.files.storage.FileSystemStorage"}
+    from urllib.parse import parse_qsl, unquote, urlsplit
+
+    parts = urlsplit(url)
+    if parts.scheme != "s3" or not parts.hostname:
+        raise ImproperlyConfigured("STORAGE_URL must look like s3://KEY:SECRET@bucket?options")
+    options = {
+        "bucket_name": parts.hostname,
+        "access_key": unquote(parts.username or ""),
+        "secret_key": unquote(parts.password or ""),
+        "querystring_auth": True,
+        "file_overwrite": False,
+        "default_acl": None,
+    }
+    allowed = {"endpoint_url", "region_name", "location", "addressing_style", "signature_version"}
+    for key, value in parse_qsl(parts.query):
+        if key not in allowed:
+            raise ImproperlyConfigured(f"STORAGE_URL: unknown option {key!r}")
+        options[key] = value
+    return {"BACKEND": "storages.backends.s3.S3Storage", "OPTIONS": options}
+
+
 STORAGES = {
-    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "default": _default_storage(STORAGE_URL),
     "staticfiles": {
         "BACKEND": (
             "django.contrib.staticfiles.storage.StaticFilesStorage"
@@ -465,6 +499,20 @@ TASK_STREAMS_MAX = env.int("TASK_STREAMS_MAX", default=1000)
 # --- Chat -----------------------------------------------------------------------
 
 CHAT_MESSAGE_MAX_LENGTH = env.int("CHAT_MESSAGE_MAX_LENGTH", default=8000)
+# Files sent with a message (or returned by a workflow with its reply): each at
+# most ATTACHMENT_MAX_BYTES, at most ATTACHMENT_MAX_FILES per message, of the
+# ATTACHMENT_TYPES (types and `type/*` globs, read from the content).
+ATTACHMENT_MAX_BYTES = env.int("ATTACHMENT_MAX_BYTES", default=10 * 1024 * 1024)
+ATTACHMENT_MAX_FILES = env.int("ATTACHMENT_MAX_FILES", default=5)
+ATTACHMENT_TYPES = env.str(
+    "ATTACHMENT_TYPES",
+    default=(
+        "image/*,application/pdf,text/*,application/json,"
+        "application/msword,application/vnd.openxmlformats-officedocument.*,"
+        "application/vnd.ms-excel,application/vnd.ms-powerpoint,"
+        "application/vnd.oasis.opendocument.*,application/rtf"
+    ),
+)
 # A reply longer than this fails its task with plain words instead of being stored.
 CHAT_REPLY_MAX_LENGTH = env.int("CHAT_REPLY_MAX_LENGTH", default=100_000)
 # A reply's `thinking` keeps at most this many characters; the rest is cut with

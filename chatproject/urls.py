@@ -14,6 +14,7 @@ urlpatterns = [
     path("accounts/", include("accounts.urls")),
     path("chat/", include("chat.urls")),
     path("tasks/", include("tasks.urls")),
+    path("files/", include("chat.files.urls")),
     # A shared conversation: read-only, no login (chat/shares.py).
     path("s/<str:token>/", shared_conversation, name="shared"),
 ]

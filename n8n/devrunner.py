@@ -3,7 +3,8 @@
 It takes the exact dispatch body n8n would get, answers like n8n's webhook
 (2xx with an execution id), and then, from a background thread and over real
 HTTP to the task's callback_url with its token, does what a workflow does:
-`processing` with a step and a message, a short pause
+`processing` with a step and a message (the files it received listed in the
+reply), a short pause
 (DEV_RUNNER_STEP_SECONDS), the reply word by word as `delta`s
 (DEV_RUNNER_WORD_SECONDS apart), then `completed` with the whole text. So `make run` shows the whole
 path working with nothing else installed. Task types other than chat get an
@@ -50,17 +51,32 @@ def reply_for(body, execution_id):
     if not isinstance(message, str):
         return {"echo": data, "runner": "development", "execution_id": execution_id}
     history = data.get("history") or []
+    wrote = f"You wrote:\n\n> {message}" if message.strip() else "You sent no text."
     return {
         "content": (
             "This reply comes from the **development workflow runner**, not from an "
             "assistant model: N8N_BASE_URL is not set, so no n8n workflow ran.\n\n"
-            f"You wrote:\n\n> {message}"
+            f"{wrote}{_received_files(data.get('attachments'))}"
         ),
         "thinking": (
             f"Development runner, execution {execution_id}: echoing the message; "
             f"the conversation had {len(history)} earlier message(s)."
         ),
     }
+
+
+def _received_files(files) -> str:
+    """What the runner received of the message's files (names and sizes), as
+    a workflow would before downloading them through their `url`s."""
+    if not isinstance(files, list) or not files:
+        return ""
+    lines = [
+        f"- `{entry.get('name')}`: {entry.get('content_type')}, {entry.get('size')} bytes"
+        + (", with a download link" if entry.get("url") else "")
+        for entry in files
+        if isinstance(entry, dict)
+    ]
+    return f"\n\nIt received {len(lines)} file(s):\n\n" + "\n".join(lines)
 
 
 def post_callback(url, token, payload, client=None) -> int | None:

@@ -30,7 +30,12 @@ __all__ = ["CallbackError", "TaskConflict", "apply_callback", "validate_callback
 
 
 class CallbackError(ValueError):
-    """A callback body the protocol refuses: answered 400, nothing changes."""
+    """A callback body the protocol refuses: answered `status` (400 unless a
+    task type's hook says otherwise, e.g. 422 for unusable files), nothing changes."""
+
+    def __init__(self, message, status=400):
+        super().__init__(message)
+        self.status = status
 
 
 def _optional_text(payload, field, max_length):

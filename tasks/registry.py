@@ -71,6 +71,10 @@ class TaskType:
     # partial_html(frame) -> str | None: what the page shows of a reply being
     # written, as HTML, for a frame holding all of its text (a `sync`'s).
     partial_html: Callable | None = None
+    # dispatch_input(task) -> dict: the `input` a dispatch carries, made when
+    # it is sent (chat: its files' links, signed until the task's deadline);
+    # without it, the task's `input_data` as stored.
+    dispatch_input: Callable | None = None
 
     def get_workflow(self):
         return self.workflow() if callable(self.workflow) else self.workflow

@@ -146,7 +146,8 @@ def task_webhook(request, pk):
     try:
         task, _applied = services.apply_callback(pk, payload)
     except services.CallbackError as exc:
-        return _unknown_task(pk) or _error(400, str(exc))  # the unknown task comes first
+        # The unknown task comes first.
+        return _unknown_task(pk) or _error(getattr(exc, "status", 400), str(exc))
     except services.TaskConflict as exc:
         return _error(
             409, f"the task is already {exc.task.status}", status=exc.task.status, task_id=pk

@@ -118,7 +118,8 @@ def _page_of_messages(conversation, before_id, leaf_id):
     )
     queryset = (
         Message.objects.select_related("async_task")
-        .prefetch_related("async_task__events")  # the replies' "Details", one query
+        # The replies' "Details" and every message's files, one query each.
+        .prefetch_related("async_task__events", "attachments")
         .annotate(newest_id=Subquery(newest.values("pk")[:1]))
     )
     queryset = branches.branch_queryset(
@@ -169,6 +170,8 @@ def render_conversation(request, conversation, form=None, rename_form=None, erro
         "rename_form": rename_form or RenameForm(initial={"title": conversation.title}),
         "composer_error": error,
         "max_length": settings.CHAT_MESSAGE_MAX_LENGTH,
+        "attachment_max_files": settings.ATTACHMENT_MAX_FILES,
+        "attachment_max_bytes": settings.ATTACHMENT_MAX_BYTES,
         # An archived conversation (opened from search, say) shows beside the archived list.
         "sidebar": sidebar(request, archived=conversation.is_archived),
     }

@@ -48,7 +48,9 @@ def _parent_param(request):
 @require_POST
 @limit_sends
 def message_create(request, pk):
-    form = MessageForm(request.POST)
+    # Files (`files`, multipart) beside the text; a message may be files alone.
+    files = request.FILES.getlist("files")
+    form = MessageForm(request.POST, with_files=bool(files))
     if not form.is_valid():
         error = form.errors["content"][0]
         return _refused(request, owned(request, pk), error, 400, form=form)
@@ -58,7 +60,11 @@ def message_create(request, pk):
     try:
         parent_id = _parent_param(request)
         message = services.send_message(
-            request.user, conversation, form.cleaned_data["content"], parent_id=parent_id
+            request.user,
+            conversation,
+            form.cleaned_data["content"],
+            parent_id=parent_id,
+            files=files,
         )
     except Conversation.DoesNotExist:
         raise Http404 from None

@@ -7,8 +7,9 @@
 // screen (pointer: coarse) Return adds a line and the button sends.
 
 import { state, busy, UNFINISHED } from "./state.js";
-import { csrfToken, post } from "./dom.js";
+import { csrfToken } from "./dom.js";
 import { clearDraft, draftKeyOf, rememberSent, restoreDraft, saveDraft } from "./drafts.js";
+import { clearFiles, hasFiles, initFiles, sendForm } from "./files.js";
 
 const WAITING_TEXT = "The assistant is replying… Stop (or Esc) ends the reply.";
 const COUNTER_FROM = 0.9; // show the counter past this share of the limit
@@ -133,7 +134,7 @@ async function sendWithFetch(event, onSent) {
     stopReply(); // the button reads Stop while a reply is unfinished
     return;
   }
-  if (!input.value.trim()) {
+  if (!input.value.trim() && !hasFiles()) {
     setNotice("Write a message before sending.", true);
     return;
   }
@@ -144,9 +145,10 @@ async function sendWithFetch(event, onSent) {
   setNotice("Sending…");
   updateComposer();
   try {
-    const result = await post(form, data);
+    const result = await sendForm(form, data);
     if (result.ok) {
       input.value = "";
+      clearFiles();
       clearDraft(draftKey);
       refresh();
       setNotice("");
@@ -166,7 +168,7 @@ async function sendWithFetch(event, onSent) {
 // A plain form post (a new conversation): only an empty text is stopped here;
 // the draft stays until the conversation's page shows the message.
 function sendPlain(event) {
-  if (!input.value.trim()) {
+  if (!input.value.trim() && !hasFiles()) {
     event.preventDefault();
     setNotice("Write a message before sending.", true);
     return;
@@ -188,6 +190,7 @@ export function initComposer({ onSent, onStop } = {}) {
 
   restoreDraft(draftKey, input);
   refresh();
+  initFiles({ notice: setNotice });
 
   form.addEventListener("submit", (event) => {
     if (form.dataset.mode === "fetch") sendWithFetch(event, onSent || (() => {}));

@@ -24,7 +24,7 @@ from n8n import webhooks as n8n
 from n8n.webhooks import DispatchResult, Outcome
 from observability import metrics
 
-from .. import callbacks, door, executions
+from .. import callbacks, door, executions, registry
 from ..door import TaskConflict
 from ..models import AsyncTask, EventSource, TaskStatus, TaskWords
 from ..pool import submit
@@ -99,13 +99,21 @@ def callback_url(task_id) -> str:
     return settings.PUBLIC_BASE_URL + reverse("tasks:webhook", args=[task_id])
 
 
+def dispatch_input(task):
+    """The task's `input`: its type's `dispatch_input` when it has one."""
+    kind = registry.get(task.task_type)
+    if kind is not None and kind.dispatch_input is not None:
+        return kind.dispatch_input(task)
+    return task.input_data
+
+
 def dispatch_body(task) -> dict:
     """The JSON a workflow receives (docs/PROTOCOL.md, "Dispatch")."""
     return {
         "task_id": task.pk,
         "task_type": task.task_type,
         "workflow_id": task.workflow_id,
-        "input": task.input_data,
+        "input": dispatch_input(task),
         "callback_url": callback_url(task.pk),
         "callback_token": callbacks.make_token(task.pk),
         "timeout_seconds": task.timeout_seconds,

@@ -61,6 +61,7 @@ def test_sent_message_creates_its_pending_task_with_the_contract_input(
             {"role": "user", "content": "first question"},
             {"role": "assistant", "content": "first answer"},
         ],
+        "attachments": [],
     }
 
 

@@ -42,6 +42,7 @@ WORKFLOW_FILES = [
     BASE_DIR / "n8n" / "chat-reply-offline.json",
     BASE_DIR / "n8n" / "feedback.json",
     BASE_DIR / "n8n" / "tests" / "chat-reply-fails.json",
+    BASE_DIR / "n8n" / "tests" / "chat-files.json",
 ]
 MODEL_API_KEY = "sk-standin-tests-only"
 OWNER_EMAIL = "owner@example.test"

@@ -15,11 +15,19 @@ from tests import support
 pytestmark = pytest.mark.django_db(transaction=True)
 
 LIMIT = 64 * 1024
+FILE_LIMIT = 256 * 1024
+# The send form takes files: its limit is what the attachment limits allow.
+SEND_LIMIT = 2 * FILE_LIMIT + LIMIT
 
 
 @pytest.fixture(scope="module")
 def server(django_db_setup, django_db_blocker):
-    env = {"TASK_WEBHOOK_MAX_BYTES": str(LIMIT), "DATA_UPLOAD_MAX_MEMORY_SIZE": str(LIMIT)}
+    env = {
+        "TASK_WEBHOOK_MAX_BYTES": str(LIMIT),
+        "DATA_UPLOAD_MAX_MEMORY_SIZE": str(LIMIT),
+        "ATTACHMENT_MAX_BYTES": str(FILE_LIMIT),
+        "ATTACHMENT_MAX_FILES": "2",
+    }
     with django_db_blocker.unblock(), support.Server(env=env) as running:
         yield running
 
@@ -75,6 +83,28 @@ def test_any_other_post_over_the_limit_gets_413_before_it_is_sent(server):
     answer = read_answer(sock)
     sock.close()
     assert answer.startswith(b"HTTP/1.1 413")
+
+
+def test_the_send_form_takes_bodies_up_to_what_its_files_allow(server):
+    # Past the usual limit but within two files: it reaches the app (which
+    # answers for its own reasons: no session, no CSRF token).
+    sock = open_request(server, head("/chat/1/messages/", length=SEND_LIMIT))
+    sock.sendall(b"x" * SEND_LIMIT)
+    answer = read_answer(sock)
+    sock.close()
+    assert not answer.startswith(b"HTTP/1.1 413"), answer[:200]
+
+
+def test_the_send_form_refuses_more_than_its_files_allow_in_plain_words(server):
+    sock = open_request(server, head("/chat/1/messages/", length=SEND_LIMIT + 1))
+    answer = read_answer(sock)
+    sock.close()
+    assert answer.startswith(b"HTTP/1.1 413")
+    assert b"at most 2 files" in answer
+    # Only that URL: the others keep the usual limit.
+    sock = open_request(server, head("/chat/1/rename/", length=LIMIT + 1))
+    assert read_answer(sock).startswith(b"HTTP/1.1 413")
+    sock.close()
 
 
 def send_until_answered(sock, pieces):

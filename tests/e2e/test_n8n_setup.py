@@ -19,7 +19,13 @@ from tests.e2e.n8n_support import SECRET, WORKFLOW_FILES
 
 pytestmark = pytest.mark.n8n
 
-SHIPPED_PATHS = {"chat-reply", "chat-reply-offline", "chat-reply-fails", "chat-feedback"}
+SHIPPED_PATHS = {
+    "chat-reply",
+    "chat-reply-offline",
+    "chat-reply-fails",
+    "chat-feedback",
+    "chat-files",
+}
 OFFLINE = support.BASE_DIR / "n8n" / "chat-reply-offline.json"
 
 
