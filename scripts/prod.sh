@@ -59,6 +59,12 @@ export DEPLOY_BASE_DIR=$BASE_DIR DEPLOY_PYTHON=$PY DEPLOY_NGINX=$NGINX
 export DEPLOY_USER=$(id -un)
 export DEPLOY_STATIC_ROOT=$BASE_DIR/staticfiles
 export DEPLOY_NGINX_MIME_TYPES=${DEPLOY_NGINX_MIME_TYPES:-/etc/nginx/mime.types}
+# The send form is the one URL that takes files: nginx lets through what the
+# attachment limits allow there (the same figure Daphne's own check uses).
+DEPLOY_SEND_MAX_BODY=$(DJANGO_SETTINGS_MODULE=chatproject.settings $PY -c \
+  'import django; django.setup(); from chat.files.kinds import body_limit; print(body_limit())') \
+  || fail "could not read the attachment limits from the settings"
+export DEPLOY_SEND_MAX_BODY
 $PY deploy/render.py deploy/nginx.conf "$PROD_DIR/nginx.conf"
 $PY deploy/render.py deploy/supervisord.conf "$PROD_DIR/supervisord.conf"
 for unit in deploy/systemd/*; do

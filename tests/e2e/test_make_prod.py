@@ -215,6 +215,19 @@ def test_nginx_refuses_a_body_over_its_limit_before_daphne_reads_it(prod):
     assert answer.text == "The request is too large.\n"  # plain words, not nginx's page
 
 
+def test_the_send_form_takes_bodies_as_large_as_the_attachment_limits(prod):
+    """4 MiB on the one URL that takes files gets past nginx to the app (whose
+    answer is its own: no session and no CSRF token), not nginx's 413."""
+    answer = requests.post(
+        f"{prod.base_url}/chat/1/messages/",
+        data=b"x" * (4 * 1024 * 1024),
+        headers={"Content-Type": "application/octet-stream"},
+        allow_redirects=False,
+        timeout=30,
+    )
+    assert answer.status_code in (302, 403)  # the app's: to log in, or CSRF
+
+
 def test_hashed_static_files_are_cached_for_a_year(prod):
     page = requests.get(f"{prod.base_url}/accounts/login/", timeout=10).text
     asset = re.search(r'/static/[^"]+\.[0-9a-f]{12}\.(?:js|css)', page).group(0)
