@@ -73,6 +73,8 @@ def message_record(message) -> dict:
         "thinking": message.thinking or "",
         "created_at": _time(message.created_at),
         "task_status": task.status if task is not None else None,
+        # Who wrote a reply ({"id", "name"}), as recorded when it was stored.
+        "assistant": (message.metadata or {}).get("assistant"),
     }
 
 
@@ -83,6 +85,7 @@ def conversation_record(conversation) -> dict:
         "created_at": _time(conversation.created_at),
         "updated_at": _time(conversation.updated_at),
         "is_archived": conversation.is_archived,
+        "instructions": conversation.instructions,
     }
 
 
@@ -126,7 +129,9 @@ async def as_markdown(conversation, leaf_id=None):
     yield f"Exported {_time(timezone.now())} · conversation {conversation.pk}\n"
     async for message in _branch(conversation.pk, leaf_id):
         author = "Assistant" if message.role == "assistant" else "You"
-        yield f"\n---\n\n## {author} · {_time(message.created_at)}\n\n"
+        name = ((message.metadata or {}).get("assistant") or {}).get("name")
+        who = f" · {' '.join(str(name).split())}" if name and message.role == "assistant" else ""
+        yield f"\n---\n\n## {author} · {_time(message.created_at)}{who}\n\n"
         if message.thinking:
             yield f"> **Thinking**\n>\n{fenced(message.thinking, '> ')}\n"
         yield fenced(message.content)

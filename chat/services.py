@@ -77,14 +77,22 @@ def history_before(message) -> list[dict]:
     return history(message, settings.CHAT_HISTORY_LIMIT)
 
 
-def chat_input(message) -> dict:
-    """The `input_data` of a chat task, as docs/PROTOCOL.md describes it."""
+def chat_input(message, conversation=None, choice=None) -> dict:
+    """The `input_data` of a chat task, as docs/PROTOCOL.md describes it:
+    with who answers (`assistant`, null when no assistant exists) and the
+    instructions in force (the conversation's, else its owner's default)."""
+    from . import assistants
+
+    conversation = conversation or message.conversation
+    choice = choice or assistants.for_conversation(conversation)
     return {
         "conversation_id": message.conversation_id,
         "session_id": str(message.conversation_id),
         "message_id": message.pk,
         "message": message.content,
         "history": history_before(message),
+        "assistant": choice.as_input(),
+        "instructions": assistants.instructions_for(conversation),
     }
 
 
@@ -124,10 +132,21 @@ def _lock_for_send(user, conversation, parent_id):
 
 
 def _ask(user, conversation, message):
-    """Give `message` a new pending chat task and make its branch the one shown."""
+    """Give `message` a new pending chat task and make its branch the one shown.
+
+    The task goes to the conversation's assistant as it is now (a regenerate
+    or a retry after a switch asks the new one)."""
     from tasks.services import create_task
 
-    task = create_task(user=user, task_type=TASK_TYPE_CHAT, input_data=chat_input(message))
+    from . import assistants
+
+    choice = assistants.for_conversation(conversation)
+    task = create_task(
+        user=user,
+        task_type=TASK_TYPE_CHAT,
+        input_data=chat_input(message, conversation, choice),
+        workflow_id=choice.workflow_id,
+    )
     message.async_task = task
     message.save(update_fields=["async_task"])
     conversation.current_leaf_id = message.pk

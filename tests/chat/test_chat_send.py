@@ -61,6 +61,9 @@ def test_sent_message_creates_its_pending_task_with_the_contract_input(
             {"role": "user", "content": "first question"},
             {"role": "assistant", "content": "first answer"},
         ],
+        # No assistant exists: N8N_CHAT_WORKFLOW answers, as before assistants.
+        "assistant": None,
+        "instructions": "",
     }
 
 
