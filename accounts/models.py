@@ -48,6 +48,11 @@ class UserSettings(models.Model):
         found = cls.objects.filter(user=user).first()
         return found or cls(user=user)
 
+    @classmethod
+    def theme_of(cls, user_id) -> str:
+        found = cls.objects.filter(user_id=user_id).values_list("theme", flat=True).first()
+        return found if found in Theme.values else Theme.SYSTEM.value
+
 
 def default_instructions(user_id) -> str:
     return (

@@ -7,4 +7,5 @@ urlpatterns = [
     path("signup/", accounts.signup, name="signup"),
     path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("settings/", accounts.user_settings, name="settings"),
 ]

@@ -51,7 +51,15 @@ def active_assistants():
     return list(Assistant.objects.active().order_by("-is_default", "name", "id"))
 
 
-def for_conversation(conversation) -> Choice:
+def for_conversation(conversation, active=None) -> Choice:
+    """Who answers `conversation` now; `active` (active_assistants(), when the
+    caller has it) saves the queries."""
+    if active is not None:
+        by_id = {a.pk: a for a in active}
+        if conversation.assistant_id in by_id:
+            return Choice(by_id[conversation.assistant_id])
+        default = active[0] if active else None
+        return Choice(default, fell_back=conversation.assistant_id is not None)
     own = conversation.assistant if conversation.assistant_id else None
     if own is not None and own.is_active:
         return Choice(own)

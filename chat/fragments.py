@@ -38,7 +38,14 @@ def _cache_key(message):
         message.created_at,
         message.parent_id,
         getattr(message, "versions", None),
+        _author(message),
     )
+
+
+def _author(message):
+    """Who wrote a reply, as its metadata recorded (the fragment shows it)."""
+    assistant = (message.metadata or {}).get("assistant") if message.role == "assistant" else None
+    return assistant.get("name") if isinstance(assistant, dict) else None
 
 
 def message_html(message, request=None) -> str:

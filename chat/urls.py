@@ -26,6 +26,8 @@ urlpatterns = [
         name="regenerate",
     ),
     path("<int:pk>/messages/<int:message_id>/edit/", messages.message_edit, name="edit"),
+    path("<int:pk>/assistant/", conversations.conversation_assistant, name="assistant"),
+    path("<int:pk>/instructions/", conversations.conversation_instructions, name="instructions"),
     path("<int:pk>/rename/", conversations.conversation_rename, name="rename"),
     path("<int:pk>/archive/", conversations.conversation_archive, name="archive"),
     path("<int:pk>/delete/", conversations.conversation_delete, name="delete"),

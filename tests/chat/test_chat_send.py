@@ -324,7 +324,9 @@ def test_a_send_is_a_bounded_number_of_statements(make_user, monkeypatch):
     # BEGIN; the conversation's lock; one read of busy, parent and whether the
     # parent has children; the branch for n8n's history; the message, its
     # task and the task's first event; the message's task; the conversation;
-    # COMMIT. The new message follows a leaf: no versions to count for its frame.
-    assert len(statements) == 10, statements
+    # COMMIT; who answers (the assistant) and, for a conversation without
+    # instructions of its own, the user's default ones.
+    # The new message follows a leaf: no versions to count for its frame.
+    assert len(statements) == 12, statements
     assert not any("RECURSIVE stats" in sql for sql in statements)
     assert second.parent_id == first.pk
