@@ -106,8 +106,8 @@ def apply_discovered(found, seen_ids) -> list[str]:
         for workflow in found:
             row = Assistant.objects.filter(n8n_workflow_id=workflow.n8n_id).first()
             if row is None:
-                # A row of that name made in the admin (or by an older run) is adopted.
-                row = Assistant.objects.filter(name=workflow.name).first()
+                # A row of that name made in the admin (no n8n id) is adopted.
+                row = Assistant.objects.filter(name=workflow.name, n8n_workflow_id=None).first()
             values = {
                 "name": _free_name(workflow.name, row),
                 "description": workflow.description,
