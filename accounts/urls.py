@@ -30,4 +30,5 @@ urlpatterns = [
         auth_views.PasswordResetCompleteView.as_view(),
         name="password_reset_complete",
     ),
+    path("settings/", accounts.user_settings, name="settings"),
 ]

@@ -7,7 +7,7 @@ from django.utils.html import format_html, format_html_join
 
 from tasks.admin import pretty_json
 
-from .models import Attachment, Conversation, Message, Share
+from .models import Assistant, Attachment, Conversation, Message, Share
 from .search import query as finder
 from .search import sql
 from .views.common import MAX_ID
@@ -213,3 +213,45 @@ class ShareAdmin(admin.ModelAdmin):
 
         count = queryset.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
         self.message_user(request, f"{count} link(s) turned off.")
+
+
+@admin.register(Assistant)
+class AssistantAdmin(admin.ModelAdmin):
+    """Assistants: found by `n8n_setup` among the n8n workflows tagged `chat`,
+    or added here by hand (`n8n_workflow_id` empty). The database allows one
+    default at most: marking another one default here unmarks the old one."""
+
+    list_display = (
+        "name",
+        "workflow_id",
+        "is_active",
+        "is_default",
+        "streams",
+        "n8n_workflow_id",
+        "updated_at",
+    )
+    list_filter = ("is_active", "is_default", "streams")
+    search_fields = ("name", "workflow_id", "=n8n_workflow_id")
+    readonly_fields = ("created_at", "updated_at")
+    fields = (
+        "name",
+        "description",
+        "workflow_id",
+        "n8n_workflow_id",
+        "streams",
+        "is_active",
+        "is_default",
+        "created_at",
+        "updated_at",
+    )
+
+    def save_model(self, request, obj, form, change):
+        from django.db import transaction
+
+        with transaction.atomic():
+            if obj.is_default:
+                # One default at most (chat_assistants_one_default): the old one steps down.
+                Assistant.objects.filter(is_default=True).exclude(pk=obj.pk).update(
+                    is_default=False
+                )
+            super().save_model(request, obj, form, change)

@@ -15,6 +15,13 @@ class ChatConfig(AppConfig):
         tasktypes.register()
         feedback.register()
 
+        # n8n_setup's discovery hands its findings to chat (n8n/ knows no app).
+        from n8n import discovery
+
+        from .assistants import apply_discovered
+
+        discovery.set_sink(apply_discovered)
+
         # A successful login forgives that username's failed attempts.
         from django.contrib.auth.signals import user_logged_in
 

@@ -121,6 +121,8 @@ def message_record(message, zone=None) -> dict:
             }
             for attachment in message.attachments.all()
         ],
+        # Who wrote a reply ({"id", "name"}), as recorded when it was stored.
+        "assistant": (message.metadata or {}).get("assistant"),
     }
 
 
@@ -131,6 +133,7 @@ def conversation_record(conversation, zone=None) -> dict:
         "created_at": _time(conversation.created_at, zone),
         "updated_at": _time(conversation.updated_at, zone),
         "is_archived": conversation.is_archived,
+        "instructions": conversation.instructions,
     }
 
 
@@ -179,7 +182,9 @@ async def as_markdown(conversation, leaf_id=None, zone=None):
     async for message in _branch(conversation.pk, leaf_id):
         author = "Assistant" if message.role == "assistant" else "You"
         stopped = " · stopped" if _stopped(message) else ""
-        yield f"\n---\n\n## {author} · {_time(message.created_at, zone)}{stopped}\n\n"
+        name = ((message.metadata or {}).get("assistant") or {}).get("name")
+        who = f" · {' '.join(str(name).split())}" if name and message.role == "assistant" else ""
+        yield f"\n---\n\n## {author} · {_time(message.created_at, zone)}{who}{stopped}\n\n"
         if message.thinking:
             yield f"> **Thinking**\n>\n{fenced(message.thinking, '> ')}\n"
         yield fenced(message.content)

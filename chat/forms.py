@@ -1,6 +1,7 @@
 from django import forms
 
 from . import services
+from .models import INSTRUCTIONS_MAX_LENGTH
 
 TITLE_MAX_LENGTH = 200
 
@@ -36,6 +37,22 @@ class MessageForm(forms.Form):
             raise forms.ValidationError(refused.message, code=refused.code) from None
 
 
+def assistant_field(form, active, initial=None):
+    """Give `form` its `assistant` <select> of the `active` assistants (one
+    list, read once per page) when there is one to choose; no row means
+    replies go to N8N_CHAT_WORKFLOW and there is nothing to pick."""
+    if not active:
+        return
+    form.assistants = {str(a.pk): a for a in active}
+    form.fields["assistant"] = forms.ChoiceField(
+        label="Assistant",
+        required=False,
+        choices=[(a.pk, a.name) for a in active],
+        initial=initial or active[0].pk,
+        error_messages={"invalid_choice": "That assistant is not available."},
+    )
+
+
 class NewConversationForm(forms.Form):
     title = forms.CharField(label="Title (optional)", required=False, max_length=TITLE_MAX_LENGTH)
     content = _content_field(required=False)
@@ -43,6 +60,14 @@ class NewConversationForm(forms.Form):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["content"].label = "First message (optional)"
+        from .assistants import active_assistants
+
+        assistant_field(self, active_assistants())
+
+    def clean_assistant(self):
+        """The chosen assistant (None: the default)."""
+        value = self.cleaned_data.get("assistant")
+        return self.assistants.get(str(value)) if value else None
 
     def clean_content(self):
         text = self.cleaned_data.get("content") or ""
@@ -62,3 +87,29 @@ class RenameForm(forms.Form):
         if not title:
             raise forms.ValidationError("A title cannot be empty.")
         return title
+
+
+class InstructionsForm(forms.Form):
+    instructions = forms.CharField(
+        label="Instructions",
+        required=False,
+        max_length=INSTRUCTIONS_MAX_LENGTH,
+        help_text=(
+            "Sent to the assistant with every message of this conversation "
+            f"(at most {INSTRUCTIONS_MAX_LENGTH:,} characters). Empty: your default "
+            "instructions from Settings."
+        ),
+        # No `maxlength` attribute: a browser would cut a paste silently.
+        widget=forms.Textarea(attrs={"rows": 4}),
+    )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["instructions"].widget.attrs.pop("maxlength", None)
+        self.fields["instructions"].error_messages["max_length"] = (
+            f"Instructions are limited to {INSTRUCTIONS_MAX_LENGTH:,} characters "
+            "(these have %(show_value)s)."
+        )
+
+    def clean_instructions(self):
+        return (self.cleaned_data.get("instructions") or "").strip()

@@ -42,7 +42,14 @@ def _cache_key(message, shared=False):
         getattr(message, "versions", None),
         json.dumps((message.metadata or {}).get("feedback"), sort_keys=True),
         shared,
+        _author(message),
     )
+
+
+def _author(message):
+    """Who wrote a reply, as its metadata recorded (the fragment shows it)."""
+    assistant = (message.metadata or {}).get("assistant") if message.role == "assistant" else None
+    return assistant.get("name") if isinstance(assistant, dict) else None
 
 
 def message_html(message, request=None, shared=False) -> str:

@@ -51,6 +51,52 @@ class ConversationQuerySet(models.QuerySet):
         )
 
 
+INSTRUCTIONS_MAX_LENGTH = 4000
+
+
+class AssistantQuerySet(models.QuerySet):
+    def active(self):
+        return self.filter(is_active=True)
+
+
+class Assistant(models.Model):
+    """An n8n workflow people can chat with (`chat_assistants`): found by
+    `n8n_setup` among the workflows tagged `chat`, or added in the admin."""
+
+    name = models.CharField(max_length=200, unique=True)
+    description = models.TextField(blank=True, default="", db_default="")
+    # The webhook path dispatches go to (`/webhook/{workflow_id}`).
+    workflow_id = models.CharField(max_length=255)
+    # n8n's own id of the workflow when discovery made or updated this row.
+    n8n_workflow_id = models.CharField(max_length=64, null=True, blank=True, unique=True)
+    streams = models.BooleanField(default=False, db_default=False)
+    is_active = models.BooleanField(default=True, db_default=True)
+    is_default = models.BooleanField(default=False, db_default=False)
+    created_at = models.DateTimeField(default=timezone.now, db_default=Now(), editable=False)
+    updated_at = models.DateTimeField(auto_now=True, db_default=Now())
+
+    objects = AssistantQuerySet.as_manager()
+
+    class Meta:
+        db_table = "chat_assistants"
+        ordering = ["-is_default", "name", "id"]
+        constraints = [
+            # At most one default, whatever writes the table (admin, SQL, discovery).
+            models.UniqueConstraint(
+                fields=["is_default"],
+                condition=Q(is_default=True),
+                name="chat_assistants_one_default",
+            ),
+        ]
+
+    def __str__(self):
+        return self.name
+
+    def as_input(self) -> dict:
+        """What a task's input and a reply's metadata say about it."""
+        return {"id": self.pk, "name": self.name}
+
+
 class Conversation(models.Model):
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversations"
@@ -64,6 +110,21 @@ class Conversation(models.Model):
     # edit, regenerate or reply. A plain id, not a foreign key: a stale or
     # foreign value is ignored and the newest message is taken instead.
     current_leaf_id = models.BigIntegerField(null=True, blank=True, editable=False)
+    # Who answers: null is the default assistant (or N8N_CHAT_WORKFLOW when
+    # there is none); an assistant deleted in the admin sends its
+    # conversations back to the default.
+    assistant = models.ForeignKey(
+        Assistant,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="conversations",
+    )
+    # Sent with every reply request of the conversation (`input.instructions`);
+    # empty means the user's default (accounts' settings page).
+    instructions = models.TextField(
+        blank=True, default="", db_default="", max_length=INSTRUCTIONS_MAX_LENGTH
+    )
 
     objects = ConversationQuerySet.as_manager()
 

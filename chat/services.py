@@ -67,30 +67,22 @@ def has_unfinished_task(conversation) -> bool:
     ).exists()
 
 
-def history_before(message) -> list[dict]:
-    """The branch before the message (its ancestors), oldest first, at most
-    CHAT_HISTORY_LIMIT: what n8n sees, whatever other branches hold."""
-    from django.conf import settings
-
-    from .branches import history
-
-    entries = history(message, settings.CHAT_HISTORY_LIMIT)
-    for entry in entries:
-        del entry["id"], entry["has_files"]
-    return entries
-
-
-def chat_input(message) -> dict:
-    """The `input_data` of a chat task, as docs/PROTOCOL.md describes it.
+def chat_input(message, conversation=None, choice=None) -> dict:
+    """The `input_data` of a chat task, as docs/PROTOCOL.md describes it:
+    with who answers (`assistant`, null when no assistant exists) and the
+    instructions in force (the conversation's, else its owner's default).
 
     Files are listed without their links (`attachments`, and per history
     entry): the links are signed for the task when it is dispatched
     (`chat/tasktypes.py`, `dispatch_input`), never stored."""
     from django.conf import settings
 
+    from . import assistants
     from .branches import history as branch_history
     from .files.records import attachments_by_message, record
 
+    conversation = conversation or message.conversation
+    choice = choice or assistants.for_conversation(conversation)
     history = branch_history(message, settings.CHAT_HISTORY_LIMIT)
     with_files = [entry["id"] for entry in history if entry["has_files"]]
     files = attachments_by_message(with_files)  # no query when none has files
@@ -105,6 +97,8 @@ def chat_input(message) -> dict:
         "message": message.content,
         "history": history,
         "attachments": [record(attachment) for attachment in message.files],
+        "assistant": choice.as_input(),
+        "instructions": assistants.instructions_for(conversation),
     }
 
 
@@ -163,13 +157,18 @@ def _update(model, pk, values, task_field=None):
 
 def _ask(user, conversation, message, titled=False):
     """Give `message` a new pending chat task and make its branch the one shown
-    (with `titled`, the conversation's new title is saved in the same UPDATE)."""
+    (with `titled`, the conversation's new title is saved in the same UPDATE).
+
+    The task goes to the conversation's assistant as it is now (a regenerate
+    or a retry after a switch asks the new one)."""
     from django.utils import timezone
 
     from tasks.services import create_task
 
+    from . import assistants
     from .models import Conversation, Message
 
+    choice = assistants.for_conversation(conversation)
     # The message's task and the conversation's leaf go with the task's INSERT
     # (one statement on PostgreSQL; tasks/door.py `create`).
     now = timezone.now()
@@ -181,7 +180,11 @@ def _ask(user, conversation, message, titled=False):
         _update(Conversation, conversation.pk, leaf),
     ]
     task = create_task(
-        user=user, task_type=TASK_TYPE_CHAT, input_data=chat_input(message), along=along
+        user=user,
+        task_type=TASK_TYPE_CHAT,
+        input_data=chat_input(message, conversation, choice),
+        workflow_id=choice.workflow_id,
+        along=along,
     )
     message.async_task = task
     conversation.current_leaf_id = message.pk

@@ -65,6 +65,16 @@ def output_refused(output) -> str:
     return ""
 
 
+def _with_assistant(task, metadata=None) -> dict:
+    """A reply's metadata: who answered (`assistant` = {"id", "name"}, as the
+    task's input named it when it was dispatched) beside anything else."""
+    metadata = dict(metadata or {})
+    assistant = (task.input_data or {}).get("assistant")
+    if isinstance(assistant, dict) and "id" in assistant:
+        metadata["assistant"] = {"id": assistant.get("id"), "name": assistant.get("name")}
+    return metadata
+
+
 def _add_reply(task, content, thinking="", metadata=None, output=None):
     """Exactly one assistant message per chat task, and none for a task that a
     later one superseded or whose conversation is gone.
@@ -103,7 +113,7 @@ def _add_reply(task, content, thinking="", metadata=None, output=None):
         # Every stored reply comes through here: completed, stopped, reconciled.
         thinking=bounded_thinking(thinking),
         async_task=task,
-        metadata=metadata or {},
+        metadata=_with_assistant(task, metadata),
         parent_id=question_id if on_branch else None,
     )
     # The reply answers its user message, on that message's branch, whatever

@@ -33,6 +33,8 @@ urlpatterns = [
     ),
     path("<int:pk>/share/", shares.conversation_share, name="share"),
     path("<int:pk>/share/revoke/", shares.conversation_share_revoke, name="share_revoke"),
+    path("<int:pk>/assistant/", conversations.conversation_assistant, name="assistant"),
+    path("<int:pk>/instructions/", conversations.conversation_instructions, name="instructions"),
     path("<int:pk>/rename/", conversations.conversation_rename, name="rename"),
     path("<int:pk>/archive/", conversations.conversation_archive, name="archive"),
     path("<int:pk>/delete/", conversations.conversation_delete, name="delete"),

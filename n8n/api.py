@@ -12,8 +12,8 @@ be reached or answered something that is not JSON) and a plain reason.
 
 Endpoints used (n8n 2.8.4 and 2.41.x alike, except stop: 2.41 only):
 `GET/POST /workflows`, `GET/PUT /workflows/{id}`, `POST /workflows/{id}/activate`
-and `/deactivate`, `GET/POST /credentials`, `GET /executions/{id}?includeData=true`,
-`POST /executions/{id}/stop`.
+and `/deactivate`, `PUT /workflows/{id}/tags`, `GET/POST /tags`, `GET/POST /credentials`,
+`GET /executions/{id}?includeData=true`, `POST /executions/{id}/stop`.
 """
 
 from __future__ import annotations
@@ -184,6 +184,21 @@ class N8nApi:
 
     def deactivate_workflow(self, workflow_id: str) -> dict:
         return self.request("POST", f"/workflows/{workflow_id}/deactivate")
+
+    # --- tags ----------------------------------------------------------------------
+
+    def list_tags(self) -> list[dict]:
+        return self._list("/tags")
+
+    def create_tag(self, name: str) -> dict:
+        return self.request("POST", "/tags", json={"name": name})
+
+    def set_workflow_tags(self, workflow_id: str, tag_ids: list[str]) -> list[dict]:
+        """Replace a workflow's tags (n8n takes them only through this call:
+        a workflow body's `tags` is read-only)."""
+        return self.request(
+            "PUT", f"/workflows/{workflow_id}/tags", json=[{"id": str(i)} for i in tag_ids]
+        )
 
     # --- credentials ---------------------------------------------------------------
 

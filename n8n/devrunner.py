@@ -56,6 +56,7 @@ def reply_for(body, execution_id):
         "content": (
             "This reply comes from the **development workflow runner**, not from an "
             "assistant model: N8N_BASE_URL is not set, so no n8n workflow ran.\n\n"
+            f"{_received(data)}"
             f"{wrote}{_received_files(data.get('attachments'))}"
         ),
         "thinking": (
@@ -77,6 +78,26 @@ def _received_files(files) -> str:
         if isinstance(entry, dict)
     ]
     return f"\n\nIt received {len(lines)} file(s):\n\n" + "\n".join(lines)
+
+
+INSTRUCTION_WORDS = 12
+
+
+def _received(data) -> str:
+    """What reached the runner besides the message: the assistant's name and
+    the first words of the instructions (so `make run` shows both paths)."""
+    assistant = data.get("assistant")
+    name = assistant.get("name") if isinstance(assistant, dict) else None
+    lines = [f"Assistant: {name}." if name else "Assistant: none configured."]
+    instructions = data.get("instructions")
+    words = instructions.split() if isinstance(instructions, str) else []
+    if words:
+        start = " ".join(words[:INSTRUCTION_WORDS])
+        more = "…" if len(words) > INSTRUCTION_WORDS else ""
+        lines.append(f"Instructions received: “{start}{more}”")
+    else:
+        lines.append("Instructions received: none.")
+    return "\n".join(f"- {line}" for line in lines) + "\n\n"
 
 
 def post_callback(url, token, payload, client=None) -> int | None:

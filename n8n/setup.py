@@ -63,6 +63,7 @@ class Setup:
         self.probe_enabled = probe
         self.out = out
         self.report = Report()
+        self._tag_ids: dict[str, str] | None = None
 
     def say(self, line: str) -> None:
         self.report.lines.append(line)
@@ -220,6 +221,7 @@ class Setup:
             else:
                 outcome.steps.append("unchanged")
         outcome.workflow_id = str(current["id"])
+        self.tag(workflow, current, outcome)
         if outcome.missing and not self.dry_run:
             hint = (
                 "set N8N_MODEL_BASE_URL (and N8N_MODEL_API_KEY)"
@@ -244,6 +246,34 @@ class Setup:
         if self.probe_enabled and not self.dry_run:
             self.probe(path)
             outcome.steps.append("probe ok")
+
+    # --- tags --------------------------------------------------------------------
+
+    def tag(self, workflow: ShippedWorkflow, current: dict, outcome) -> None:
+        """Give the workflow the tags its file names (n8n takes them only
+        through `PUT /workflows/{id}/tags`); the ones it has stay."""
+        from .discovery import tag_names
+
+        missing = sorted(workflow.tag_names - tag_names(current))
+        if not missing:
+            return
+        outcome.changed = True
+        if self.dry_run:
+            outcome.steps.append("would tag " + ", ".join(missing))
+            return
+        kept = [str(t["id"]) for t in current.get("tags") or [] if isinstance(t, dict)]
+        ids = kept + [self.tag_id(name) for name in missing]
+        self.call(self.api.set_workflow_tags, current["id"], ids, doing="tagging it")
+        outcome.steps.append("tagged " + ", ".join(missing))
+
+    def tag_id(self, name: str) -> str:
+        if self._tag_ids is None:
+            known = self.call(self.api.list_tags, doing="listing tags")
+            self._tag_ids = {str(t.get("name", "")).strip().lower(): str(t["id"]) for t in known}
+        if name not in self._tag_ids:
+            created = self.call(self.api.create_tag, name, doing=f'creating the tag "{name}"')
+            self._tag_ids[name] = str(created["id"])
+        return self._tag_ids[name]
 
     def call(self, method, *args, doing):
         try:

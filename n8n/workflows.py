@@ -71,6 +71,16 @@ class ShippedWorkflow:
     name: str
     webhook_path: str
 
+    @property
+    def tag_names(self) -> set[str]:
+        """The tags the file names (`"tags": [{"name": "chat"}]`): n8n_setup
+        gives the workflow each of them (the `chat` tag makes it an assistant)."""
+        return {
+            str(tag.get("name", "")).strip().lower()
+            for tag in self.data.get("tags") or []
+            if isinstance(tag, dict) and str(tag.get("name", "")).strip()
+        }
+
     @classmethod
     def load(cls, path: Path) -> ShippedWorkflow:
         try:

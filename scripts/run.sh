@@ -43,6 +43,8 @@ host=${ADDR%:*}
 [ "$host" = "$ADDR" ] && host=127.0.0.1
 case "$host" in ""|0|0.0.0.0|"[::]"|::) host=127.0.0.1 ;; esac
 callback=$($PY -c 'import django.conf, os; os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatproject.settings"); print(django.conf.settings.PUBLIC_BASE_URL)' 2>/dev/null)
+# Without n8n, the development runner is the one (default) assistant.
+$PY manage.py ensure_dev_assistant >/dev/null
 echo "Serving on http://$host:$port/ (task worker: $where; n8n calls back at ${callback:-PUBLIC_BASE_URL})"
 $PY manage.py runserver "$ADDR" &
 pids+=($!)

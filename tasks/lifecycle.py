@@ -21,15 +21,26 @@ logger = logging.getLogger(__name__)
 EXPIRE_BATCH = 500
 
 
-def create_task(*, user, task_type, input_data, metadata=None, source=EventSource.USER, along=()):
-    """Store a pending task and dispatch it right after the commit (`along`:
-    the caller's writes that name it, see `door.create`)."""
+def create_task(
+    *,
+    user,
+    task_type,
+    input_data,
+    metadata=None,
+    source=EventSource.USER,
+    along=(),
+    workflow_id=None,
+):
+    """Store a pending task and dispatch it right after the commit: to
+    `workflow_id` when given (chat: the conversation's assistant), else to
+    the task type's workflow (`along`: the caller's writes that name it, see
+    `door.create`)."""
     kind = registry.get(task_type)
     if kind is None:
         raise ValueError(f"unknown task type {task_type!r}")
     task = door.create(
         task_type=task_type,
-        workflow_id=kind.get_workflow(),
+        workflow_id=workflow_id or kind.get_workflow(),
         input_data=input_data,
         created_by=user,
         metadata=metadata,

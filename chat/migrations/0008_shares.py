@@ -8,7 +8,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("chat", "0006_search_index_write_through"),
+        ("chat", "0007_assistants"),
     ]
 
     operations = [

@@ -51,6 +51,20 @@ def message_id_param(value):
     return number if number is not None and number <= MAX_ID else None
 
 
+def _answering_name():
+    """Who answers a conversation: its own assistant while active, else the
+    default's name (a subquery; NULL when no assistant exists)."""
+    from django.db.models import Case, F, Subquery, When
+
+    from ..models import Assistant
+
+    default = Assistant.objects.active().order_by("-is_default", "name", "id").values("name")[:1]
+    return Case(
+        When(assistant__is_active=True, then=F("assistant__name")),
+        default=Subquery(default),
+    )
+
+
 def sidebar(request, archived=False):
     """One bounded query: a page of conversations with their last message's start."""
     # Older pages of the list live at /chat/?page=N; other pages show the first.
@@ -63,6 +77,7 @@ def sidebar(request, archived=False):
     start = (page - 1) * SIDEBAR_SIZE
     rows = list(
         queryset.with_preview()
+        .annotate(assistant_name=_answering_name())
         .only("id", "title", "updated_at", "is_archived")
         .order_by("-updated_at", "-id")[start : start + SIDEBAR_SIZE + 1]
     )

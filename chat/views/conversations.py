@@ -12,8 +12,8 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from accounts.limits import check, rate_limited, too_many
 
-from .. import services
-from ..forms import MessageForm, NewConversationForm, RenameForm
+from .. import assistants, services
+from ..forms import InstructionsForm, MessageForm, NewConversationForm, RenameForm, assistant_field
 from ..models import Conversation, Message
 from .common import (
     SEND_LIMIT_GROUP,
@@ -44,7 +44,7 @@ def _render_list(request, form, archived=False, status=200):
 def conversation_new(request):
     """GET: an empty composer, nothing stored; POST: create (optional title and content)."""
     if request.method == "GET":
-        return _render_new(request, MessageForm())
+        return _render_new(request, NewConversationForm())
     if request.POST.get("content", "").strip():
         # A first message is a send like any other.
         refusal = check(request, SEND_LIMIT_GROUP, settings.CHAT_RATE_LIMIT)
@@ -55,13 +55,15 @@ def conversation_new(request):
         if "title" not in request.POST:
             # From the new-conversation composer (it has no title field): say
             # why there, with the text kept in the box.
-            error = form.errors.get("content", [""])[0]
+            error = (form.errors.get("content") or form.errors.get("assistant") or [""])[0]
             return _render_new(request, form, error=error, status=400)
         return _render_list(request, form, status=400)
     title = form.cleaned_data["title"].strip()
     content = form.cleaned_data["content"]
     with transaction.atomic():
-        conversation = Conversation.objects.create(user=request.user, title=title)
+        conversation = Conversation.objects.create(
+            user=request.user, title=title, assistant=form.cleaned_data.get("assistant")
+        )
         if content:
             services.send_message(request.user, conversation, content)
     return see_other(conversation.get_absolute_url())
@@ -140,7 +142,35 @@ def _page_of_messages(conversation, before_id, leaf_id):
     return page, len(rows) > size, anchor is not None, newest_id
 
 
-def render_conversation(request, conversation, form=None, rename_form=None, error="", status=200):
+def _assistant_context(conversation, instructions_form=None):
+    """The conversation's assistant controls: the select (preset to who
+    answers now), the fallback note, and the instructions form."""
+    from django import forms
+
+    active = assistants.active_assistants()
+    choice = assistants.for_conversation(conversation, active)
+    switch = forms.Form()
+    assistant_field(switch, active, initial=choice.assistant.pk if choice.assistant else None)
+    # The assistant that is no longer available (one more query, only then).
+    lost = conversation.assistant if choice.fell_back else None
+    return {
+        "assistant_choice": choice,
+        "assistant_form": switch if "assistant" in switch.fields else None,
+        "assistant_lost": lost,
+        "instructions_form": instructions_form
+        or InstructionsForm(initial={"instructions": conversation.instructions}),
+    }
+
+
+def render_conversation(
+    request,
+    conversation,
+    form=None,
+    rename_form=None,
+    error="",
+    status=200,
+    instructions_form=None,
+):
     before_id = message_id_param(request.GET.get("before"))
     leaf_id = leaf_param(request)
     chat_messages, has_earlier, paged, newest_id = _page_of_messages(
@@ -174,6 +204,7 @@ def render_conversation(request, conversation, form=None, rename_form=None, erro
         "attachment_max_bytes": settings.ATTACHMENT_MAX_BYTES,
         # An archived conversation (opened from search, say) shows beside the archived list.
         "sidebar": sidebar(request, archived=conversation.is_archived),
+        **_assistant_context(conversation, instructions_form),
     }
     return render(request, "chat/conversation.html", context, status=status)
 
@@ -232,3 +263,42 @@ def conversation_delete(request, pk):
         return JsonResponse({"deleted": pk})
     flash.success(request, f"Deleted “{title}”.")
     return see_other(reverse("chat:list"))
+
+
+@login_required
+@require_POST
+def conversation_assistant(request, pk):
+    """Switch who answers the conversation from its next reply on (`assistant`:
+    an active assistant's id; anything else is a 404, as the conversation of
+    another user is). Earlier replies keep naming who wrote them."""
+    conversation = owned(request, pk)
+    assistant = assistants.chosen(request.POST.get("assistant"))
+    if assistant is None:
+        raise Http404("no such assistant")
+    conversation.assistant = assistant
+    conversation.save(update_fields=["assistant", "updated_at"])
+    if wants_json(request):
+        return JsonResponse({"id": conversation.pk, "assistant": assistant.as_input()})
+    flash.success(request, f"{assistant.name} answers from now on.")
+    return see_other(conversation.get_absolute_url())
+
+
+@login_required
+@require_POST
+def conversation_instructions(request, pk):
+    """The conversation's instructions (`instructions`, at most 4,000
+    characters; empty: the user's default). Too long: 400, nothing changes."""
+    conversation = owned(request, pk)
+    form = InstructionsForm(request.POST)
+    if not form.is_valid():
+        if wants_json(request):
+            return JsonResponse({"error": form.errors["instructions"][0]}, status=400)
+        return render_conversation(request, conversation, instructions_form=form, status=400)
+    conversation.instructions = form.cleaned_data["instructions"]
+    conversation.save(update_fields=["instructions", "updated_at"])
+    if wants_json(request):
+        return JsonResponse({"id": conversation.pk, "instructions": conversation.instructions})
+    flash.success(
+        request, "Instructions saved." if conversation.instructions else "Instructions cleared."
+    )
+    return see_other(conversation.get_absolute_url())

@@ -62,6 +62,9 @@ def test_sent_message_creates_its_pending_task_with_the_contract_input(
             {"role": "assistant", "content": "first answer"},
         ],
         "attachments": [],
+        # No assistant exists: N8N_CHAT_WORKFLOW answers, as before assistants.
+        "assistant": None,
+        "instructions": "",
     }
 
 
@@ -322,8 +325,10 @@ def test_a_send_is_a_bounded_number_of_statements(make_user, monkeypatch):
     # BEGIN; the conversation's lock; one read of busy, parent and whether the
     # parent has children; the branch for n8n's history; the message; its
     # task, the task's first event, the message's task and the conversation's
-    # leaf (one statement on PostgreSQL, four on SQLite); COMMIT. The new
-    # message follows a leaf: no versions to count for its frame.
-    assert len(statements) == (7 if connection.vendor == "postgresql" else 10), statements
+    # leaf (one statement on PostgreSQL, four on SQLite); COMMIT; who answers
+    # (the assistant) and, for a conversation without instructions of its
+    # own, the user's default ones. The new message follows a leaf: no
+    # versions to count for its frame.
+    assert len(statements) == (9 if connection.vendor == "postgresql" else 12), statements
     assert not any("RECURSIVE stats" in sql for sql in statements)
     assert second.parent_id == first.pk

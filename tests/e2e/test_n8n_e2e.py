@@ -291,3 +291,30 @@ def test_a_reply_whose_callbacks_never_arrive_is_recovered_from_n8n(to_n8n, n8n,
     assert task.status == "completed"
     reply = Message.objects.get(async_task=task, role=Role.ASSISTANT)
     assert "reply while the app is away" in reply.content
+
+
+def test_the_chosen_assistant_is_asked_and_its_model_sees_the_instructions(to_n8n, model, user):
+    """A conversation on the model workflow's assistant, with instructions:
+    the dispatch goes to that workflow, `input.instructions` reaches the
+    model's system message, and the reply names who wrote it."""
+    from chat import services as chat_services
+    from chat.models import Assistant
+
+    chosen = Assistant.objects.create(name="Model", workflow_id="chat-reply", streams=True)
+    Assistant.objects.create(name="Offline", workflow_id="chat-reply-offline", is_default=True)
+    conversation = Conversation.objects.create(
+        user=user, assistant=chosen, instructions="Always answer like a pirate."
+    )
+    message = chat_services.send_message(user, conversation, "what is the weather")
+    task = message.async_task
+    assert task.workflow_id == "chat-reply"
+    # Dispatched after the commit, as a send from the page is.
+    task = wait_for_status(task.pk, {"completed", "failed", "timeout"}, timeout=60)
+    assert task.status == "completed", task.error_details
+
+    [request] = model.completions()
+    system = [m for m in request["body"]["messages"] if m.get("role") == "system"]
+    assert system and "Always answer like a pirate." in str(system[0].get("content"))
+    assert "You are a helpful assistant in a chat" in str(system[0].get("content"))
+    reply = Message.objects.get(async_task=task, role=Role.ASSISTANT)
+    assert reply.metadata["assistant"] == {"id": chosen.pk, "name": "Model"}

@@ -26,6 +26,9 @@ SHIPPED_PATHS = {
     "chat-feedback",
     "chat-files",
 }
+# The shipped chat workflows carry n8n's `chat` tag (they are assistants); the
+# test-only ones and the feedback workflow do not.
+TAGGED_PATHS = {"chat-reply", "chat-reply-offline"}
 OFFLINE = support.BASE_DIR / "n8n" / "chat-reply-offline.json"
 
 
@@ -73,7 +76,8 @@ def test_the_first_run_takes_an_empty_n8n_to_active_probed_workflows(n8n):
         for line in lines(result)
     )
     for path in SHIPPED_PATHS:
-        assert line_for(result, path).endswith("created, activated, probe ok")
+        tagged = "tagged chat, " if path in TAGGED_PATHS else ""
+        assert line_for(result, path).endswith(f"created, {tagged}activated, probe ok")
     assert lines(result)[-1] == "done: changes made"
 
     workflows = by_name(n8n.api())
@@ -84,6 +88,8 @@ def test_the_first_run_takes_an_empty_n8n_to_active_probed_workflows(n8n):
         assert workflow["active"] is True
         [webhook] = [n for n in workflow["nodes"] if n["type"] == "n8n-nodes-base.webhook"]
         assert webhook["parameters"]["path"] == shipped.webhook_path
+        tags = {t["name"] for t in workflow.get("tags") or []}
+        assert tags == ({"chat"} if shipped.webhook_path in TAGGED_PATHS else set())
         assert (
             webhook["credentials"]["httpHeaderAuth"]["id"]
             == (credentials["chatproject dispatch (Header Auth)"])

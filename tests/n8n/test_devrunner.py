@@ -80,3 +80,24 @@ def test_a_409_stops_the_stream_and_sends_no_completed():
         devrunner.run(runner_body(server.base_url), "dev-2", 0, word_pause=0)
     statuses = [request["body"]["status"] for request in server.requests]
     assert statuses == ["processing"] * 4
+
+
+def test_its_reply_names_the_assistant_and_the_instructions_first_words():
+    body = {
+        "input": {
+            "message": "hi",
+            "history": [],
+            "assistant": {"id": 3, "name": "Writer"},
+            "instructions": "Answer like a pirate who loves the sea and every ship on it, always.",
+        }
+    }
+    content = devrunner.reply_for(body, "dev-1")["content"]
+    assert "Assistant: Writer." in content
+    assert "Instructions received: “Answer like a pirate who loves the sea and every" in content
+    assert "always." not in content  # only the first words
+
+
+def test_its_reply_says_when_there_is_no_assistant_or_instructions():
+    content = devrunner.reply_for({"input": {"message": "hi", "assistant": None}}, "dev-1")
+    assert "Assistant: none configured." in content["content"]
+    assert "Instructions received: none." in content["content"]

@@ -91,6 +91,8 @@ def test_a_sent_message_reaches_n8n_and_its_callback_becomes_the_reply(
         "message": "Where to go?",
         "history": [],
         "attachments": [],
+        "assistant": None,
+        "instructions": "",
     }
     row = task_row(task_id)
     assert (row["status"], row["current_step"], row["n8n_execution_id"]) == (

@@ -3,7 +3,8 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from n8n.api import N8nApi
+from n8n import discovery
+from n8n.api import N8nApi, N8nApiError
 from n8n.setup import Setup, SetupError
 from n8n.workflows import default_workflow_files
 
@@ -29,12 +30,26 @@ class Command(BaseCommand):
         parser.add_argument(
             "--no-probe", action="store_true", help="skip the webhook probe after activation"
         )
+        parser.add_argument(
+            "--assistants-only",
+            action="store_true",
+            help=(
+                "install nothing: only read the active workflows tagged `chat` and "
+                "create, update or deactivate the assistants they make"
+            ),
+        )
 
-    def handle(self, *args, files=(), dry_run=False, no_probe=False, **options):
+    def handle(
+        self, *args, files=(), dry_run=False, no_probe=False, assistants_only=False, **options
+    ):
         for name in ("N8N_BASE_URL", "N8N_API_KEY"):
             if not getattr(settings, name):
                 raise CommandError(f"{name} is not set: n8n_setup needs it")
         api = N8nApi(settings.N8N_BASE_URL, settings.N8N_API_KEY)
+        if assistants_only:
+            changed = self.assistants(api, dry_run=dry_run, required=True)
+            self.stdout.write(self.done(dry_run, changed))
+            return
         setup = Setup(
             api,
             list(files) or default_workflow_files(settings.BASE_DIR),
@@ -55,9 +70,47 @@ class Command(BaseCommand):
             raise CommandError(
                 f"{len(report.failed)} workflow(s) failed ({names}): " + "; ".join(causes)
             )
+        changed = self.assistants(api, dry_run=dry_run, required=False)
+        self.stdout.write(self.done(dry_run, report.changed or changed))
+
+    @staticmethod
+    def done(dry_run, changed) -> str:
         if dry_run:
+            return "dry run: " + ("changes listed above" if changed else "nothing to change")
+        return "done: " + ("changes made" if changed else "nothing changed")
+
+    def assistants(self, api, *, dry_run, required) -> bool:
+        """Discovery: one line per assistant; True when a row changed.
+
+        After a full install a database that cannot take the assistants (not
+        migrated yet) is a warning, the workflows being installed; with
+        --assistants-only it is the failure it is."""
+        try:
+            found, seen = discovery.discover(api)
+        except N8nApiError as exc:
+            raise CommandError(f"reading the workflows tagged chat failed: {exc.reason}") from None
+        if dry_run:
+            for workflow in found:
+                self.stdout.write(
+                    f'assistant "{workflow.name}" (/webhook/{workflow.webhook_path}): '
+                    "found (dry run: nothing stored)"
+                )
+            return False
+        sink = discovery.get_sink()
+        if sink is None:
+            raise CommandError("no app stores assistants (is chat in INSTALLED_APPS?)")
+        try:
+            lines = sink(found, seen)
+        except Exception as exc:  # noqa: BLE001 - the database's own words, for the operator
+            if required:
+                raise CommandError(f"storing the assistants failed: {exc}") from None
             self.stdout.write(
-                "dry run: " + ("changes listed above" if report.changed else "nothing to change")
+                f"assistants: not updated ({type(exc).__name__}: {exc}); "
+                "run manage.py migrate, then n8n_setup --assistants-only"
             )
-        else:
-            self.stdout.write("done: " + ("changes made" if report.changed else "nothing changed"))
+            return False
+        if not found and not lines:
+            self.stdout.write("assistants: no active workflow is tagged chat")
+        for line in lines:
+            self.stdout.write(line)
+        return any(not line.endswith(("unchanged", "inactive")) for line in lines)
