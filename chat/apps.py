@@ -10,7 +10,7 @@ class ChatConfig(AppConfig):
         # chat plugs into the generic task system; tasks/ never imports chat/.
         from django.db.models.signals import post_migrate
 
-        from . import feedback, tasktypes
+        from .replies import feedback, tasktypes
 
         tasktypes.register()
         feedback.register()

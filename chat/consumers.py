@@ -29,9 +29,9 @@ from tasks.consumers import add_task_frames, iter_task_frames, parse_task_ids
 from tasks.models import AsyncTask
 
 from .branches import annotate as annotate_versions
+from .live import conversation_group
 from .models import Conversation, Message
 from .services import message_frame
-from .tasktypes import conversation_group
 
 
 def parse_after_message_id(content) -> int:

@@ -1,6 +1,6 @@
 """A conversation's live frames: built from what the page renders, sent after commit.
 
-Both `chat.services` (sends, retries) and `chat.tasktypes` (replies) publish
+Both `chat.services` (sends, retries) and `chat.replies.tasktypes` (replies) publish
 through here, so neither needs the other.
 """
 

@@ -74,7 +74,7 @@ def chat_input(message, conversation=None, choice=None) -> dict:
 
     Files are listed without their links (`attachments`, and per history
     entry): the links are signed for the task when it is dispatched
-    (`chat/tasktypes.py`, `dispatch_input`), never stored."""
+    (`chat/replies/tasktypes.py`, `dispatch_input`), never stored."""
     from django.conf import settings
 
     from . import assistants

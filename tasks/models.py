@@ -95,7 +95,7 @@ class TaskWords:
         """Who, when a person acts through the admin (for the two above)."""
         return f"{username} in the admin"
 
-    # How a task reads on a page (chat/taskstatus.py): its label by status,
+    # How a task reads on a page (chat/replies/taskstatus.py): its label by status,
     # and the sentence that heads what went wrong with a task that ended
     # without a result.
     LABELS = {

@@ -88,8 +88,8 @@ def send_user_message(conversation_id, text="hello"):
     """A user message and its chat task in one transaction, like the composer."""
     from django.db import transaction
 
-    from chat import tasktypes
     from chat.models import Conversation, Message, Role
+    from chat.replies import tasktypes
     from chat.services import publish_message
     from tasks import services
 

@@ -6,7 +6,7 @@ SECRET_KEY, salted for this use) over the file's id, the task it was sent
 with and that task's deadline. The link works until the deadline and only
 for that file; a changed id, a signature of another file, a tampered or
 expired one is refused (403). Links are made when the task is dispatched
-(`chat/tasktypes.py`), never stored: the task's `input_data` holds the files
+(`chat/replies/tasktypes.py`), never stored: the task's `input_data` holds the files
 without their links.
 """
 

@@ -4,7 +4,7 @@ from django.utils.safestring import mark_safe
 from tasks.models import TaskWords
 
 from ..fragments import message_html, stream_shell_html
-from ..taskstatus import plain_words, status_html
+from ..replies.taskstatus import plain_words, status_html
 
 register = template.Library()
 

@@ -8,9 +8,9 @@ from django.views.decorators.http import require_http_methods
 
 from accounts.limits import rate_limited
 
-from .. import feedback
 from ..fragments import message_html
 from ..models import Message, Role
+from ..replies import feedback
 from .common import message_id_param, owned, see_other, sidebar, wants_json
 
 

@@ -10,8 +10,9 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from chat import services, taskstatus
+from chat import services
 from chat.models import Conversation, Message, Role
+from chat.replies import taskstatus
 from tasks.models import AsyncTask, TaskStatus, TaskWords
 from tests import factories
 

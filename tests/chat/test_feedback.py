@@ -4,7 +4,7 @@ N8N_FEEDBACK_WORKFLOW set, a `feedback` task dispatched to that workflow."""
 
 import pytest
 
-from chat import feedback
+from chat.replies import feedback
 from chat.models import Message, Role
 from tasks import registry, services
 from tasks.models import AsyncTask

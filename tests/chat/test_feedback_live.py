@@ -4,7 +4,7 @@ conversation's), through the real ASGI stack; and the admin lists it."""
 import pytest
 from channels.db import database_sync_to_async
 
-from chat import feedback
+from chat.replies import feedback
 from chat.models import Role
 from tasks import door
 from tasks.models import EventSource, TaskStatus

@@ -98,7 +98,7 @@ def test_scripts_build_no_message_markup():
 
 def test_scripts_know_nothing_of_think_tags():
     # Whether a reply is thinking, and where its visible text starts, is the
-    # server's to say in its message.delta frames (chat/thinking.py).
+    # server's to say in its message.delta frames (chat/replies/thinking.py).
     for module in STATIC.glob("*.js"):
         text = module.read_text().lower()
         assert "<think" not in text and "think>" not in text, module.name

@@ -4,8 +4,9 @@ import re
 
 import pytest
 
-from chat import services, taskstatus
+from chat import services
 from chat.models import Message
+from chat.replies import taskstatus
 from tasks import frames
 from tasks.models import AsyncTask, TaskStatus, TaskWords
 from tests import factories

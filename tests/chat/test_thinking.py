@@ -1,4 +1,4 @@
-"""The leading `<think>` rule, written once (chat/thinking.py): a stopped
+"""The leading `<think>` rule, written once (chat/replies/thinking.py): a stopped
 reply's split, what `message.delta` frames tell the page to show while a reply
 streams, and the same marks found by Python and by the database."""
 
@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from chat.thinking import WHITESPACE, Marks, split_thinking, stream_view
+from chat.replies.thinking import WHITESPACE, Marks, split_thinking, stream_view
 from live import deltas
 from tasks import frames
 from tasks.models import AsyncTask

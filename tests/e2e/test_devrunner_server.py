@@ -4,7 +4,7 @@ dispatches to it and its callbacks arrive over real HTTP."""
 import pytest
 
 from chat.models import Message, Role
-from chat.tasktypes import CHAT
+from chat.replies.tasktypes import CHAT
 from tasks import services
 from tests import support
 from tests.task_support import chat_task, wait_for_status

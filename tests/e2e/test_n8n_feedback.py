@@ -4,7 +4,7 @@ the callback. Skips on a laptop without n8n; fails under CI=true."""
 
 import pytest
 
-from chat import feedback
+from chat.replies import feedback
 from chat.models import Message, Role
 from tasks import services
 from tests import factories

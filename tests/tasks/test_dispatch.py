@@ -261,7 +261,7 @@ def test_only_pending_tasks_are_claimed(user):
 
 
 def test_create_task_dispatches_only_after_the_commit(user, django_capture_on_commit_callbacks):
-    from chat.tasktypes import CHAT
+    from chat.replies.tasktypes import CHAT
 
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         task = services.create_task(user=user, task_type=CHAT, input_data={"message": "hi"})

@@ -24,7 +24,7 @@ from tests.task_support import FakeN8n, chat_task, wait_for, wait_for_status
 def test_a_committed_task_whose_process_died_is_dispatched_by_worker_once(
     dispatch_settings, user, django_capture_on_commit_callbacks, capsys
 ):
-    from chat.tasktypes import CHAT
+    from chat.replies.tasktypes import CHAT
 
     # The creating process dies right after the commit: its on-commit dispatch never runs.
     with django_capture_on_commit_callbacks(execute=False):
@@ -125,7 +125,7 @@ def test_two_workers_racing_dispatch_every_task_once(dispatch_settings, user):
 
 @pytest.mark.django_db(transaction=True)
 def test_the_web_dispatcher_and_a_worker_racing_dispatch_once(dispatch_settings, user):
-    from chat.tasktypes import CHAT
+    from chat.replies.tasktypes import CHAT
     from tests.task_support import wait_for_status
 
     with FakeN8n([(200, {}, 0.05)]) as n8n:

@@ -6,8 +6,8 @@ from django.utils import timezone
 
 from tasks import registry
 
-from .live import conversation_group, publish_message
-from .markdown import streaming
+from ..live import conversation_group, publish_message
+from ..markdown import streaming
 from .thinking import Marks, split_thinking, stream_view
 
 CHAT = "chat"
@@ -49,7 +49,7 @@ def _taken_over(task, linked_task_id) -> bool:
 
 def superseded(task) -> bool:
     """Has a later task taken this task's place (see `_taken_over`)?"""
-    from .models import Message
+    from ..models import Message
 
     message_id = (task.input_data or {}).get("message_id")
     linked = Message.objects.filter(pk=message_id).values_list("async_task_id", flat=True)
@@ -86,7 +86,7 @@ def _add_reply(task, content, thinking="", metadata=None, output=None):
     branch). No row to update means the conversation was deleted while n8n
     worked: the reply goes with it.
     """
-    from .models import Conversation, Message, Role
+    from ..models import Conversation, Message, Role
 
     conversation_id = (task.input_data or {}).get("conversation_id")
     question_id = (task.input_data or {}).get("message_id")
@@ -137,7 +137,7 @@ def _add_reply(task, content, thinking="", metadata=None, output=None):
         message.versions = None  # the question's first answer: no siblings to count
     message.files = []
     if output is not None and task.created_by_id is not None:
-        from .files import incoming
+        from ..files import incoming
 
         message.files = incoming.store_for(message, task.created_by_id, output)
     publish_message(message)
@@ -154,10 +154,10 @@ def prepare(output):
     will store (the message's save then finds it; see chat/rendering.py)."""
     from tasks.callbacks import CallbackError
 
-    from .files import incoming
-    from .files.kinds import FileRefused
-    from .models import Role
-    from .rendering import prepare as prepare_render
+    from ..files import incoming
+    from ..files.kinds import FileRefused
+    from ..models import Role
+    from ..rendering import prepare as prepare_render
 
     try:
         incoming.check(output)
@@ -170,7 +170,7 @@ def prepare(output):
 def dispatch_input(task):
     """The input n8n receives: as stored, its files with links signed for
     this task until its deadline (chat/files/records.py)."""
-    from .files.records import with_links
+    from ..files.records import with_links
 
     return with_links(task.input_data, task.pk, task.deadline.timestamp())
 
@@ -190,7 +190,7 @@ def _partial_max_chars():
 
 def _delta_fields(task):
     """The conversation, and what the page shows of the reply so far (the
-    `<think>` rule, chat/thinking.py), from the marks the append returned."""
+    `<think>` rule, chat/replies/thinking.py), from the marks the append returned."""
     fields = {"conversation_id": (task.input_data or {}).get("conversation_id")}
     marks = Marks.from_row(task)
     if marks is not None:

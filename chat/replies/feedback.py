@@ -5,7 +5,7 @@ A rating is stored on the reply itself (`metadata.feedback` = `{"rating",
 N8N_FEEDBACK_WORKFLOW is set, each rating also becomes a task of type
 `feedback`, dispatched like any task to that workflow, whose status the admin
 and `/ws/tasks/` show; unset, nothing else happens. The task type plugs into
-the task system through `tasks/registry.py`, like `chat` (chat/tasktypes.py).
+the task system through `tasks/registry.py`, like `chat` (chat/replies/tasktypes.py).
 """
 
 from django.conf import settings
@@ -59,7 +59,7 @@ def rate(user, message, rating, comment=None):
     a feedback workflow set, make its task. Returns (message, task or None)."""
     from tasks.services import create_task
 
-    from .models import Message, Role
+    from ..models import Message, Role
 
     rating, comment = clean(rating, comment)
     with transaction.atomic():
