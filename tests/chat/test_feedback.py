@@ -4,8 +4,8 @@ N8N_FEEDBACK_WORKFLOW set, a `feedback` task dispatched to that workflow."""
 
 import pytest
 
-from chat.replies import feedback
 from chat.models import Message, Role
+from chat.replies import feedback
 from tasks import registry, services
 from tasks.models import AsyncTask
 from tests import factories

@@ -4,8 +4,8 @@ conversation's), through the real ASGI stack; and the admin lists it."""
 import pytest
 from channels.db import database_sync_to_async
 
-from chat.replies import feedback
 from chat.models import Role
+from chat.replies import feedback
 from tasks import door
 from tasks.models import EventSource, TaskStatus
 from tests import factories

@@ -4,8 +4,8 @@ the callback. Skips on a laptop without n8n; fails under CI=true."""
 
 import pytest
 
-from chat.replies import feedback
 from chat.models import Message, Role
+from chat.replies import feedback
 from tasks import services
 from tests import factories
 from tests.e2e.n8n_support import SECRET, project_server
