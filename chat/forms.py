@@ -1,4 +1,5 @@
 from django import forms
+from django.utils.text import Truncator
 
 from . import services
 from .models import INSTRUCTIONS_MAX_LENGTH
@@ -37,6 +38,26 @@ class MessageForm(forms.Form):
             raise forms.ValidationError(refused.message, code=refused.code) from None
 
 
+DESCRIPTION_SHOWN = 200  # characters of an assistant's description beside the picker
+
+
+class AssistantSelect(forms.Select):
+    """A plain <select>; each option carries its assistant's description
+    (`data-description`), which the page's script shows beside the picker as
+    the choice changes (static/chat/assistants.js)."""
+
+    def __init__(self, descriptions, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.descriptions = descriptions
+
+    def create_option(self, name, value, label, selected, index, subindex=None, attrs=None):
+        option = super().create_option(name, value, label, selected, index, subindex, attrs)
+        description = self.descriptions.get(str(value), "")
+        if description:
+            option["attrs"]["data-description"] = Truncator(description).chars(DESCRIPTION_SHOWN)
+        return option
+
+
 def assistant_field(form, active, initial=None):
     """Give `form` its `assistant` <select> of the `active` assistants (one
     list, read once per page) when there is one to choose; no row means
@@ -49,6 +70,10 @@ def assistant_field(form, active, initial=None):
         required=False,
         choices=[(a.pk, a.name) for a in active],
         initial=initial or active[0].pk,
+        widget=AssistantSelect(
+            {str(a.pk): " ".join((a.description or "").split()) for a in active},
+            attrs={"data-assistant-picker": ""},
+        ),
         error_messages={"invalid_choice": "That assistant is not available."},
     )
 

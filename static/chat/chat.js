@@ -25,6 +25,7 @@ import {
 import { showTitle } from "./sidebar.js";
 import { startSocket } from "./socket.js";
 import { installBranches } from "./branches.js";
+import { installAssistantPickers } from "./assistants.js";
 
 function onSent(body) {
   if (body.conversation) showTitle(body.conversation.title);
@@ -72,6 +73,7 @@ function exportInReaderZone(root) {
 }
 
 function start() {
+  installAssistantPickers();
   const root = document.getElementById("conversation");
   if (!root) {
     initComposer(); // the new-conversation page: a plain form post

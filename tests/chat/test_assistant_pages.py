@@ -169,3 +169,17 @@ def test_the_users_default_instructions_reach_the_task(user_client, user):
     sent = user_client.post(f"/chat/{conversation.pk}/messages/", {"content": "hi"}, **JSON)
     task = Message.objects.get(pk=sent.json()["message"]["id"]).async_task
     assert task.input_data["instructions"] == "Always answer in haiku."
+
+
+def test_each_option_carries_its_description_and_the_page_shows_the_current_one(user_client, user):
+    """Without JavaScript the current assistant's description is on the page;
+    the picker's script shows the others' from their options."""
+    Assistant.objects.create(
+        name="Helper", workflow_id="helper", is_default=True, description="Answers anything."
+    )
+    Assistant.objects.create(name="Writer", workflow_id="writer", description="House   style.")
+    conversation = factories.conversation(user)
+    page = user_client.get(f"/chat/{conversation.pk}/").content.decode()
+    assert 'data-description="Answers anything."' in page
+    assert 'data-description="House style."' in page
+    assert "data-assistant-description>Answers anything.</span>" in page
