@@ -10,38 +10,10 @@ import requests
 from tests import support
 from tests.browser.browser_support import csp_violations, new_context, server_env, wait_js
 from tests.browser.test_browser import sign_up_and_start_conversation
+from tests.chat.test_stream_render import RICH
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-RICH = """# A plan
-
-Here is **the short answer** with *emphasis*, `inline code` and ~~old~~ words.
-
-- [x] done step
-- [ ] open step
-  - nested item
-
-| Step | Cost |
-|:-----|-----:|
-| one  | **2** |
-| two  | 3    |
-
-```python
-def total(items):
-    return sum(items)
-```
-
-> A quote with a [link](https://example.com/docs).
-
-Inline math $x^2 + 1$ and display math:
-
-$$
-\\frac{a}{b}
-$$
-
-1. first
-2. second with **bold end**
-"""
 
 STREAMED = "#messages .message--streaming"
 
