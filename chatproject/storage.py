@@ -10,3 +10,7 @@ from whitenoise.storage import CompressedManifestStaticFilesStorage
 
 class StaticFilesStorage(CompressedManifestStaticFilesStorage):
     support_js_module_import_aggregation = True
+    # Each pass settles one more level of imports (a module's hash depends on
+    # its neighbours' hashed names); the page's modules import up to about six
+    # deep, Django's default allows five passes.
+    max_post_process_passes = 12

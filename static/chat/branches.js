@@ -14,6 +14,7 @@
 
 import { state } from "./state.js";
 import { fillCsrf, fragment, post, announce } from "./dom.js";
+import { enhance } from "./enhance.js";
 import { handleRating } from "./feedback.js";
 import { openEditor } from "./editor.js";
 
@@ -100,7 +101,7 @@ async function swapThread(href, { keepScroll }) {
   page.querySelectorAll(".history-link").forEach((link) => {
     state.list.before(document.importNode(link, true));
   });
-  const fresh = document.importNode(list, true);
+  const fresh = enhance(document.importNode(list, true));
   state.list.replaceWith(fresh);
   state.list = fresh;
   const root = page.getElementById("conversation");

@@ -4,7 +4,7 @@
 // source in a <template class="message__source">; a click copies it and the
 // button says "Copied" for a moment.
 
-import { announce } from "./dom.js";
+import { announce } from "./announce.js";
 
 const SHOWN_MS = 1500;
 

@@ -1,4 +1,7 @@
 // Small DOM helpers shared by the modules.
+import { enhance } from "./enhance.js";
+
+export { announce } from "./announce.js";
 
 export function csrfToken() {
   const match = document.cookie.match(/(?:^|;\s*)csrftoken=([^;]+)/);
@@ -11,14 +14,14 @@ export function csrfToken() {
 export function fragment(html) {
   const template = document.createElement("template");
   template.innerHTML = (html || "").trim();
-  return template.content.firstElementChild;
+  return enhance(template.content.firstElementChild);
 }
 
 // All the nodes of a server-rendered HTML fragment (a reply's body so far).
 export function fragmentContent(html) {
   const template = document.createElement("template");
   template.innerHTML = html || "";
-  return template.content;
+  return enhance(template.content);
 }
 
 // Forms rendered outside a request (websocket fragments) carry no CSRF token.
@@ -50,15 +53,4 @@ export async function post(form, data) {
     body = { error: `The server answered ${response.status}.` };
   }
   return { ok: response.ok, status: response.status, body };
-}
-
-// Say something to screen readers through the page's polite live region.
-export function announce(text) {
-  const region = document.getElementById("announcer");
-  if (!region || !text) return;
-  // Emptied first, so the same words twice are announced twice.
-  region.textContent = "";
-  setTimeout(() => {
-    region.textContent = text;
-  }, 50);
 }

@@ -9,6 +9,7 @@
 
 import { state, UNFINISHED } from "./state.js";
 import { fragment, fillCsrf, announce } from "./dom.js";
+import { enhance } from "./enhance.js";
 import { updateComposer } from "./composer.js";
 import { followNewestMessage } from "./sidebar.js";
 import { endStream, taskChanged } from "./stream.js";
@@ -218,13 +219,13 @@ async function loadEarlier(link) {
     const fromBottom = box.scrollHeight - box.scrollTop;
     const block = document.createDocumentFragment();
     items.forEach((item) => block.append(document.importNode(item, true)));
+    enhance(block);
     state.list.prepend(block);
     items.forEach((item) => {
       const added = document.getElementById(item.id);
       if (added) added.querySelectorAll(".task-status").forEach(reconcile);
     });
     fillCsrf(state.list);
-    box.scrollTop = box.scrollHeight - fromBottom;
     const next = page.querySelector("a[data-load-earlier]");
     if (next) {
       link.setAttribute("href", next.getAttribute("href"));
@@ -232,6 +233,7 @@ async function loadEarlier(link) {
     } else {
       link.closest(".history-link").remove();
     }
+    box.scrollTop = box.scrollHeight - fromBottom;
     announce(`${items.length} earlier message${items.length === 1 ? "" : "s"} loaded.`);
   } catch (error) {
     // The plain link still works: follow it.

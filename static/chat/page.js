@@ -1,12 +1,8 @@
 // Every page: times in the reader's zone, copy buttons. The live updates of a
 // conversation are in chat.js (both are native ES modules, no build step).
-import { localizeTimes, startClock, startElapsed } from "./times.js";
-import { installCopyButtons, revealCopyButtons } from "./copy.js";
-
-function enhance(scope) {
-  localizeTimes(scope);
-  revealCopyButtons(scope);
-}
+import { startClock, startElapsed } from "./times.js";
+import { installCopyButtons } from "./copy.js";
+import { enhance } from "./enhance.js";
 
 enhance(document);
 installCopyButtons();

@@ -367,7 +367,8 @@ STATIC = Path(django_settings.BASE_DIR) / "static"
 
 def test_css_has_dark_mode_focus_states_and_the_narrow_layout():
     css = (STATIC / "chat" / "chat.css").read_text()
-    assert "@media (prefers-color-scheme: dark)" in css
+    assert "color-scheme: light dark" in css  # the device's choice, unless the user picked one
+    assert "--bg: light-dark(" in css  # each colour written once, for both schemes
     assert ":focus-visible" in css
     assert "@media (max-width: 699px)" in css
     assert ".highlight" in (STATIC / "chat" / "pygments.css").read_text()
