@@ -51,9 +51,41 @@ def active_assistants():
     return list(Assistant.objects.active().order_by("-is_default", "name", "id"))
 
 
-def for_conversation(conversation, active=None) -> Choice:
+# The fields of the default assistant a send reads along with its other facts.
+_DEFAULT_FIELDS = ("id", "name", "description", "workflow_id", "streams", "is_active", "is_default")
+_UNREAD = object()
+
+
+def default_assistant_column():
+    """The default assistant, picked as default_assistant() picks it, as one
+    JSON column of another query (null when no assistant is active): a send
+    reads it together with its other facts instead of in a statement of its
+    own. assistant_from_column() makes it an Assistant again."""
+    from django.db.models import Subquery
+    from django.db.models.functions import JSONObject
+
+    from .models import Assistant
+
+    rows = Assistant.objects.active().order_by("-is_default", "name", "id")
+    return Subquery(rows.values(row=JSONObject(**{f: f for f in _DEFAULT_FIELDS}))[:1])
+
+
+def assistant_from_column(value):
+    """The Assistant a default_assistant_column() value names, or None."""
+    from .models import Assistant
+
+    if not value:
+        return None
+    fields = {f: value[f] for f in _DEFAULT_FIELDS}
+    for flag in ("streams", "is_active", "is_default"):
+        fields[flag] = bool(fields[flag])  # SQLite's JSON says 1 and 0
+    return Assistant(**fields)
+
+
+def for_conversation(conversation, active=None, default=_UNREAD) -> Choice:
     """Who answers `conversation` now; `active` (active_assistants(), when the
-    caller has it) saves the queries."""
+    caller has it) or `default` (the default assistant or None, when the
+    caller read it) saves the queries."""
     if active is not None:
         by_id = {a.pk: a for a in active}
         if conversation.assistant_id in by_id:
@@ -63,17 +95,22 @@ def for_conversation(conversation, active=None) -> Choice:
     own = conversation.assistant if conversation.assistant_id else None
     if own is not None and own.is_active:
         return Choice(own)
-    return Choice(default_assistant(), fell_back=own is not None)
+    if default is _UNREAD:
+        default = default_assistant()
+    return Choice(default, fell_back=own is not None)
 
 
-def instructions_for(conversation) -> str:
-    """The conversation's instructions, else its owner's default, else ""."""
+def instructions_for(conversation, owner_default=None) -> str:
+    """The conversation's instructions, else its owner's default (read here
+    unless the caller passes it), else ""."""
     from accounts.models import default_instructions
 
     own = (conversation.instructions or "").strip()
     if own:
         return own
-    return default_instructions(conversation.user_id).strip()
+    if owner_default is None:
+        owner_default = default_instructions(conversation.user_id)
+    return owner_default.strip()
 
 
 def chosen(assistant_id):

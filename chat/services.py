@@ -1,6 +1,7 @@
 """State changes of chat, called by views, the admin, the worker and tests alike."""
 
-from django.db.models import Exists, OuterRef
+from django.db.models import Exists, OuterRef, Subquery, TextField, Value
+from django.db.models.functions import Coalesce
 
 from .live import conversation_group, message_frame, publish_message  # noqa: F401 - re-exported
 
@@ -67,10 +68,11 @@ def has_unfinished_task(conversation) -> bool:
     ).exists()
 
 
-def chat_input(message, conversation=None, choice=None) -> dict:
+def chat_input(message, conversation=None, choice=None, owner_instructions=None) -> dict:
     """The `input_data` of a chat task, as docs/PROTOCOL.md describes it:
     with who answers (`assistant`, null when no assistant exists) and the
-    instructions in force (the conversation's, else its owner's default).
+    instructions in force (the conversation's, else its owner's default:
+    `owner_instructions` when the caller read it already).
 
     Files are listed without their links (`attachments`, and per history
     entry): the links are signed for the task when it is dispatched
@@ -98,7 +100,7 @@ def chat_input(message, conversation=None, choice=None) -> dict:
         "history": history,
         "attachments": [record(attachment) for attachment in message.files],
         "assistant": choice.as_input(),
-        "instructions": assistants.instructions_for(conversation),
+        "instructions": assistants.instructions_for(conversation, owner_instructions),
     }
 
 
@@ -114,25 +116,55 @@ NOT_IN_CONVERSATION = "That message is not part of this conversation."
 
 
 def _lock_for_send(user, conversation, parent_id):
-    """The conversation locked for a send, then (a statement after the lock,
-    so it sees what the sends before it committed) whether a reply is
-    unfinished (`busy`), which message the send follows (`send_parent`) and
-    whether that one has children (`parent_answered`)."""
+    """The conversation locked for a send, with its assistant, then (a
+    statement after the lock, so it sees what the sends before it committed)
+    whether a reply is unfinished (`busy`), which message the send follows
+    (`send_parent`), whether that one has children (`parent_answered`), the
+    owner's default instructions (`owner_instructions`, "" when none) and the
+    default assistant, which make who answers (`choice`)."""
+    from accounts.models import UserSettings
     from tasks.models import TaskStatus
 
+    from . import assistants
     from .branches import send_parent
     from .models import Conversation, Message
 
-    locked = _lock_conversation(user, conversation)
+    # The lock's read brings the conversation's assistant along (who answers).
+    locked = (
+        Conversation.objects.for_user(user)
+        .select_related("assistant")
+        .select_for_update(of=("self",))
+        .get(pk=conversation.pk)
+    )
     parent, answered = send_parent(conversation.pk, parent_id)
     unfinished = Message.objects.filter(
         conversation_id=OuterRef("pk"), async_task__status__in=TaskStatus.unfinished()
     )
-    locked.busy, locked.send_parent, locked.parent_answered = (
+    owner_default = UserSettings.objects.filter(user_id=OuterRef("user_id")).values("instructions")
+    (
+        locked.busy,
+        locked.send_parent,
+        locked.parent_answered,
+        locked.owner_instructions,
+        default,
+    ) = (
         Conversation.objects.filter(pk=locked.pk)
-        .annotate(busy=Exists(unfinished), send_parent=parent, parent_answered=answered)
-        .values_list("busy", "send_parent", "parent_answered")
+        .annotate(
+            busy=Exists(unfinished),
+            send_parent=parent,
+            parent_answered=answered,
+            owner_instructions=Coalesce(
+                Subquery(owner_default[:1]), Value(""), output_field=TextField()
+            ),
+            default_assistant=assistants.default_assistant_column(),
+        )
+        .values_list(
+            "busy", "send_parent", "parent_answered", "owner_instructions", "default_assistant"
+        )
         .get()
+    )
+    locked.choice = assistants.for_conversation(
+        locked, default=assistants.assistant_from_column(default)
     )
     return locked
 
@@ -155,7 +187,7 @@ def _update(model, pk, values, task_field=None):
     return sql, [*params, pk]
 
 
-def _ask(user, conversation, message, titled=False):
+def _ask(user, conversation, message, titled=False, owner_instructions=None, choice=None):
     """Give `message` a new pending chat task and make its branch the one shown
     (with `titled`, the conversation's new title is saved in the same UPDATE).
 
@@ -168,7 +200,7 @@ def _ask(user, conversation, message, titled=False):
     from . import assistants
     from .models import Conversation, Message
 
-    choice = assistants.for_conversation(conversation)
+    choice = choice or assistants.for_conversation(conversation)
     # The message's task and the conversation's leaf go with the task's INSERT
     # (one statement on PostgreSQL; tasks/door.py `create`).
     now = timezone.now()
@@ -182,7 +214,7 @@ def _ask(user, conversation, message, titled=False):
     task = create_task(
         user=user,
         task_type=TASK_TYPE_CHAT,
-        input_data=chat_input(message, conversation, choice),
+        input_data=chat_input(message, conversation, choice, owner_instructions),
         workflow_id=choice.workflow_id,
         along=along,
     )
@@ -248,7 +280,14 @@ def send_message(user, conversation, text, parent_id=None, files=()):
             titled = not locked.title
             if titled:
                 locked.title = derive_title(content or ", ".join(u.name for u in uploads))
-            _ask(user, locked, message, titled=titled)
+            _ask(
+                user,
+                locked,
+                message,
+                titled=titled,
+                owner_instructions=locked.owner_instructions,
+                choice=locked.choice,
+            )
     except BaseException:
         # Refused, the conversation deleted meanwhile, the database gone:
         # nothing of the message is kept, its files neither.

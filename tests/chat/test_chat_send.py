@@ -309,26 +309,31 @@ def test_retry_of_an_assistant_message_is_a_404(user_client, user, conversation)
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_send_is_a_bounded_number_of_statements(make_user, monkeypatch):
+@pytest.mark.parametrize("own_assistant", [True, False], ids=["own-assistant", "default"])
+def test_a_send_is_a_bounded_number_of_statements(make_user, monkeypatch, own_assistant):
     from django.test.utils import CaptureQueriesContext
 
     import tasks.outbound.dispatch
+    from chat.models import Assistant
 
     monkeypatch.setattr(tasks.outbound.dispatch, "schedule_dispatch", lambda task_id: None)
     owner = make_user("counted")
-    conversation = factories.conversation(owner, title="Counted")
+    helper = Assistant.objects.create(name="Helper", workflow_id="helper", is_default=True)
+    conversation = factories.conversation(
+        owner, title="Counted", assistant=helper if own_assistant else None
+    )
     first = services.send_message(owner, conversation, "hello")
     AsyncTask.objects.filter(pk=first.async_task_id).update(status="completed")
     with CaptureQueriesContext(connection) as queries:
         second = services.send_message(owner, conversation, "and again")
     statements = [q["sql"] for q in queries.captured_queries]
-    # BEGIN; the conversation's lock; one read of busy, parent and whether the
-    # parent has children; the branch for n8n's history; the message; its
-    # task, the task's first event, the message's task and the conversation's
-    # leaf (one statement on PostgreSQL, four on SQLite); COMMIT; who answers
-    # (the assistant) and, for a conversation without instructions of its
-    # own, the user's default ones. The new message follows a leaf: no
-    # versions to count for its frame.
-    assert len(statements) == (9 if connection.vendor == "postgresql" else 12), statements
+    # BEGIN; the conversation's lock with its assistant; one read of busy,
+    # parent, whether the parent has children, the owner's default
+    # instructions and the default assistant; the branch for n8n's history;
+    # the message; its task, the task's first event, the message's task and
+    # the conversation's leaf (one statement on PostgreSQL, four on SQLite);
+    # COMMIT. The new message follows a leaf: no versions to count for its frame.
+    assert len(statements) == (7 if connection.vendor == "postgresql" else 10), statements
     assert not any("RECURSIVE stats" in sql for sql in statements)
     assert second.parent_id == first.pk
+    assert AsyncTask.objects.get(pk=second.async_task_id).workflow_id == "helper"
