@@ -6,7 +6,6 @@ import pytest
 
 from chat.models import Message, Role
 from chat.replies import feedback
-from tasks import services
 from tests import factories
 from tests.e2e.n8n_support import SECRET, project_server
 from tests.task_support import wait_for_status
@@ -39,10 +38,11 @@ def test_a_rating_becomes_a_completed_feedback_task_in_n8n(to_n8n, user):
     conversation = factories.conversation(user)
     question = factories.message(conversation, "Capital of France?")
     reply = factories.message(conversation, "Paris.", role=Role.ASSISTANT, parent=question)
+    # The rating's commit hands the task to the dispatch pool, as in production.
     _, task = feedback.rate(user, reply, "down", "Too short")
-    assert services.claim_and_dispatch(task.pk) == "dispatched"
     done = wait_for_status(task.pk, {"completed", "failed"}, timeout=60)
     assert done.status == "completed", done.error_details
+    assert done.attempts == 1
     assert done.output_data["stored"] is True
     assert done.output_data["rating"] == "down"
     assert done.output_data["count"] >= 1
