@@ -144,10 +144,10 @@ class Layout:
         self.daphne_ports = {
             name: stack.free_port() for name in ("daphne-a", "daphne-b", "daphne-c")
         }
-        self.proxy = stack.Nginx(self.proxy_port, list(self.daphne_ports.values()))
         self.standin = StandInN8n(self.n8n_port, API_KEY)
         self.base_url = f"http://127.0.0.1:{self.proxy_port}"
         self.env = self.app_env()
+        self.proxy = stack.Nginx(self.proxy_port, list(self.daphne_ports.values()), self.env)
         self.redis = stack.redis_child(self.redis_port)
         self.children = {
             name: stack.daphne_child(name, port, self.env)

@@ -285,9 +285,10 @@ class Nginx:
     `open` counts the connections each Daphne holds from it (read from
     /proc/net/tcp: its kept-alive upstream connections count too)."""
 
-    def __init__(self, port: int, backends: list[int]):
+    def __init__(self, port: int, backends: list[int], app_env: dict):
         self.port = port
         self.backends = backends
+        self.app_env = app_env  # the app's environment: its settings decide the send limit
         self.folder = LOG_DIR / "nginx"
         binary = shutil.which("nginx") or "/usr/sbin/nginx"
         self.child = Child(
@@ -295,6 +296,24 @@ class Nginx:
             [binary, "-p", str(self.folder), "-c", str(self.folder / "nginx.conf"),
              "-e", str(self.folder / "log" / "nginx-error.log")],
         )  # fmt: skip
+
+    def send_max_body(self) -> int:
+        """What the attachment limits allow on the send form (as scripts/prod.sh
+        reads it), from the app's settings with the run's environment."""
+        code = (
+            "import django; django.setup()\n"
+            "from chat.files.kinds import body_limit\n"
+            "print(body_limit())"
+        )
+        done = subprocess.run(
+            [sys.executable, "-c", code],
+            env=self.app_env,
+            cwd=BASE_DIR,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return int(done.stdout.strip().splitlines()[-1])
 
     def render(self):
         import importlib.util
@@ -317,6 +336,7 @@ class Nginx:
             "DEPLOY_NGINX_MIME_TYPES": "/etc/nginx/mime.types",
             "DEPLOY_STATIC_ROOT": str(BASE_DIR / "staticfiles"),
             "DEPLOY_UPSTREAMS": upstreams,
+            "DEPLOY_SEND_MAX_BODY": str(self.send_max_body()),
         }
         template = (BASE_DIR / "deploy" / "nginx.conf").read_text()
         for folder in ("run", "log", "tmp"):
