@@ -289,6 +289,8 @@ class Nginx:
         self.port = port
         self.backends = backends
         self.folder = LOG_DIR / "nginx"
+        # What the send form may carry (chat.files.kinds.body_limit(), as `make prod`).
+        self.send_max_body = "64m"
         binary = shutil.which("nginx") or "/usr/sbin/nginx"
         self.child = Child(
             "nginx",
@@ -312,6 +314,7 @@ class Nginx:
             # The harness plays every user from 127.0.0.1.
             "PROD_CONN_PER_CLIENT": "10000",
             "PROD_MAX_BODY": "3m",
+            "DEPLOY_SEND_MAX_BODY": self.send_max_body,
             "LOG_FORMAT": "plain",
             "DEPLOY_USER": pwd.getpwuid(os.geteuid()).pw_name,
             "DEPLOY_NGINX_MIME_TYPES": "/etc/nginx/mime.types",
