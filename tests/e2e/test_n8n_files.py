@@ -27,22 +27,28 @@ PNG = base64.b64decode(
 PDF_LINES = ["Quarterly tide report 8213", "The moon pulls the sea twice a day."]
 
 
-def tiny_pdf(lines) -> bytes:
-    """A valid one-page PDF whose text is `lines` (Helvetica, one text object)."""
+def tiny_pdf(lines, per_page=45) -> bytes:
+    """A valid PDF whose text is `lines` (Helvetica, `per_page` lines a page)."""
 
     def escaped(line):
         return line.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)")
 
-    text = " T* ".join(f"({escaped(line)}) Tj" for line in lines)
-    stream = f"BT /F1 12 Tf 14 TL 72 720 Td {text} ET".encode("latin-1")
+    pages = [lines[i : i + per_page] for i in range(0, len(lines), per_page)] or [[]]
+    first = 4  # objects 1-3: catalog, page tree, font; then a page and its content each
+    kids = " ".join(f"{first + 2 * n} 0 R" for n in range(len(pages)))
     objects = [
         b"<< /Type /Catalog /Pages 2 0 R >>",
-        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] "
-        b"/Resources << /Font << /F1 5 0 R >> >> /Contents 4 0 R >>",
-        b"<< /Length %d >>\nstream\n%s\nendstream" % (len(stream), stream),
+        f"<< /Type /Pages /Kids [{kids}] /Count {len(pages)} >>".encode(),
         b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
     ]
+    for n, page in enumerate(pages):
+        text = " T* ".join(f"({escaped(line)}) Tj" for line in page)
+        stream = f"BT /F1 12 Tf 14 TL 72 720 Td {text} ET".encode("latin-1")
+        objects.append(
+            b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] "
+            b"/Resources << /Font << /F1 3 0 R >> >> /Contents %d 0 R >>" % (first + 2 * n + 1)
+        )
+        objects.append(b"<< /Length %d >>\nstream\n%s\nendstream" % (len(stream), stream))
     out = bytearray(b"%PDF-1.4\n")
     offsets = []
     for number, body in enumerate(objects, start=1):
@@ -214,3 +220,24 @@ def test_the_model_gets_the_pdfs_text_in_the_prompt_and_the_image_as_an_image(mo
     # Neither the PDF's bytes nor its text went as a part of their own.
     assert not any(p.get("type") not in ("text", "image_url") for p in parts)
     assert sum(PDF_LINES[0] in p.get("text", "") for p in parts) == 1
+
+
+def test_a_long_pdfs_text_reaches_the_model_cut_at_20000_characters(model_server, model):
+    model.piece_seconds = 0  # the stand-in echoes the whole prompt back
+    lines = [f"Line {n:04d} of the long report, with a few more words." for n in range(1, 501)]
+    pdf = tiny_pdf(lines)
+    conversation = send_files(
+        model_server, "long-pdf", "Summarise", [("long.pdf", pdf, "application/pdf")]
+    )
+    [reply] = reply_to(conversation.pk, timeout=90)
+    assert reply.content.startswith(model_standin.REPLY_PREFIX)
+
+    [request] = model.completions()
+    parts = model_standin.user_parts(request["body"]["messages"])
+    prompt = "\n".join(p.get("text", "") for p in parts if p.get("type") == "text")
+    header = f"long.pdf (a PDF, {len(pdf)} bytes)\n"
+    assert header in prompt
+    text = prompt.split(header, 1)[1]
+    assert text.startswith("Line 0001 of the long report")
+    assert len(text) == 20000
+    assert "Line 0300" in text and "Line 0500" not in prompt
