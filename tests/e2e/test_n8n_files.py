@@ -11,10 +11,13 @@ import base64
 import pytest
 import requests
 
+from chat.files import records
 from chat.models import Attachment, Conversation, Message, Role
+from tasks import services
 from tests.e2e import model_standin
-from tests.e2e.n8n_support import project_server
+from tests.e2e.n8n_support import SECRET, project_server
 from tests.e2e.test_n8n_e2e import _form_post, reply_to, sign_up
+from tests.task_support import chat_task, wait_for_status
 
 pytestmark = [pytest.mark.n8n, pytest.mark.django_db(transaction=True)]
 
@@ -140,12 +143,14 @@ def test_n8n_downloads_the_files_through_their_signed_links_and_returns_one(file
 @pytest.fixture(scope="module")
 def offline_server(n8n, django_db_setup, django_db_blocker, tmp_path_factory):
     with django_db_blocker.unblock():
+        media = tmp_path_factory.mktemp("media-offline")
         server = project_server(
             n8n,
             N8N_CHAT_WORKFLOW="chat-reply-offline",
-            MEDIA_ROOT=str(tmp_path_factory.mktemp("media-offline")),
+            MEDIA_ROOT=str(media),
             TASKS_WORKER_IN_PROCESS="1",
         )
+        server.media_root = media
     try:
         yield server
     finally:
@@ -176,6 +181,38 @@ def test_the_shipped_workflow_reads_text_and_pdf_files_and_names_what_it_cannot(
     # A PDF nothing can read is named, and the reply still comes.
     assert f"broken.pdf (a PDF, {len(PDF)} bytes) could not be read" in reply.content
     assert "pdf words for n8n" not in reply.content
+
+
+def test_a_file_that_cannot_be_downloaded_is_named_and_the_reply_comes(
+    offline_server, n8n, settings, user
+):
+    """A link that answers 404 (the file gone) fails that download only, after n8n's
+    retries: the file is named "could not be downloaded", the others are read."""
+    settings.N8N_BASE_URL = n8n.base_url
+    settings.N8N_WEBHOOK_SECRET = SECRET
+    settings.PUBLIC_BASE_URL = offline_server.base_url
+    task = chat_task(user, "one file is gone", workflow_id="chat-reply-offline")
+    message = Message.objects.get(async_task=task)
+    (offline_server.media_root / "attachments").mkdir(exist_ok=True)
+    (offline_server.media_root / "attachments" / "here.txt").write_bytes(TEXT.encode())
+    here = Attachment.objects.create(
+        message=message,
+        user=user,
+        file="attachments/here.txt",
+        name="notes.txt",
+        content_type="text/plain",
+        size=len(TEXT),
+        sha256="0" * 64,
+    )
+    gone = {"id": here.pk + 1000, "name": "gone.pdf", "content_type": "application/pdf"}
+    task.input_data["attachments"] = [{**gone, "size": 10}, records.record(here)]
+    task.save(update_fields=["input_data"])
+    services.claim_and_dispatch(task.pk)  # or the server's worker does
+    task = wait_for_status(task.pk, {"completed", "failed", "timeout"}, timeout=60)
+    assert task.status == "completed", task.error_details
+    reply = Message.objects.get(async_task=task, role=Role.ASSISTANT)
+    assert "gone.pdf could not be downloaded" in reply.content
+    assert "plain words 4711" in reply.content
 
 
 @pytest.fixture(scope="module")
