@@ -7,8 +7,14 @@ processes behind nginx (deploy/nginx.conf, as `make prod` runs it),
 public API for reconciliation. Users send messages for a while; faults come
 one at a time in their own window (kill -9 of each process, Redis stopped,
 PostgreSQL restarted, n8n refusing, answering 503, hanging, and the app
-unreachable from n8n). After a settle period longer than the task timeout,
-the database is checked; the figures are printed and written to
+unreachable from n8n, and a Daphne killed while a send with a file waits
+for its conversation's lock: the file written, its row never committed, an
+orphan by design). About a third of the sends carry files (multipart, as
+the page sends them) into the run's own MEDIA_ROOT. After a settle period
+longer than the task timeout, the database is checked, and the storage against
+`chat_attachments` (before and after `manage.py clean_files`, which removes
+what a process killed between writing a file and committing its row leaves
+behind); the figures are printed and written to
 docs/RELIABILITY.md (the short run: artifacts/chaos/RELIABILITY-short.md).
 Exit status 1 when an assertion fails.
 
@@ -19,6 +25,8 @@ Exit status 1 when an assertion fails.
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import json
 import os
 import random
@@ -45,6 +53,11 @@ SHORT = os.environ.get("CHAOS_SHORT", "") not in ("", "0")
 API_KEY = "chaos-api-key-" + secrets.token_hex(8)
 SECRET_KEY = "chaos-" + secrets.token_hex(32)
 TERMINAL = {"completed", "failed", "timeout", "cancelled"}
+FILE_SHARE = 0.33  # of the sends carry files
+MID_SEND = b"a send killed between writing its file and committing its row\n"
+PNG = base64.b64decode(
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
+)
 
 
 @dataclass
@@ -72,6 +85,7 @@ def config() -> Config:
                 (4, "kill daphne-a", 3),
                 (10, "kill daphne-b", 3),
                 (16, "kill worker", 12),
+                (29, "kill daphne-c mid-send", 3),
                 (36, "stop redis", 8),
                 (50, "restart postgres", 6),
                 (58, "n8n refuses", 6),
@@ -93,6 +107,7 @@ def config() -> Config:
             (45, "kill worker", 30),
             (80, "kill daphne-c", 5),
             (90, "stop redis", 20),
+            (112, "kill daphne-c mid-send", 5),
             (125, "restart postgres", 8),
             (145, "n8n refuses", 30),
             (190, "n8n answers 503", 20),
@@ -116,6 +131,7 @@ class Record:
     t0_wall: float = field(default_factory=time.time)
     lock: threading.Lock = field(default_factory=threading.Lock)
     sends: list = field(default_factory=list)  # (t, user, code, task_id)
+    file_sends: list = field(default_factory=list)  # (t, user, code, message_id, sha256s)
     responses: list = field(default_factory=list)  # (t, what, code) code: int or "conn"
     health: list = field(default_factory=list)  # (t, name, code, body, open sockets)
     sockets: Counter = field(default_factory=Counter)  # handshake outcomes
@@ -144,6 +160,8 @@ class Layout:
         self.daphne_ports = {
             name: stack.free_port() for name in ("daphne-a", "daphne-b", "daphne-c")
         }
+        # The run's attachment storage, inside the cluster's folder (removed with it).
+        self.media = self.pg.dir / "media"
         self.standin = StandInN8n(self.n8n_port, API_KEY)
         self.base_url = f"http://127.0.0.1:{self.proxy_port}"
         self.env = self.app_env()
@@ -155,6 +173,8 @@ class Layout:
         }
         self.children["worker"] = stack.worker_child(self.env)
         self.down: set[str] = set()  # processes the harness keeps down on purpose
+        self.mid_send = None  # the account the send killed mid-way uses
+        self.mid_send_files: set[str] = set()  # the files that send wrote
         self.supervising = False
         self.unexpected_exits = Counter()
 
@@ -183,6 +203,7 @@ class Layout:
                 # (the default 60 s lease outlives the short run's 30 s timeout).
                 "TASK_DISPATCH_LEASE_SECONDS": str(min(60, self.cfg.task_timeout // 2)),
                 "TASKS_WORKER_HEARTBEAT_MAX_AGE": str(self.cfg.heartbeat_max_age),
+                "MEDIA_ROOT": str(self.media),
                 "LOG_LEVEL": "WARNING",
                 "PYTHONUNBUFFERED": "1",
                 # The harness plays a few users from one address.
@@ -252,6 +273,7 @@ def subprocess_run(args, env):
     )
     if result.returncode:
         raise RuntimeError(f"{' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+    return result.stdout
 
 
 # --- users --------------------------------------------------------------------------------------
@@ -321,11 +343,13 @@ class UserLoop(threading.Thread):
             text = f"Message {self.sent} from user {self.index}"
             if random.random() < 0.05:
                 text += f" {FAIL_MARK}"
+            files = self.files() if random.random() < FILE_SHARE else []
             response = self.call(
                 "send",
                 "POST",
                 f"{self.base_url}/chat/{conversation}/messages/",
                 data={"content": text},
+                files=[("files", entry) for entry in files] or None,
                 headers={
                     "Accept": "application/json",
                     "X-CSRFToken": self.csrf,
@@ -333,10 +357,16 @@ class UserLoop(threading.Thread):
                 },
             )
             code = response.status_code if response is not None else "conn"
-            task_id = None
+            task_id = message_id = None
             if code == 201:
-                task_id = response.json()["task"]["id"]
+                body = response.json()
+                task_id, message_id = body["task"]["id"], body["message"]["id"]
             self.record.add("sends", (self.record.now(), self.index, code, task_id))
+            if files:
+                hashes = sorted(hashlib.sha256(data).hexdigest() for _, data, _ in files)
+                self.record.add(
+                    "file_sends", (self.record.now(), self.index, code, message_id, hashes)
+                )
             if task_id:
                 self.wait_for(task_id)
                 time.sleep(random.uniform(0.5, 2.0))
@@ -344,6 +374,14 @@ class UserLoop(threading.Thread):
                 time.sleep(min(float(response.headers.get("Retry-After") or 5), 10))
             else:
                 time.sleep(random.uniform(1.0, 2.0))
+
+    def files(self) -> list[tuple[str, bytes, str]]:
+        """A text file of this send's own (so its hash names it), sometimes an image too."""
+        words = f"notes of user {self.index}, send {self.sent}, {secrets.token_hex(8)}\n"
+        files = [("notes.txt", (words * random.randint(1, 400)).encode(), "text/plain")]
+        if random.random() < 0.5:
+            files.append(("dot.png", PNG, "image/png"))
+        return files
 
     def wait_for(self, task_id):
         deadline = self.record.now() + self.task_timeout + 30
@@ -454,7 +492,9 @@ def inject(layout: Layout, record: Record, kind: str, seconds: float):
     window = {"kind": kind, "start": record.now(), "end": None, "down": None}
     record.windows.append(window)
     log(f"fault: {kind} ({seconds:g} s)")
-    if kind.startswith("kill "):
+    if kind.endswith(" mid-send"):
+        kill_mid_send(layout, record, window, kind.split()[1], seconds)
+    elif kind.startswith("kill "):
         name = kind.removeprefix("kill ")
         layout.down.add(name)
         layout.children[name].kill()
@@ -498,6 +538,63 @@ def inject(layout: Layout, record: Record, kind: str, seconds: float):
     else:
         raise ValueError(kind)
     window["end"] = record.now()
+
+
+def kill_mid_send(layout: Layout, record: Record, window: dict, name: str, seconds: float):
+    """kill -9 of the Daphne `name` while a send with a file waits for its conversation's
+    lock (held here): the send wrote its file before its transaction (chat/services.py),
+    its row is never committed. That file is what `manage.py clean_files` is for."""
+    import psycopg
+
+    account = layout.mid_send
+    port = layout.daphne_ports[name]
+    before = stored_files(layout)
+    csrf = secrets.token_hex(16)
+
+    def send():
+        try:
+            requests.post(
+                f"http://127.0.0.1:{port}/chat/{account['conversation']}/messages/",
+                data={"content": "a send killed mid-way"},
+                files=[("files", ("mid-send.txt", MID_SEND, "text/plain"))],
+                cookies={"sessionid": account["session"], "csrftoken": csrf},
+                headers={"Accept": "application/json", "X-CSRFToken": csrf},
+                timeout=(3, 30),
+            )
+        except requests.RequestException:
+            pass  # the process is killed under it
+
+    def ours(names):
+        found = set()
+        for name in names:
+            try:
+                if (layout.media / name).read_bytes() == MID_SEND:
+                    found.add(name)
+            except OSError:
+                pass  # still being written
+        return found
+
+    dsn = f"host=127.0.0.1 port={layout.pg.port} user=postgres dbname=chat"
+    with psycopg.connect(dsn, connect_timeout=10) as conn:
+        with conn.cursor() as cur:
+            cur.execute(
+                "SELECT id FROM chat_conversations WHERE id = %s FOR UPDATE",
+                [account["conversation"]],
+            )
+            sender = threading.Thread(target=send, daemon=True, name="mid-send")
+            sender.start()
+            written = stack.wait_until(lambda: ours(stored_files(layout) - before), 10, 0.05)
+            layout.down.add(name)
+            layout.children[name].kill()
+            layout.mid_send_files = ours(stored_files(layout) - before)
+            window["written"] = written
+        conn.rollback()
+    sender.join(timeout=10)
+    time.sleep(seconds)
+    window["restart"] = record.now()
+    layout.children[name].start()
+    layout.down.discard(name)
+    stack.wait_until(lambda: stack.port_open(port), 30)
 
 
 # --- the verdict ----------------------------------------------------------------------------------
@@ -644,8 +741,77 @@ def window_health(t: float, window, cfg: Config):
     return "up"
 
 
+def stored_files(layout: Layout) -> set[str]:
+    """The storage names of every file in the run's MEDIA_ROOT."""
+    if not layout.media.exists():
+        return set()
+    return {
+        path.relative_to(layout.media).as_posix()
+        for path in layout.media.rglob("*")
+        if path.is_file()
+    }
+
+
+def attachment_rows(layout: Layout) -> list[tuple[int, str, str]]:
+    import psycopg
+
+    dsn = f"host=127.0.0.1 port={layout.pg.port} user=postgres dbname=chat"
+    with psycopg.connect(dsn, connect_timeout=10) as conn, conn.cursor() as cur:
+        cur.execute("SELECT message_id, file, sha256 FROM chat_attachments ORDER BY id")
+        return list(cur.fetchall())
+
+
+def file_figures(layout: Layout, record: Record) -> dict:
+    """The storage against chat_attachments, before and after `manage.py clean_files`
+    (every file older than 0 minutes: the load is over), and the acknowledged sends'
+    files against both."""
+    before_files = stored_files(layout)
+    before_rows = attachment_rows(layout)
+    names = {name for _, name, _ in before_rows}
+    before = {
+        "files": len(before_files),
+        "without_row": sorted(before_files - names),
+        "without_file": sorted(names - before_files),
+    }
+    cleaned = subprocess_run(
+        [sys.executable, "manage.py", "clean_files", "--older-than", "0"], layout.env
+    ).strip()
+    after_files = stored_files(layout)
+    rows = attachment_rows(layout)
+    names = {name for _, name, _ in rows}
+    by_message: dict[int, list] = {}
+    for message_id, name, sha256 in rows:
+        by_message.setdefault(message_id, []).append((name, sha256))
+    acked = [s for s in record.file_sends if s[2] == 201]
+    # The killed send's file: written, no row (other sends' files of those seconds have theirs).
+    planted = sorted(layout.mid_send_files & set(before["without_row"]))
+    missing = []
+    for _t, user, _code, message_id, hashes in acked:
+        found = by_message.get(message_id, [])
+        if sorted(sha for _, sha in found) != hashes:
+            missing.append((message_id, user, f"{len(found)} of {len(hashes)} rows"))
+        elif any(name not in after_files for name, _ in found):
+            missing.append((message_id, user, "a row's file is not in storage"))
+    return {
+        "sends": len(record.file_sends),
+        "acked": len(acked),
+        "acked_files": sum(len(s[4]) for s in acked),
+        "codes": Counter(str(s[2]) for s in record.file_sends),
+        "before": before,
+        "cleaned": cleaned,
+        "rows": len(rows),
+        "stored": len(after_files),
+        "without_row": sorted(after_files - names),
+        "without_file": sorted(names - after_files),
+        "missing": missing,
+        "mid_send": planted,
+        "mid_send_left": sorted(set(planted) & after_files),
+    }
+
+
 def verdict(layout: Layout, record: Record, cfg: Config, started_at: str, wall: float):
     rows = db_rows(layout)
+    files = file_figures(layout, record)
     by_id = {row["id"]: row for row in rows}
     acked = [task for (_, _, code, task) in record.sends if code == 201 and task]
     send_codes = Counter(str(code) for (_, _, code, _) in record.sends)
@@ -760,6 +926,25 @@ def verdict(layout: Layout, record: Record, cfg: Config, started_at: str, wall: 
             not disagree and judged > 0,
             f"{len(disagree)} of {judged} judged probes disagreed",
         ),
+        (
+            "every acknowledged send's files are stored, each with its row",
+            not files["missing"] and files["acked"] > 0,
+            f"{len(files['missing'])} of {files['acked']} sends with files "
+            f"({files['acked_files']} files) not whole",
+        ),
+        (
+            "the send killed mid-way left its file without a row; clean_files removed it",
+            bool(files["mid_send"]) and not files["mid_send_left"],
+            f"{len(files['mid_send'])} such files, {len(files['mid_send_left'])} left after",
+        ),
+        (
+            "no orphans after clean_files: every stored file has its row, every row its file",
+            not files["without_row"] and not files["without_file"],
+            f"{len(files['without_row'])} files without a row, "
+            f"{len(files['without_file'])} rows without a file "
+            f"(before clean_files: {len(files['before']['without_row'])} and "
+            f"{len(files['before']['without_file'])})",
+        ),
     ]
     report = render(layout, record, cfg, started_at, wall, locals())
     return checks, report
@@ -781,11 +966,12 @@ def render(layout, record, cfg, started_at, wall, v) -> str:
     add(f"completed: {retry_words(layout.standin.completed)}), and serves")
     add("`GET /api/v1/executions/{id}` in the shape")
     add("of n8n's public API, the reply in the run data of the node `Result`. Users send")
-    add("messages (about 5 % of them ask the workflow to fail on purpose) and wait for each")
-    add("reply; each keeps its conversation's websocket open. `/healthz` is polled on each")
-    add("process every second. Faults come one at a time; after the load, the run waits")
-    add("until every task has ended (at most the task timeout and a margin), then judges")
-    add("from the database.")
+    add("messages (about 5 % of them ask the workflow to fail on purpose, about a third")
+    add("carry files) and wait for each reply; each keeps its conversation's websocket")
+    add("open. `/healthz` is polled on each process every second. Faults come one at a")
+    add("time; after the load, the run waits until every task has ended (at most the task")
+    add("timeout and a margin), then judges from the database, and the run's file storage")
+    add("against `chat_attachments` (after `manage.py clean_files --older-than 0`).")
     add("")
     add(
         f"- Run: {kind}, started {started_at}, {wall:.0f} s in all; {cfg.users} users for "
@@ -835,6 +1021,25 @@ def render(layout, record, cfg, started_at, wall, v) -> str:
         ),
         ("stand-in: public API reads (reconciliation)", s["api_reads"]),
         ("processes that exited by themselves", dict(layout.unexpected_exits) or 0),
+        (
+            "sends with files: tried / acknowledged (files)",
+            f"{v['files']['sends']} / {v['files']['acked']} ({v['files']['acked_files']})",
+        ),
+        (
+            "send-with-files answers by status",
+            ", ".join(f"{k}: {n}" for k, n in sorted(v["files"]["codes"].items())),
+        ),
+        (
+            "storage before clean_files: files / without a row / rows without a file",
+            f"{v['files']['before']['files']} / {len(v['files']['before']['without_row'])} / "
+            f"{len(v['files']['before']['without_file'])}",
+        ),
+        ("`manage.py clean_files --older-than 0` said", v["files"]["cleaned"].replace("|", "/")),
+        (
+            "storage after: files / rows / without a row / rows without a file",
+            f"{v['files']['stored']} / {v['files']['rows']} / "
+            f"{len(v['files']['without_row'])} / {len(v['files']['without_file'])}",
+        ),
     ]
     add("| figure | value |")
     add("| --- | --- |")
@@ -916,6 +1121,17 @@ def render(layout, record, cfg, started_at, wall, v) -> str:
         add("")
         for task_id, text in sorted(v["stories"].items()):
             add(f"- task {task_id}: {text}")
+    if v["files"]["missing"] or v["files"]["without_row"] or v["files"]["without_file"]:
+        add("")
+        add("Files not whole (message, user, what), files without a row, rows without a")
+        add("file, first ten each:")
+        add("")
+        for row in v["files"]["missing"][:10]:
+            add(f"- `{row}`")
+        for name in v["files"]["without_row"][:10]:
+            add(f"- without a row: `{name}`")
+        for name in v["files"]["without_file"][:10]:
+            add(f"- without its file: `{name}`")
     if v["ended_badly"]:
         add("")
         add("Acknowledged sends that did not end well, first ten:")
@@ -955,7 +1171,7 @@ def main() -> int:
     signal.signal(signal.SIGTERM, stop_on_signal)
     try:
         layout.start()
-        accounts = make_users(layout, cfg.users)
+        *accounts, layout.mid_send = make_users(layout, cfg.users + 1)
         record = Record()
         until = cfg.load_seconds
         users = [

@@ -14,7 +14,9 @@ message, its user), deletes the stored file once the deletion has committed
 (`delete_stored_file`, connected in chat/apps.py). A send that races the
 deletion of its conversation either commits first (then the deletion, which
 locks the conversation, sees and removes its files) or finds the
-conversation gone and discards what it stored.
+conversation gone and discards what it stored. A process killed between
+`save` and the commit leaves a file no row names: `manage.py clean_files`
+(chat/files/cleanup.py) removes those.
 """
 
 import hashlib
@@ -111,7 +113,7 @@ def discard(uploads: list[Upload]) -> None:
     """Remove uploads stored for a message that was not kept."""
     for upload in uploads:
         if upload.stored_as:
-            _delete(upload.stored_as)
+            delete_file(upload.stored_as)
             upload.stored_as = ""
 
 
@@ -133,7 +135,7 @@ def create_rows(message, user_id, uploads: list[Upload]) -> list:
     return Attachment.objects.bulk_create(rows)
 
 
-def _delete(name: str) -> None:
+def delete_file(name: str) -> None:
     try:
         default_storage.delete(name)
     except Exception:  # a file already gone, a bucket unreachable: logged, never fatal
@@ -149,8 +151,8 @@ def delete_stored_file(sender, instance, using, **kwargs) -> None:
     if name:
 
         def remove():
-            _delete(name)
+            delete_file(name)
             if default_storage.exists(name_for(name)):
-                _delete(name_for(name))
+                delete_file(name_for(name))
 
         transaction.on_commit(remove, using=using, robust=True)

@@ -13,6 +13,13 @@ the reply (`reply_pieces`), `piece_seconds` apart, then `data: [DONE]`.
 `streams_cut` counts streams whose client hung up before the end (n8n stopping
 the execution aborts its model call). Setting `fail_with` to an HTTP status
 makes it answer that status with an OpenAI-style error body instead.
+
+A vision request's user turn may be content parts (`{"type": "text"}`,
+`{"type": "image_url", "image_url": {"url": "data:…"}}`): n8n's AI Agent sends
+the item's binary images as a user message of their own after the prompt.
+`user_parts` lists every part of a recorded request's user messages (a plain
+string as one text part), and the reply echoes the last user message that has
+text.
 """
 
 import json
@@ -40,13 +47,29 @@ def reply_text(text, extra=0):
     return "".join(reply_pieces(text, extra)).split("</think>", 1)[1]
 
 
+def user_parts(messages):
+    """Every content part of the user messages, in order (a string is one text part)."""
+    parts = []
+    for message in messages or []:
+        if message.get("role") != "user":
+            continue
+        content = message.get("content")
+        if isinstance(content, list):
+            parts += [p for p in content if isinstance(p, dict)]
+        else:
+            parts.append({"type": "text", "text": str(content or "")})
+    return parts
+
+
 def last_user_text(messages):
+    """The text of the last user message that has any (an images-only one is skipped)."""
     for message in reversed(messages or []):
         if message.get("role") == "user":
             content = message.get("content")
             if isinstance(content, list):  # content parts
                 content = " ".join(p.get("text", "") for p in content if isinstance(p, dict))
-            return str(content or "")
+            if str(content or "").strip():
+                return str(content)
     return ""
 
 
