@@ -830,6 +830,11 @@ def goals(r):
         }
         | streams.goals(r["streaming"])
         | r["bounds"]["goals"]
+        | {
+            "upload_peak_lt_2x_file": bool(
+                (r.get("upload") or {}).get("goal_peak_extra_under_2x_file")
+            )
+        }
     )
 
 
@@ -946,9 +951,26 @@ def render_table(r):
 
     rows += streams.rows(r["streaming"], mark)
     rows += cpu_rows(r, mark)
+    rows += upload_rows(r, mark)
     lines = ["| figure | measured | goal | |", "| --- | --- | --- | --- |"]
     lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
     return "\n".join(lines) + "\n"
+
+
+def upload_rows(r, mark):
+    up = r.get("upload") or {}
+    if "upload_ms_p50" not in up:
+        return [("A 10 MiB upload", "not measured (see the run's log)", "", "")]
+    return [
+        (
+            f"A {up['file_mib']:g} MiB upload (send form, {up['rounds']} rounds): time p50 / max;"
+            " the server's peak extra memory p50",
+            f"{up['upload_ms_p50']} / {up['upload_ms_max']} ms; {up['peak_extra_mib_p50']} MiB"
+            f" = {up['peak_extra_vs_file']} × the file",
+            "peak extra < 2 × the file",
+            mark(r["goals"]["upload_peak_lt_2x_file"]),
+        )
+    ]
 
 
 def cpu_rows(r, mark):
