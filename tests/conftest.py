@@ -176,3 +176,14 @@ def redis_url():
 
 # The websocket fixtures (a flushed in-memory layer, session cookies) live with their helpers.
 from tests.ws_support import alice_cookie, fresh_layer, mallory_cookie, no_dispatch  # noqa: E402, F401
+
+
+@pytest.fixture
+def media(settings, tmp_path):
+    """Uploaded files go to a folder of the test's own, on the file system."""
+    settings.MEDIA_ROOT = str(tmp_path / "media")
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    }
+    return tmp_path / "media"

@@ -85,19 +85,21 @@ def send_files(server, username, content, files):
     return conversation
 
 
-@pytest.fixture(scope="module")
-def files_server(n8n, django_db_setup, django_db_blocker, tmp_path_factory):
+def serving(n8n, django_db_blocker, media, workflow):
+    """The app on its own port, answering through `workflow`, its files in `media`."""
     with django_db_blocker.unblock():
         server = project_server(
-            n8n,
-            N8N_CHAT_WORKFLOW="chat-files",
-            MEDIA_ROOT=str(tmp_path_factory.mktemp("media")),
-            TASKS_WORKER_IN_PROCESS="1",
+            n8n, N8N_CHAT_WORKFLOW=workflow, MEDIA_ROOT=str(media), TASKS_WORKER_IN_PROCESS="1"
         )
     try:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def files_server(n8n, django_db_setup, django_db_blocker, tmp_path_factory):
+    yield from serving(n8n, django_db_blocker, tmp_path_factory.mktemp("media"), "chat-files")
 
 
 def test_n8n_downloads_the_files_through_their_signed_links_and_returns_one(files_server):
@@ -217,17 +219,8 @@ def test_a_file_that_cannot_be_downloaded_is_named_and_the_reply_comes(
 
 @pytest.fixture(scope="module")
 def model_server(n8n, django_db_setup, django_db_blocker, tmp_path_factory):
-    with django_db_blocker.unblock():
-        server = project_server(
-            n8n,
-            N8N_CHAT_WORKFLOW="chat-reply",
-            MEDIA_ROOT=str(tmp_path_factory.mktemp("media-model")),
-            TASKS_WORKER_IN_PROCESS="1",
-        )
-    try:
-        yield server
-    finally:
-        server.stop()
+    media = tmp_path_factory.mktemp("media-model")
+    yield from serving(n8n, django_db_blocker, media, "chat-reply")
 
 
 def test_the_model_gets_the_pdfs_text_in_the_prompt_and_the_image_as_an_image(model_server, model):
