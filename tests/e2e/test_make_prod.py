@@ -1,6 +1,7 @@
 """`make prod`'s script from outside (scripts/prod.sh): nginx on PROD_PORT in
 front of two Daphne processes and a worker under supervisord, on the test
-database and Redis.
+database through a real PgBouncer in transaction mode (migrations straight to
+PostgreSQL through DATABASE_DIRECT_URL) and Redis.
 
 A page, a password login and a reply streamed over a websocket all pass
 through nginx; the client address cannot be forged past it; a large body is
@@ -30,6 +31,7 @@ import requests
 import websockets
 
 from tests import factories, support
+from tests.e2e.pgbouncer_support import PgBouncer, need_pgbouncer
 from tests.e2e.test_make_run import _log_in
 from tests.support import BASE_DIR
 from tests.ws_support import REAL_FRAME_TIMEOUT
@@ -79,6 +81,8 @@ def prod(django_db_setup, django_db_blocker):
             bool(shutil.which("nginx") or os.path.exists("/usr/sbin/nginx")),
             "needs Debian's nginx (apt-get install nginx; .ci/run installs it)",
         )
+        need_pgbouncer()
+        bouncer = PgBouncer(pool_size=10).start()
         folder = Path(tempfile.mkdtemp(prefix="prod-"))
         port, daphne_port = support.free_port(), support.free_port()
         env = dict(os.environ)
@@ -87,7 +91,10 @@ def prod(django_db_setup, django_db_blocker):
                 del env[name]
         env.update(
             {
-                "DATABASE_URL": support.served_database_url(),
+                # Through PgBouncer in transaction mode, migrations straight to PostgreSQL.
+                "DATABASE_URL": bouncer.database_url(),
+                "DATABASE_POOLER": "transaction",
+                "DATABASE_DIRECT_URL": support.served_database_url(),
                 "REDIS_URL": redis,
                 "SECRET_KEY": secrets.token_urlsafe(40),
                 "PROD_PORT": str(port),
@@ -119,6 +126,7 @@ def prod(django_db_setup, django_db_blocker):
         finally:
             _stop(process)
             output.close()
+            bouncer.stop()
             from django.db import connections
 
             connections.close_all()
