@@ -13,7 +13,12 @@ import pytest
 import websockets
 from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
-from channels.layers import InMemoryChannelLayer, get_channel_layer
+from channels.layers import (
+    DEFAULT_CHANNEL_LAYER,
+    InMemoryChannelLayer,
+    channel_layers,
+    get_channel_layer,
+)
 from channels.testing import WebsocketCommunicator
 from django.test import Client
 
@@ -60,16 +65,21 @@ async def sync(socket, **content):
     await socket.send_json_to({"type": "sync", **content})
 
 
-def flush_in_memory_layer():
-    """Sockets of an earlier test (another event loop) must not linger in groups."""
+def fresh_channel_layer():
+    """Sockets of an earlier test (another event loop) must not linger in
+    groups; on Redis, the layer's locks belong to that loop too (a receive it
+    left locked fails the next test's with "bound to a different event
+    loop"), so the test gets a layer of its own."""
     layer = get_channel_layer()
     if isinstance(layer, InMemoryChannelLayer):
         async_to_sync(layer.flush)()
+    else:
+        channel_layers.backends.pop(DEFAULT_CHANNEL_LAYER, None)
 
 
 @pytest.fixture
 def fresh_layer():
-    flush_in_memory_layer()
+    fresh_channel_layer()
     yield
 
 
