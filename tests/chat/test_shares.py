@@ -1,5 +1,5 @@
 """Share links over HTTP: `POST /chat/{id}/share/`, `POST /chat/{id}/share/revoke/`
-and the read-only page `/s/{token}/` (CONTRACT.md, "Sharing, feedback, accounts")."""
+and the read-only page `/s/{token}/` (docs/USING.md, "Sharing a conversation")."""
 
 import re
 
