@@ -54,8 +54,12 @@ class UserSettings(models.Model):
         return found if found in Theme.values else Theme.SYSTEM.value
 
 
+def instructions_of(user_id):
+    """The user's default instructions as a one-column queryset (`user_id` may
+    be an OuterRef: a send reads them inside its own statement)."""
+    return UserSettings.objects.filter(user_id=user_id).values("instructions")
+
+
 def default_instructions(user_id) -> str:
-    return (
-        UserSettings.objects.filter(user_id=user_id).values_list("instructions", flat=True).first()
-        or ""
-    )
+    row = instructions_of(user_id).first()
+    return row["instructions"] if row else ""

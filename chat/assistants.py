@@ -38,17 +38,20 @@ class Choice:
         return self.assistant.as_input() if self.assistant is not None else None
 
 
-def default_assistant():
-    """The active assistant marked default, else the first active one by name."""
+def _ranked():
+    """Active assistants, the default first, then by name: the first is the default."""
     from .models import Assistant
 
-    return Assistant.objects.active().order_by("-is_default", "name", "id").first()
+    return Assistant.objects.active().order_by("-is_default", "name", "id")
+
+
+def default_assistant():
+    """The active assistant marked default, else the first active one by name."""
+    return _ranked().first()
 
 
 def active_assistants():
-    from .models import Assistant
-
-    return list(Assistant.objects.active().order_by("-is_default", "name", "id"))
+    return list(_ranked())
 
 
 # The fields of the default assistant a send reads along with its other facts.
@@ -64,10 +67,8 @@ def default_assistant_column():
     from django.db.models import Subquery
     from django.db.models.functions import JSONObject
 
-    from .models import Assistant
-
-    rows = Assistant.objects.active().order_by("-is_default", "name", "id")
-    return Subquery(rows.values(row=JSONObject(**{f: f for f in _DEFAULT_FIELDS}))[:1])
+    rows = _ranked().values(row=JSONObject(**{f: f for f in _DEFAULT_FIELDS}))
+    return Subquery(rows[:1])
 
 
 def assistant_from_column(value):

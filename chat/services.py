@@ -108,8 +108,14 @@ def _lock_conversation(user, conversation):
     from .models import Conversation
 
     # Serialises sends to one conversation (a no-op on SQLite, whose IMMEDIATE
-    # transactions serialise every writer anyway).
-    return Conversation.objects.for_user(user).select_for_update().get(pk=conversation.pk)
+    # transactions serialise every writer anyway); the read brings the
+    # conversation's assistant along (who answers), locking only the conversation.
+    return (
+        Conversation.objects.for_user(user)
+        .select_related("assistant")
+        .select_for_update(of=("self",))
+        .get(pk=conversation.pk)
+    )
 
 
 NOT_IN_CONVERSATION = "That message is not part of this conversation."
@@ -122,25 +128,19 @@ def _lock_for_send(user, conversation, parent_id):
     (`send_parent`), whether that one has children (`parent_answered`), the
     owner's default instructions (`owner_instructions`, "" when none) and the
     default assistant, which make who answers (`choice`)."""
-    from accounts.models import UserSettings
+    from accounts.models import instructions_of
     from tasks.models import TaskStatus
 
     from . import assistants
     from .branches import send_parent
     from .models import Conversation, Message
 
-    # The lock's read brings the conversation's assistant along (who answers).
-    locked = (
-        Conversation.objects.for_user(user)
-        .select_related("assistant")
-        .select_for_update(of=("self",))
-        .get(pk=conversation.pk)
-    )
+    locked = _lock_conversation(user, conversation)
     parent, answered = send_parent(conversation.pk, parent_id)
     unfinished = Message.objects.filter(
         conversation_id=OuterRef("pk"), async_task__status__in=TaskStatus.unfinished()
     )
-    owner_default = UserSettings.objects.filter(user_id=OuterRef("user_id")).values("instructions")
+    owner_default = instructions_of(OuterRef("user_id"))
     (
         locked.busy,
         locked.send_parent,
