@@ -71,11 +71,22 @@ def default_assistant_column():
     return Subquery(rows[:1])
 
 
+def own_assistant_column():
+    """A conversation's own assistant (null or all nulls without one) as one
+    JSON column of the conversation's query, as default_assistant_column()
+    gives the default: the conversation's lock reads who answers along."""
+    from django.db.models import F
+    from django.db.models.functions import JSONObject
+
+    return JSONObject(**{f: F(f"assistant__{f}") for f in _DEFAULT_FIELDS})
+
+
 def assistant_from_column(value):
-    """The Assistant a default_assistant_column() value names, or None."""
+    """The Assistant a default_assistant_column() or own_assistant_column()
+    value names, or None."""
     from .models import Assistant
 
-    if not value:
+    if not value or value.get("id") is None:
         return None
     fields = {f: value[f] for f in _DEFAULT_FIELDS}
     for flag in ("streams", "is_active", "is_default"):

@@ -18,9 +18,8 @@ def message_frame(message, bounded=True) -> dict:
     and, for a message with other versions, their switches (`switches`).
 
     A frame that would pass the socket's limit (WS_FRAME_MAX_BYTES) is sent
-    small instead: `"html": null, "too_large": true`, the message's `content`
-    and `thinking` null; the page fetches the fragment over HTTP
-    (`chat:message`). `bounded=False` keeps it whole (an HTTP answer).
+    small instead (`bounded_frame`). `bounded=False` keeps it whole (an HTTP
+    answer).
     """
     from .fragments import message_html, sibling_switches
 
@@ -41,18 +40,26 @@ def message_frame(message, bounded=True) -> dict:
     switches = sibling_switches(message)
     if switches:
         frame["switches"] = switches
-    if bounded and not live_frames.fits(frame):
-        frame["message"].update(content=None, thinking=None)
-        frame.update(html=None, too_large=True)
-    return frame
+    return bounded_frame(frame) if bounded else frame
+
+
+def bounded_frame(frame) -> dict:
+    """`frame`, or, when it would pass the socket's limit, a small copy: `"html":
+    null, "too_large": true`, the message's `content` and `thinking` null; the
+    page fetches the fragment over HTTP (`chat:message`)."""
+    if live_frames.fits(frame):
+        return frame
+    message = {**frame["message"], "content": None, "thinking": None}
+    return {**frame, "message": message, "html": None, "too_large": True}
 
 
 def publish_message(message) -> None:
     """Publish a new message to its conversation's sockets after the commit.
 
     Given the instance this transaction wrote (with its task), the frame is
-    rendered from it after the commit, with no query; given an id, the
-    committed row is read then.
+    rendered from it after the commit, with no query, and kept whole on it as
+    `created_frame` (the send's HTTP answer carries the same frame, rendered
+    once); given an id, the committed row is read then.
     """
     from .models import Message
 
@@ -62,7 +69,9 @@ def publish_message(message) -> None:
             row = Message.objects.select_related("async_task").filter(pk=message).first()
             if row is None:
                 return []
-        frame = message_frame(row)
+        whole = message_frame(row, bounded=False)
+        row.created_frame = whole
+        frame = bounded_frame(whole)
         return [(conversation_group(row.conversation_id), {"type": "live.frame", "frame": frame})]
 
     live.send_on_commit(build)

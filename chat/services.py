@@ -1,7 +1,11 @@
 """State changes of chat, called by views, the admin, the worker and tests alike."""
 
+from functools import lru_cache
+
 from django.db.models import Exists, OuterRef, Subquery, TextField, Value
 from django.db.models.functions import Coalesce
+
+from tasks.compiled import compile_queryset, stand_in
 
 from .live import conversation_group, message_frame, publish_message  # noqa: F401 - re-exported
 
@@ -104,30 +108,56 @@ def chat_input(message, conversation=None, choice=None, owner_instructions=None)
     }
 
 
-def _lock_conversation(user, conversation):
+# Stand-ins for a call's values in the locks' queries, compiled once
+# (tasks/compiled.py): the conversation, its owner, the message a send follows.
+_CONVERSATION, _OWNER, _PARENT = stand_in(1), stand_in(2), stand_in(3)
+
+
+@lru_cache(maxsize=8)
+def _lock_query(alias):
+    """The conversation's lock, its owner checked: its row and its own
+    assistant (who answers), locking only the conversation."""
+    from . import assistants
     from .models import Conversation
 
-    # Serialises sends to one conversation (a no-op on SQLite, whose IMMEDIATE
-    # transactions serialise every writer anyway); the read brings the
-    # conversation's assistant along (who answers), locking only the conversation.
-    return (
-        Conversation.objects.for_user(user)
-        .select_related("assistant")
+    queryset = (
+        Conversation.objects.using(alias)
+        .filter(user_id=_OWNER, pk=_CONVERSATION)
+        .annotate(own_assistant=assistants.own_assistant_column())
         .select_for_update(of=("self",))
-        .get(pk=conversation.pk)
     )
+    return compile_queryset(queryset, {_OWNER, _CONVERSATION})
+
+
+def _lock_conversation(user, conversation):
+    """Lock `conversation` for a change made for `user`, who must own it
+    (Conversation.DoesNotExist else); the read brings its assistant along.
+
+    Serialises sends to one conversation (a no-op on SQLite, whose IMMEDIATE
+    transactions serialise every writer anyway)."""
+    from . import assistants
+    from .models import Conversation
+
+    if not user.is_authenticated:
+        raise Conversation.DoesNotExist("no conversation for an anonymous user")
+    query = _lock_query(Conversation.objects.db)
+    rows = query.instances(Conversation, {_OWNER: user.pk, _CONVERSATION: conversation.pk})
+    if not rows:
+        raise Conversation.DoesNotExist(f"no conversation {conversation.pk} of user {user.pk}")
+    (locked,) = rows
+    own = assistants.assistant_from_column(locked.own_assistant)
+    del locked.own_assistant
+    Conversation.assistant.field.set_cached_value(locked, own)
+    return locked
 
 
 NOT_IN_CONVERSATION = "That message is not part of this conversation."
 
 
-def _lock_for_send(user, conversation, parent_id):
-    """The conversation locked for a send, with its assistant, then (a
-    statement after the lock, so it sees what the sends before it committed)
-    whether a reply is unfinished (`busy`), which message the send follows
-    (`send_parent`), whether that one has children (`parent_answered`), the
-    owner's default instructions (`owner_instructions`, "" when none) and the
-    default assistant, which make who answers (`choice`)."""
+@lru_cache(maxsize=8)
+def _send_facts_query(alias, with_parent):
+    """What a send reads right after its lock (see `_lock_for_send`), for a
+    send that names the message it follows (`with_parent`) or not."""
     from accounts.models import instructions_of
     from tasks.models import TaskStatus
 
@@ -135,20 +165,14 @@ def _lock_for_send(user, conversation, parent_id):
     from .branches import send_parent
     from .models import Conversation, Message
 
-    locked = _lock_conversation(user, conversation)
-    parent, answered = send_parent(conversation.pk, parent_id)
+    parent, answered = send_parent(_CONVERSATION, _PARENT if with_parent else None)
     unfinished = Message.objects.filter(
         conversation_id=OuterRef("pk"), async_task__status__in=TaskStatus.unfinished()
     )
     owner_default = instructions_of(OuterRef("user_id"))
-    (
-        locked.busy,
-        locked.send_parent,
-        locked.parent_answered,
-        locked.owner_instructions,
-        default,
-    ) = (
-        Conversation.objects.filter(pk=locked.pk)
+    queryset = (
+        Conversation.objects.using(alias)
+        .filter(pk=_CONVERSATION)
         .annotate(
             busy=Exists(unfinished),
             send_parent=parent,
@@ -158,14 +182,32 @@ def _lock_for_send(user, conversation, parent_id):
             ),
             default_assistant=assistants.default_assistant_column(),
         )
-        .values_list(
-            "busy", "send_parent", "parent_answered", "owner_instructions", "default_assistant"
-        )
-        .get()
+        .values("busy", "send_parent", "parent_answered", "owner_instructions", "default_assistant")
     )
-    locked.choice = assistants.for_conversation(
-        locked, default=assistants.assistant_from_column(default)
-    )
+    stand_ins = {_CONVERSATION, _PARENT} if with_parent else {_CONVERSATION}
+    return compile_queryset(queryset, stand_ins)
+
+
+def _lock_for_send(user, conversation, parent_id):
+    """The conversation locked for a send, with its assistant, then (a
+    statement after the lock, so it sees what the sends before it committed)
+    whether a reply is unfinished (`busy`), which message the send follows
+    (`send_parent`), whether that one has children (`parent_answered`), the
+    owner's default instructions (`owner_instructions`, "" when none) and the
+    default assistant, which make who answers (`choice`). Both statements are
+    compiled once (tasks/compiled.py)."""
+    from . import assistants
+    from .models import Conversation
+
+    locked = _lock_conversation(user, conversation)
+    query = _send_facts_query(Conversation.objects.db, parent_id is not None)
+    (facts,) = query.rows({_CONVERSATION: locked.pk, _PARENT: parent_id})
+    locked.busy = bool(facts["busy"])
+    locked.send_parent = facts["send_parent"]
+    locked.parent_answered = bool(facts["parent_answered"])
+    locked.owner_instructions = facts["owner_instructions"]
+    default = assistants.assistant_from_column(facts["default_assistant"])
+    locked.choice = assistants.for_conversation(locked, default=default)
     return locked
 
 

@@ -126,6 +126,13 @@ def status_html(task, message=None, request=None) -> str:
     conversation_id, message_id = _retry_target(task, message)
     unfinished = task.status in TaskStatus.unfinished()
     before, elapsed, after, since = _waiting_parts(task) if unfinished else ("", "", "", None)
+    # Without a request (no Retry form's token) the line is kept on the task
+    # for what it shows: a send's task frame and its message's fragment
+    # render it once.
+    key = (task.version, task.updated_at, elapsed, conversation_id, message_id)
+    kept = getattr(task, "_status_html", None) if request is None else None
+    if kept is not None and kept[0] == key:
+        return kept[1]
     context = {
         "before": before,
         "elapsed": elapsed,
@@ -139,4 +146,7 @@ def status_html(task, message=None, request=None) -> str:
         "conversation_id": conversation_id,
         "message_id": message_id,
     }
-    return render_to_string(TEMPLATE, context, request=request)
+    html = render_to_string(TEMPLATE, context, request=request)
+    if request is None:
+        task._status_html = (key, html)
+    return html

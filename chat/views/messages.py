@@ -24,7 +24,10 @@ def _refused(request, conversation, error, status, form=None):
 
 def _sent(request, conversation, message, status=201):
     if wants_json(request):
-        frame = services.message_frame(message, bounded=False)
+        # The frame the commit published, rendered once for both.
+        frame = getattr(message, "created_frame", None) or services.message_frame(
+            message, bounded=False
+        )
         body = {"message": frame["message"], "task": message.async_task.as_frame()}
         body["html"] = frame["html"]
         # Additive: the page shows a title derived from the first message at once.

@@ -13,6 +13,7 @@ import logging
 import random
 import time
 from concurrent.futures import Future
+from contextvars import ContextVar
 from datetime import timedelta
 
 from django.conf import settings
@@ -43,12 +44,42 @@ class Recorded(enum.StrEnum):
     IGNORED = "ignored"  # the task had moved on (a callback got there first)
 
 
-def schedule_dispatch(task_id) -> Future | None:
-    """Hand a committed pending task to the pool, off the request path.
+# A request's dispatches wait until its response has been handed to the
+# server (`request_finished`): the answer to the person who sent leaves first,
+# before the dispatch's work competes with it for the process. Outside a
+# request (the worker, the shell) a dispatch is handed to the pool at once.
+_after_response: ContextVar[list | None] = ContextVar("dispatch_after_response", default=None)
 
-    When the pool is full (or the process dies first) the task simply stays
-    pending and the worker dispatches it: the database is what is durable.
+
+def hold_for_response(**_kwargs) -> None:
+    """`request_started`: this request's dispatches wait for its response."""
+    _after_response.set([])
+
+
+def release_after_response(**_kwargs) -> None:
+    """`request_finished`: hand the request's held dispatches to the pool."""
+    held = _after_response.get()
+    _after_response.set(None)
+    for task_id in held or ():
+        _submit_dispatch(task_id)
+
+
+def schedule_dispatch(task_id) -> Future | None:
+    """Hand a committed pending task to the pool, off the request path (in a
+    request: once its response is sent; then None is returned).
+
+    When the pool is full (or the process dies first, or the response is
+    never sent) the task simply stays pending and the worker dispatches it:
+    the database is what is durable.
     """
+    held = _after_response.get()
+    if held is not None:
+        held.append(task_id)
+        return None
+    return _submit_dispatch(task_id)
+
+
+def _submit_dispatch(task_id) -> Future | None:
     future = submit(claim_and_dispatch, task_id)
     if future is None:
         logger.warning("dispatch pool full: task %s is left for the worker", task_id)

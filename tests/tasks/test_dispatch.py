@@ -336,3 +336,50 @@ def test_the_last_retry_is_kept_early_enough_for_the_workflow(dispatch_settings,
         created_at=timezone.now() - timedelta(seconds=91), next_attempt_at=timezone.now()
     )
     assert services.claim_and_dispatch(task.pk) == "failed"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_request_dispatches_only_once_its_response_is_sent(user, client, monkeypatch):
+    # The send's commit asks for the dispatch; the pool gets it from
+    # `request_finished` (after the response was handed over), once.
+    from chat.models import Conversation
+    from tasks.outbound import dispatch
+
+    submitted = []
+    seen_by_view = []
+    monkeypatch.setattr(dispatch, "_submit_dispatch", submitted.append)
+    from chat.views import messages
+
+    real_sent = messages._sent
+
+    def sent(request, conversation, message, status=201):
+        seen_by_view.append(list(submitted))  # after the commit, before the response
+        return real_sent(request, conversation, message, status)
+
+    monkeypatch.setattr("chat.views.messages._sent", sent)
+    client.force_login(user)
+    conversation = Conversation.objects.create(user=user)
+    response = client.post(
+        f"/chat/{conversation.pk}/messages/", {"content": "hi"}, HTTP_ACCEPT="application/json"
+    )
+    assert response.status_code == 201
+    assert seen_by_view == [[]]
+    assert submitted == [response.json()["task"]["id"]]
+
+
+def test_outside_a_request_a_dispatch_goes_to_the_pool_at_once(user, monkeypatch):
+    from tasks.outbound import dispatch
+
+    submitted = []
+    monkeypatch.setattr(dispatch, "_submit_dispatch", submitted.append)
+    dispatch.schedule_dispatch(7)
+    assert submitted == [7]
+    dispatch.hold_for_response()
+    try:
+        assert dispatch.schedule_dispatch(8) is None
+        assert submitted == [7]
+    finally:
+        dispatch.release_after_response()
+    assert submitted == [7, 8]
+    dispatch.release_after_response()  # a second finish hands over nothing again
+    assert submitted == [7, 8]
