@@ -29,6 +29,9 @@ from django.db import transaction
 logger = logging.getLogger(__name__)
 
 PUBLISH_TIMEOUT_SECONDS = 2.0
+# How long a build after the commit (`send_on_commit`) waits for what this
+# thread queued before it to reach the layer (see `_wait_for_queued`).
+QUEUED_WAIT_SECONDS = 0.05
 
 _server_loop: asyncio.AbstractEventLoop | None = None
 _own_loop: asyncio.AbstractEventLoop | None = None
@@ -36,6 +39,9 @@ _own_loop_lock = threading.Lock()
 # Tasks scheduled on a running loop: held so they are not garbage-collected
 # before they finish (the loop keeps only a weak reference).
 _pending: set[asyncio.Task] = set()
+# Per thread: an Event set once the layer took the last sends it queued on a
+# server's loop (or failed to).
+_queued = threading.local()
 
 
 def remember_server_loop(loop: asyncio.AbstractEventLoop) -> None:
@@ -116,7 +122,9 @@ def send(sends, on_sent=None) -> None:
             return
         loop = _target_loop()
         if loop is not _own_loop:
-            loop.call_soon_threadsafe(_enqueue, loop, sends, on_sent)
+            done = threading.Event()
+            _queued.done = done
+            loop.call_soon_threadsafe(_enqueue, loop, sends, on_sent, done)
             return
         future = asyncio.run_coroutine_threadsafe(_send_all(sends), loop)
         try:
@@ -135,7 +143,7 @@ _queues: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Queue]" =
 )
 
 
-def _enqueue(loop, sends, on_sent=None) -> None:
+def _enqueue(loop, sends, on_sent=None, done=None) -> None:
     """Runs in `loop`'s thread: hand the sends to that loop's sender task."""
     queue = _queues.get(loop)
     if queue is None:
@@ -143,18 +151,37 @@ def _enqueue(loop, sends, on_sent=None) -> None:
         task = loop.create_task(_drain(queue))
         _pending.add(task)
         task.add_done_callback(_finished)
-    queue.put_nowait((sends, on_sent))
+    queue.put_nowait((sends, on_sent, done))
 
 
 async def _drain(queue) -> None:
     while True:
-        sends, on_sent = await queue.get()
+        sends, on_sent, done = await queue.get()
         try:
             await _send_all(sends)
             if on_sent is not None:
                 on_sent()
         except Exception:  # noqa: BLE001 - the page resyncs from the database
             logger.warning("live publish failed for %s", [g for g, _ in sends], exc_info=True)
+        finally:
+            if done is not None:
+                done.set()
+
+
+def _wait_for_queued() -> None:
+    """Wait (at most QUEUED_WAIT_SECONDS) until the layer took what this
+    thread queued last on a server's loop.
+
+    A frame built after the commit (a reply's `message.created`, rendered
+    then) goes out behind the frames queued before it anyway; built while
+    those are being sent, it would hold the interpreter they need (one
+    rendering thread against the loop's many small steps), and the frame
+    already ready (a `task.status`) would reach pages later than it can."""
+    done = getattr(_queued, "done", None)
+    if done is None:
+        return
+    _queued.done = None
+    done.wait(QUEUED_WAIT_SECONDS)
 
 
 def _finished(task) -> None:
@@ -169,4 +196,9 @@ def send_on_commit(build) -> None:
     build() returns [(group, message), …]; it runs after the commit so it reads
     committed rows (and nothing is sent for a transaction that rolls back).
     """
-    transaction.on_commit(lambda: send(build()), robust=True)
+
+    def after_commit():
+        _wait_for_queued()
+        send(build())
+
+    transaction.on_commit(after_commit, robust=True)

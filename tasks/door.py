@@ -21,12 +21,15 @@ partial reply without a version or an event (a reply streams in hundreds of
 pieces) and publishes coalesced `message.delta` frames.
 """
 
+import json
 import logging
 from contextlib import nullcontext
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import lru_cache
 
 from django.conf import settings
+from django.core.exceptions import EmptyResultSet
 from django.db import connections, transaction
 from django.db.models import Case, F, Q, Value, When
 from django.db.models.functions import Coalesce, Concat, Length
@@ -112,13 +115,17 @@ def _one_statement() -> bool:
     return connections[AsyncTask.objects.db].vendor == "postgresql"
 
 
-def _update_returning(filters, values, source, conditions=()) -> AsyncTask | None:
-    """The change as one conditional UPDATE … RETURNING the row, and its event."""
-    queryset = AsyncTask.objects.filter(*conditions, **filters)
+def _update_returning(filters, values, source, conditions=(), compiled=None) -> AsyncTask | None:
+    """The change as one conditional UPDATE … RETURNING the row, and its event.
+    `compiled`: the UPDATE as `_change_statement` built it, its values given
+    (`filters`, `values` and `conditions` are then not compiled again)."""
+    queryset = AsyncTask.objects.filter(*conditions, **filters) if compiled is None else None
+    if queryset is None:
+        queryset = AsyncTask.objects.all()
     if _one_statement():
-        rows = queryset.update_returning(values, compose=_with_event(source))
+        rows = queryset.update_returning(values, compose=_with_event(source), compiled=compiled)
     else:
-        rows = queryset.update_returning(values)
+        rows = queryset.update_returning(values, compiled=compiled)
         if rows:
             _add_event(rows[0], source)
     return rows[0] if rows else None
@@ -157,21 +164,21 @@ def change(
         allowed = [s.value for s in TaskStatus.unfinished()]
     if only_from is not None:
         allowed = [s for s in allowed if s in {str(o) for o in only_from}]
-    filters = {"pk": task_id, "status__in": allowed}
-    if expect_version is not None:
-        filters["version"] = expect_version
-    values = _values(status, fields, now, reopen=reopen)
-    conditions = ()
-    if sequence is not None:
-        conditions = (Q(callback_sequence__isnull=True) | Q(callback_sequence__lt=sequence),)
-        values["callback_sequence"] = sequence
+    compiled = _compiled_change(
+        task_id, status, fields, now, reopen, allowed, expect_version, sequence
+    )
+    filters, values, conditions = {}, {}, ()
+    if compiled is None:  # a value the compiled statements do not take (an expression)
+        filters, values, conditions = _change_query(
+            task_id, status, fields, now, reopen, allowed, expect_version, sequence
+        )
     hooked = status in TaskStatus.terminal()
     one_statement = _one_statement()
     # A change without a hook is one statement on PostgreSQL: no transaction
     # of its own (in a caller's, it joins that one).
     atomic = nullcontext() if one_statement and not hooked else transaction.atomic(savepoint=False)
     with atomic:
-        task = _update_returning(filters, values, source, conditions)
+        task = _update_returning(filters, values, source, conditions, compiled)
         if task is not None:
             # The task's frame first: after the commit it goes out before
             # whatever the hook publishes (a reply's message frame, rendered
@@ -186,6 +193,19 @@ def change(
         # Raised outside the atomic block, so a caller's transaction stays usable.
         raise TaskConflict(AsyncTask.objects.get(pk=task_id))
     return task
+
+
+def _change_query(task_id, status, fields, now, reopen, allowed, expect_version, sequence):
+    """The filters, values and conditions of one change, as the ORM takes them."""
+    filters = {"pk": task_id, "status__in": allowed}
+    if expect_version is not None:
+        filters["version"] = expect_version
+    values = _values(status, fields, now, reopen=reopen)
+    conditions = ()
+    if sequence is not None:
+        conditions = (Q(callback_sequence__isnull=True) | Q(callback_sequence__lt=sequence),)
+        values["callback_sequence"] = sequence
+    return filters, values, conditions
 
 
 def _observe(task, source, status) -> None:
@@ -318,6 +338,141 @@ def _append_statement(alias, _bounds, with_offset):
     missing = stand_ins - {p for p in params if isinstance(p, str | int)}
     assert not missing, f"the compiled append lost its stand-ins {missing}"
     return sql, tuple(params)
+
+
+# Stand-ins for a change's values in its UPDATE compiled once per shape
+# (`_change_statement`): no text holds NUL, no id, version or sequence is
+# negative (and each fits its column: `version` is an integer), no task
+# changes in 1900.
+_CHANGE_ID, _CHANGE_VERSION, _CHANGE_SEQUENCE = -1_700_000_011, -1_700_000_012, -1_700_000_013
+_CHANGE_NOW = datetime(1900, 1, 1, tzinfo=UTC)
+_NOW_FIELD = "updated_at"
+
+
+def _stand_in(field, number):
+    """A value of `field`'s type no change ever writes, or None (not compiled)."""
+    kind = field.get_internal_type()
+    if kind in ("CharField", "TextField"):
+        return f"\x00{field.name}\x00"
+    if kind == "DateTimeField":
+        return datetime(1900, 1, 2, microsecond=number + 1, tzinfo=UTC)
+    if kind == "JSONField":
+        return {"\x00stand-in": field.name}
+    if kind in ("IntegerField", "BigIntegerField", "PositiveIntegerField"):
+        return -1_700_000_100 - number
+    return None
+
+
+def _plain(param):
+    """A parameter as compared with a stand-in (psycopg's Jsonb wraps its `obj`)."""
+    inner = getattr(param, "obj", param)
+    if isinstance(inner, dict):
+        inner = json.dumps(inner, sort_keys=True)
+    return type(param), inner
+
+
+def _compiled_change(task_id, status, fields, now, reopen, allowed, expect_version, sequence):
+    """The change's UPDATE as (sql, params), from the statement compiled once
+    for its shape; None for a change with a value that is an expression or of
+    a field without a stand-in (then the ORM compiles it)."""
+    if not fields.keys() <= CHANGE_FIELDS:
+        return None
+    names = tuple(sorted(fields))
+    for name in names:
+        value = fields[name]
+        if hasattr(value, "resolve_expression"):
+            return None
+    shape = (
+        str(status) if status is not None else None,
+        bool(reopen),
+        tuple(str(s) for s in allowed),
+        expect_version is not None,
+        sequence is not None,
+        tuple((name, fields[name] is None) for name in names),
+    )
+    alias = AsyncTask.objects.db
+    statement = _change_statement(alias, shape)
+    if statement is None:
+        return None
+    sql, params, slots = statement
+    connection = connections[alias]
+    given = {"now": now, "id": task_id, "version": expect_version, "sequence": sequence}
+    params = list(params)
+    for index, slot in slots:
+        if slot in given:
+            value = given[slot]
+            field = AsyncTask._meta.get_field(_NOW_FIELD) if slot == "now" else None
+        else:
+            value, field = fields[slot], AsyncTask._meta.get_field(slot)
+        if field is None:  # an integer of the WHERE clause, or the sequence
+            kind = type(params[index])
+            params[index] = int(value) if kind is int else kind(int(value))
+        else:
+            params[index] = field.get_db_prep_save(value, connection)
+    return sql, params
+
+
+@lru_cache(maxsize=256)
+def _change_statement(alias, shape):
+    """The conditional UPDATE of `change()` for one shape (the new status,
+    reopen, the statuses allowed before, whether the version and a sequence
+    are given, the fields set and which of them are None), compiled by the ORM
+    once per database and shape, with stand-ins where a change's values go:
+    (sql, params, [(index of a parameter, the value it takes)]). None when a
+    stand-in did not come out as a parameter of its own."""
+    status, reopen, allowed, with_version, with_sequence, given = shape
+    connection = connections[alias]
+    fields, stand_ins = {}, {}
+    for number, (name, is_none) in enumerate(given):
+        field = AsyncTask._meta.get_field(name)
+        value = None if is_none else _stand_in(field, number)
+        if value is None and not is_none:
+            return None
+        fields[name] = value
+        if value is not None:
+            stand_ins[name] = _plain(field.get_db_prep_save(value, connection))
+    now_field = AsyncTask._meta.get_field(_NOW_FIELD)
+    stand_ins["now"] = _plain(now_field.get_db_prep_save(_CHANGE_NOW, connection))
+    filters, values, conditions = _change_query(
+        _CHANGE_ID,
+        status,
+        fields,
+        _CHANGE_NOW,
+        reopen,
+        list(allowed),
+        _CHANGE_VERSION if with_version else None,
+        _CHANGE_SEQUENCE if with_sequence else None,
+    )
+    query = AsyncTask.objects.using(alias).filter(*conditions, **filters).query
+    query = query.chain(UpdateQuery)
+    query.add_update_values(values)
+    try:
+        sql, params = query.get_compiler(alias).as_sql()
+    except EmptyResultSet:  # nothing allowed before: the ORM's path says so
+        return None
+    integers = {_CHANGE_ID: "id", _CHANGE_VERSION: "version", _CHANGE_SEQUENCE: "sequence"}
+    by_value = {plain: slot for slot, plain in stand_ins.items()}
+    slots = []
+    for index, param in enumerate(params):
+        if isinstance(param, int) and not isinstance(param, bool) and param in integers:
+            slots.append((index, integers[param]))
+        elif (slot := by_value.get(_plain(param)) if _hashable(param) else None) is not None:
+            slots.append((index, slot))
+    expected = {slot for slot in stand_ins if slot != "now"} | {"id"}
+    expected |= {"version"} if with_version else set()
+    expected |= {"sequence"} if with_sequence else set()
+    missing = expected - {slot for _index, slot in slots}
+    if missing:
+        return None
+    return sql, tuple(params), tuple(slots)
+
+
+def _hashable(param) -> bool:
+    try:
+        hash(_plain(param))
+    except TypeError:
+        return False
+    return True
 
 
 def _bounds_key():
