@@ -53,13 +53,15 @@ def bounded_frame(frame) -> dict:
     return {**frame, "message": message, "html": None, "too_large": True}
 
 
-def publish_message(message) -> None:
+def publish_message(message, answered=False) -> None:
     """Publish a new message to its conversation's sockets after the commit.
 
     Given the instance this transaction wrote (with its task), the frame is
     rendered from it after the commit, with no query, and kept whole on it as
-    `created_frame` (the send's HTTP answer carries the same frame, rendered
-    once); given an id, the committed row is read then.
+    `created_frame`; given an id, the committed row is read then.
+    `answered`: the request's HTTP answer carries the same frame (a send's
+    message), so it is rendered at once, not after the frames queued before
+    it went out (live/publish.py `send_on_commit`).
     """
     from .models import Message
 
@@ -74,4 +76,4 @@ def publish_message(message) -> None:
         frame = bounded_frame(whole)
         return [(conversation_group(row.conversation_id), {"type": "live.frame", "frame": frame})]
 
-    live.send_on_commit(build)
+    live.send_on_commit(build, after_queued=not answered)

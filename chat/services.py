@@ -125,6 +125,7 @@ def _lock_query(alias):
         .filter(user_id=_OWNER, pk=_CONVERSATION)
         .annotate(own_assistant=assistants.own_assistant_column())
         .select_for_update(of=("self",))
+        .order_by()
     )
     return compile_queryset(queryset, {_OWNER, _CONVERSATION})
 
@@ -166,8 +167,11 @@ def _send_facts_query(alias, with_parent):
     from .models import Conversation, Message
 
     parent, answered = send_parent(_CONVERSATION, _PARENT if with_parent else None)
+    # The conversation's id as a value, not the outer row's: the database
+    # then reads the conversation's messages by their index instead of
+    # walking every message that has a task (slower as the table grows).
     unfinished = Message.objects.filter(
-        conversation_id=OuterRef("pk"), async_task__status__in=TaskStatus.unfinished()
+        conversation_id=_CONVERSATION, async_task__status__in=TaskStatus.unfinished()
     )
     owner_default = instructions_of(OuterRef("user_id"))
     queryset = (
@@ -183,6 +187,7 @@ def _send_facts_query(alias, with_parent):
             default_assistant=assistants.default_assistant_column(),
         )
         .values("busy", "send_parent", "parent_answered", "owner_instructions", "default_assistant")
+        .order_by()
     )
     stand_ins = {_CONVERSATION, _PARENT} if with_parent else {_CONVERSATION}
     return compile_queryset(queryset, stand_ins)
@@ -263,7 +268,7 @@ def _ask(user, conversation, message, titled=False, owner_instructions=None, cho
     message.async_task = task
     conversation.current_leaf_id = message.pk
     conversation.updated_at = now
-    publish_message(message)
+    publish_message(message, answered=True)
     return task
 
 

@@ -190,15 +190,19 @@ def _finished(task) -> None:
         logger.warning("live publish failed", exc_info=task.exception())
 
 
-def send_on_commit(build) -> None:
+def send_on_commit(build, after_queued=True) -> None:
     """After the current transaction commits, call build() and send its result.
 
     build() returns [(group, message), …]; it runs after the commit so it reads
     committed rows (and nothing is sent for a transaction that rolls back).
+    With `after_queued` it first lets the frames this thread queued before
+    reach the layer (`_wait_for_queued`); a request whose answer carries what
+    build() makes (a send's own message) does not wait.
     """
 
     def after_commit():
-        _wait_for_queued()
+        if after_queued:
+            _wait_for_queued()
         send(build())
 
     transaction.on_commit(after_commit, robust=True)
