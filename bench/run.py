@@ -674,18 +674,18 @@ def main():
         }
         results["search_list_page_ms"] = summary_ms(lists)
 
-    # 1b. The same through channels-redis's pub/sub layer, for comparison.
-    pubsub_env = {"REDIS_URL": REDIS_URL, "CHANNEL_LAYER_KIND": "pubsub"}
-    with server(**pubsub_env) as proc_a, server(**pubsub_env) as proc_b:
-        trivial_pubsub = trivial_get_latency(proc_a.base_url)
-        pubsub = callback_latency(
+    # 1b. The same through channels-redis's queue layer ("core"), for comparison.
+    core_env = {"REDIS_URL": REDIS_URL, "CHANNEL_LAYER_KIND": "core"}
+    with server(**core_env) as proc_a, server(**core_env) as proc_b:
+        trivial_core = trivial_get_latency(proc_a.base_url)
+        core = callback_latency(
             proc_a, proc_b, cookie, conversation, make_tasks(user, conversation, N_CALLBACKS)
         )
-    results["trivial_get_pubsub_server_ms"] = summary_ms(trivial_pubsub)
+    results["trivial_get_core_server_ms"] = summary_ms(trivial_core)
 
     results["trivial_get_ms"] = summary_ms(trivial)
     results["trivial_get_redis_server_ms"] = summary_ms(trivial_redis)
-    for name, samples in (("memory", memory), ("redis", redis), ("pubsub", pubsub)):
+    for name, samples in (("memory", memory), ("redis", redis), ("core", core)):
         results[f"callback_to_frame_{name}_ms"] = summary_ms([dt for _, dt in samples]) | {
             status: summary_ms([dt for s, dt in samples if s == status])
             for status in ("processing", "completed")
@@ -727,16 +727,16 @@ def main():
     results["send_statements"] = statements["count"]
     results["send_statements_detail"] = statements
 
-    # 5. Many sockets on one server process (Redis layer).
+    # 5. Many sockets on one server process (Redis pub/sub layer, then the queue layer).
     log(f"5. {N_SOCKETS} open websockets …")
     with server(REDIS_URL=REDIS_URL) as srv:
         trivial_get_latency(srv.base_url, n=20)  # warm up
         fanout_task = make_tasks(user, conversation, 1)[0]
         results["many_sockets"] = many_sockets(srv, cookie, conversation, fanout_task, N_SOCKETS)
-    with server(**pubsub_env) as srv:
+    with server(**core_env) as srv:
         trivial_get_latency(srv.base_url, n=20)  # warm up
         fanout_task = make_tasks(user, conversation, 1)[0]
-        results["many_sockets_pubsub"] = many_sockets(
+        results["many_sockets_core"] = many_sockets(
             srv, cookie, conversation, fanout_task, N_SOCKETS
         )
 
@@ -851,8 +851,8 @@ def render_table(r):
     rd = r["render"]
     send = r["send_with_slow_n8n_ms"]
     ms = r["many_sockets"]
-    msp = r["many_sockets_pubsub"]
-    ps, tgp = r["callback_to_frame_pubsub_ms"], r["trivial_get_pubsub_server_ms"]
+    msp = r["many_sockets_core"]
+    ps, tgp = r["callback_to_frame_core_ms"], r["trivial_get_core_server_ms"]
     rb, se, bo = r["render_budget"], r["search"], r["bounds"]
     rows = [
         (
@@ -868,14 +868,14 @@ def render_table(r):
             "",
         ),
         (
-            "Callback→frame, Redis (B→A) p50/p95/p99",
+            "Callback→frame, Redis pub/sub layer (B→A) p50/p95/p99",
             f"{red['p50']} / {red['p95']} / {red['p99']} ms (p50 = {ratio_text(red['p50'], tgr['p50'])} × trivial;"
             f" p50 processing {red['processing']['p50']}, completed {red['completed']['p50']})",
             "p50 ≤ 2 ×, p99 ≤ 4 × trivial",
             f"{mark(g['ratios.callback_frame_p50_le_2'])}, {mark(g['ratios.callback_frame_p99_le_4'])}",
         ),
         (
-            "For comparison: callback→frame, Redis pub/sub layer (B→A) p50/p95/p99",
+            "For comparison: callback→frame, channels-redis's queue layer (core, B→A) p50/p95/p99",
             f"{ps['p50']} / {ps['p95']} / {ps['p99']} ms (p50 = {ratio_text(ps['p50'], tgp['p50'])} × that server's trivial GET, {tgp['p50']} ms)",
             "—",
             "",
@@ -941,7 +941,7 @@ def render_table(r):
             mark(g["sockets_le_60mb"]),
         ),
         (
-            f"For comparison: {msp['sockets']} sockets on the pub/sub layer",
+            f"For comparison: {msp['sockets']} sockets on the queue layer (core)",
             f"{msp['extra_rss_mib']} MiB; {msp['deliver_all_ms']} ms",
             "—",
             "",

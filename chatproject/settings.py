@@ -170,10 +170,12 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # --- Channels -------------------------------------------------------------
 
 REDIS_URL = env.str("REDIS_URL", default="")
-# "core" (channels-redis's default layer: per-channel queues with a capacity)
-# or "pubsub" (Redis pub/sub: one message per process and group; no capacity,
-# nothing kept for a process that is not listening). See docs/PERFORMANCE.md.
-CHANNEL_LAYER_KIND = env.str("CHANNEL_LAYER_KIND", default="core")
+# "pubsub" (Redis pub/sub: one PUBLISH per group, fanned out inside each
+# process; nothing kept for a process that is not listening) or "core"
+# (channels-redis's default layer: per-channel queues with a capacity, four
+# Redis round trips per group send and a polling receive). Pub/sub costs a
+# streamed reply a quarter less CPU: see docs/PERFORMANCE.md.
+CHANNEL_LAYER_KIND = env.str("CHANNEL_LAYER_KIND", default="pubsub")
 if REDIS_URL and CHANNEL_LAYER_KIND == "pubsub":
     CHANNEL_LAYERS = {
         "default": {

@@ -172,7 +172,7 @@ def test_configuration_from_the_environment():
     assert values["ALLOWED_HOSTS"] == ["chat.example.com", ".example.org"]
     assert values["CSRF_TRUSTED_ORIGINS"] == ["https://chat.example.com"]
     assert values["DATABASE_ENGINE"] == "django.db.backends.postgresql"
-    assert values["LAYER"] == "channels_redis.core.RedisChannelLayer"
+    assert values["LAYER"] == "channels_redis.pubsub.RedisPubSubChannelLayer"
     assert values["PUBLIC_BASE_URL"] == "https://chat.example.com"
     assert values["N8N_BASE_URL"] == "http://n8n.example.com:5678"
     assert values["N8N_WEBHOOK_SECRET"] == "s3cret"
@@ -180,6 +180,14 @@ def test_configuration_from_the_environment():
     assert values["TASK_TIMEOUT_SECONDS"] == 30
     assert values["TASK_WEBHOOK_MAX_BYTES"] == 2048
     assert values["CHAT_THINKING_MAX_LENGTH"] == 5000
+
+
+@pytest.mark.skipif((BASE_DIR / ".env").exists(), reason="a local .env overrides the defaults")
+def test_the_queue_layer_is_one_setting_away():
+    values = settings_in_a_fresh_process(
+        DEBUG="1", REDIS_URL="redis://127.0.0.1:6379/9", CHANNEL_LAYER_KIND="core"
+    )
+    assert values["LAYER"] == "channels_redis.core.RedisChannelLayer"
 
 
 def _database_settings(**env):
