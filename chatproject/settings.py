@@ -94,6 +94,9 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Last, as django-axes asks: it turns a locked-out login into its 429.
     "axes.middleware.AxesMiddleware",
+    # Innermost and sync only: the whole chain runs in the request's thread
+    # (chatproject/onethread.py).
+    "chatproject.onethread.OneThreadMiddleware",
 ]
 
 ROOT_URLCONF = "chatproject.urls"
