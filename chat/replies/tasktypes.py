@@ -1,10 +1,16 @@
 """The `chat` task type: how a finished n8n run becomes an assistant message."""
 
+from datetime import UTC, datetime
+from functools import lru_cache
+
 from django.conf import settings
+from django.db import connections
 from django.db.models import Case, Exists, F, OuterRef, Q, Value, When
+from django.db.models.sql import UpdateQuery
 from django.utils import timezone
 
 from tasks import registry
+from tasks.compiled import compile_queryset, stand_in
 
 from ..live import conversation_group, publish_message
 from ..markdown import streaming
@@ -75,6 +81,101 @@ def _with_assistant(task, metadata=None) -> dict:
     return metadata
 
 
+# Stand-ins for a reply's values in the statements compiled once
+# (`_known_query`, `_touch_statement`); no conversation changes in 1900.
+_TASK, _QUESTION, _CONVERSATION, _REPLY = stand_in(11), stand_in(12), stand_in(13), stand_in(14)
+_NOW = datetime(1900, 1, 1, tzinfo=UTC)
+
+
+@lru_cache(maxsize=8)
+def _known_query(alias, with_question):
+    """The read before a reply is stored (see `_add_reply`): this task's
+    earlier reply and its question (`with_question`: the task's input names
+    one), each with whether a message answers it, compiled once per database
+    and shape."""
+    from ..models import Message, Role
+
+    mine = Q(async_task_id=_TASK, role=Role.ASSISTANT)
+    queryset = (
+        Message.objects.using(alias)
+        .filter(mine | Q(pk=_QUESTION) if with_question else mine)
+        .annotate(answered=Exists(Message.objects.filter(parent_id=OuterRef("pk"))))
+        .values("pk", "role", "async_task_id", "conversation_id", "answered")
+        .order_by()
+    )
+    return compile_queryset(queryset, {_TASK, _QUESTION} if with_question else {_TASK})
+
+
+def known_rows(task, question_id) -> list[dict]:
+    """The rows of `_known_query` for `task` and its question (None: none named)."""
+    from ..models import Message
+
+    query = _known_query(Message.objects.db, question_id is not None)
+    return query.rows({_TASK: task.pk, _QUESTION: question_id})
+
+
+def _touch_values(on_branch):
+    """The conversation's UPDATE of a stored reply: its activity, and, for a
+    reply on its question's branch, the page's leaf moved from the question
+    to the reply (a page left elsewhere stays there)."""
+    from ..models import Conversation
+
+    leaf = F("current_leaf_id")
+    if on_branch:
+        leaf = Case(
+            When(current_leaf_id=_QUESTION, then=Value(_REPLY)),
+            default=leaf,
+            output_field=Conversation._meta.get_field("current_leaf_id"),
+        )
+    return {"updated_at": _NOW, "current_leaf_id": leaf}
+
+
+@lru_cache(maxsize=8)
+def _touch_statement(alias, on_branch):
+    """`_touch_values`' UPDATE of the conversation, compiled by the ORM once
+    per database and shape: (sql, params, [(index of a parameter, its slot)])."""
+    from ..models import Conversation
+
+    query = Conversation.objects.using(alias).filter(pk=_CONVERSATION).query.chain(UpdateQuery)
+    query.add_update_values(_touch_values(on_branch))
+    sql, params = query.get_compiler(alias).as_sql()
+    field = Conversation._meta.get_field("updated_at")
+    now = field.get_db_prep_save(_NOW, connections[alias])
+    integers = {_CONVERSATION: "conversation", _QUESTION: "question", _REPLY: "reply"}
+    slots = []
+    for index, param in enumerate(params):
+        if type(param) is type(now) and param == now:
+            slots.append((index, "now"))
+        elif isinstance(param, int) and not isinstance(param, bool) and param in integers:
+            slots.append((index, integers[param]))
+    expected = {"now", "conversation"} | ({"question", "reply"} if on_branch else set())
+    found = [slot for _index, slot in slots]
+    assert sorted(found) == sorted(expected), f"the compiled touch lost its stand-ins {found}"
+    return sql, tuple(params), tuple(slots)
+
+
+def touch_conversation(conversation_id, now, question_id=None, reply_id=None) -> int:
+    """Run `_touch_statement` (on the branch when `question_id` is given): the
+    number of conversations updated (0: the conversation is gone)."""
+    from ..models import Conversation
+
+    alias = Conversation.objects.db
+    connection = connections[alias]
+    sql, params, slots = _touch_statement(alias, question_id is not None)
+    params = list(params)
+    given = {"conversation": conversation_id, "question": question_id, "reply": reply_id}
+    field = Conversation._meta.get_field("updated_at")
+    for index, slot in slots:
+        if slot == "now":
+            params[index] = field.get_db_prep_save(now, connection)
+        else:
+            kind = type(params[index])
+            params[index] = int(given[slot]) if kind is int else kind(int(given[slot]))
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.rowcount
+
+
 def _add_reply(task, content, thinking="", metadata=None, output=None):
     """Exactly one assistant message per chat task, and none for a task that a
     later one superseded or whose conversation is gone.
@@ -86,17 +187,13 @@ def _add_reply(task, content, thinking="", metadata=None, output=None):
     branch). No row to update means the conversation was deleted while n8n
     worked: the reply goes with it.
     """
-    from ..models import Conversation, Message, Role
+    from ..models import Message, Role
 
     conversation_id = (task.input_data or {}).get("conversation_id")
     question_id = (task.input_data or {}).get("message_id")
     if conversation_id is None:
         return
-    known = (
-        Message.objects.filter(Q(async_task=task, role=Role.ASSISTANT) | Q(pk=question_id))
-        .annotate(answered=Exists(Message.objects.filter(parent_id=OuterRef("pk"))))
-        .values("pk", "role", "async_task_id", "conversation_id", "answered")
-    )
+    known = known_rows(task, question_id)
     question = None
     for row in known:
         if row["role"] == Role.ASSISTANT and row["async_task_id"] == task.pk:
@@ -121,15 +218,11 @@ def _add_reply(task, content, thinking="", metadata=None, output=None):
     message.starts_branch = True
     message.save(touch_conversation=False)
     # A page left on the question (the usual case) now shows the reply.
-    leaf = F("current_leaf_id")
-    if on_branch:
-        leaf = Case(
-            When(current_leaf_id=question_id, then=Value(message.pk)),
-            default=leaf,
-            output_field=Conversation._meta.get_field("current_leaf_id"),
-        )
-    if not Conversation.objects.filter(pk=conversation_id).update(
-        updated_at=timezone.now(), current_leaf_id=leaf
+    if not touch_conversation(
+        conversation_id,
+        timezone.now(),
+        question_id if on_branch else None,
+        message.pk if on_branch else None,
     ):
         Message.objects.filter(pk=message.pk)._raw_delete(Message.objects.db)
         return
