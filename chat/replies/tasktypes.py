@@ -176,6 +176,34 @@ def touch_conversation(conversation_id, now, question_id=None, reply_id=None) ->
         return cursor.rowcount
 
 
+@lru_cache(maxsize=4)
+def _steps_query(alias):
+    """A task's events, as `task.events.all()` reads them (the reply's
+    "Details" steps, chat/templatetags/chat_tags.py), compiled once per database."""
+    from tasks.models import AsyncTaskEvent
+
+    queryset = AsyncTaskEvent.objects.using(alias).filter(task_id=_TASK)
+    return compile_queryset(queryset, {_TASK})
+
+
+def load_steps(task) -> None:
+    """Read `task`'s events with `_steps_query` into the cache its
+    `events.all()` then answers from (as `prefetch_related` fills it)."""
+    from tasks.models import AsyncTaskEvent
+
+    alias = AsyncTaskEvent.objects.db
+    events = _steps_query(alias).instances(AsyncTaskEvent, {_TASK: task.pk})
+    for event in events:
+        AsyncTaskEvent.task.field.set_cached_value(event, task)
+    manager = task.events
+    queryset = manager.all()
+    queryset._result_cache = events
+    queryset._prefetch_done = True
+    if not hasattr(task, "_prefetched_objects_cache"):
+        task._prefetched_objects_cache = {}
+    task._prefetched_objects_cache[manager.field.remote_field.cache_name] = queryset
+
+
 def _add_reply(task, content, thinking="", metadata=None, output=None):
     """Exactly one assistant message per chat task, and none for a task that a
     later one superseded or whose conversation is gone.
@@ -233,7 +261,13 @@ def _add_reply(task, content, thinking="", metadata=None, output=None):
         from ..files import incoming
 
         message.files = incoming.store_for(message, task.created_by_id, output)
-    publish_message(message)
+    publish_message(message, ready=_with_steps)
+
+
+def _with_steps(message) -> None:
+    """After the commit, before the reply's frame is rendered: its task's steps."""
+    if message.async_task_id is not None:
+        load_steps(message.async_task)
 
 
 def on_completed(task):

@@ -102,3 +102,50 @@ def test_the_conversation_update_has_one_statement_per_shape():
     off_branch = tasktypes._touch_statement(connection.alias, False)[0]
     assert on_branch != off_branch
     assert "CASE" in on_branch and "CASE" not in off_branch
+
+
+def test_a_reply_s_steps_are_read_as_the_orm_reads_them(user, django_assert_num_queries):
+    from chat.templatetags.chat_tags import task_steps
+    from tasks import door
+    from tasks.models import AsyncTask, EventSource, TaskStatus
+
+    task = factories.task(user)
+    door.record_creation(task)
+    door.change(task.pk, source=EventSource.CALLBACK, status=TaskStatus.PROCESSING)
+    door.change(task.pk, source=EventSource.CALLBACK, current_step="search")
+    done = door.change(
+        task.pk, source=EventSource.CALLBACK, status=TaskStatus.COMPLETED, output_data={}
+    )
+    expected = list(AsyncTask.objects.get(pk=task.pk).events.all())
+    assert len(expected) >= 3
+    tasktypes.load_steps(done)
+    with django_assert_num_queries(0):
+        loaded = list(done.events.all())
+        steps = task_steps(done)
+    fields = ("pk", "task_id", "version", "status", "current_step", "status_message", "source")
+    assert [[getattr(e, f) for f in fields] + [e.created_at] for e in loaded] == [
+        [getattr(e, f) for f in fields] + [e.created_at] for e in expected
+    ]
+    assert steps == task_steps(AsyncTask.objects.get(pk=task.pk))
+    assert "ORDER BY" in tasktypes._steps_query(connection.alias).sql  # as the ORM orders them
+
+
+def test_a_completed_reply_s_frame_reads_its_steps_once(  # its fragment: none again
+    user, client, django_capture_on_commit_callbacks
+):
+    from django.test.utils import CaptureQueriesContext
+
+    from tests.task_support import auth, chat_task, webhook_url
+
+    task = chat_task(user)
+    body = {"status": "completed", "output": {"content": "The **reply**", "thinking": ""}}
+    with CaptureQueriesContext(connection) as queries:
+        with django_capture_on_commit_callbacks(execute=True):
+            response = client.post(
+                webhook_url(task.pk), body, content_type="application/json", **auth(task.pk)
+            )
+    assert response.status_code == 200
+    events = [q["sql"] for q in queries.captured_queries if "async_task_events" in q["sql"]]
+    reads = [sql for sql in events if sql.lstrip().upper().startswith("SELECT")]
+    assert len(reads) == 1
+    assert Message.objects.filter(async_task=task, role=Role.ASSISTANT).count() == 1
