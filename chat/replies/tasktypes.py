@@ -6,7 +6,7 @@ from functools import lru_cache
 from django.conf import settings
 from django.db import connections
 from django.db.models import Case, Exists, F, OuterRef, Q, Value, When
-from django.db.models.sql import UpdateQuery
+from django.db.models.sql import InsertQuery, UpdateQuery
 from django.utils import timezone
 
 from tasks import registry
@@ -204,6 +204,61 @@ def load_steps(task) -> None:
     task._prefetched_objects_cache[manager.field.remote_field.cache_name] = queryset
 
 
+def _insert_fields():
+    from ..models import Message
+
+    return [f for f in Message._meta.local_concrete_fields if not f.primary_key]
+
+
+@lru_cache(maxsize=4)
+def _insert_statement(alias):
+    """The INSERT of a reply as `Message.save` has the ORM compile it, every
+    column given (none left to its database default), returning only the new
+    id: compiled once per database. None where the database cannot return
+    the id from the INSERT (then the reply is saved through the ORM)."""
+    from ..models import Message, Role
+
+    connection = connections[alias]
+    if not connection.features.can_return_columns_from_insert:
+        return None
+    fields = _insert_fields()
+    stand_in_reply = Message(
+        conversation_id=_CONVERSATION, role=Role.ASSISTANT, content="", async_task_id=_TASK
+    )
+    query = InsertQuery(Message)
+    query.insert_values(fields, [stand_in_reply])
+    compiler = query.get_compiler(alias)
+    compiler.returning_fields = [Message._meta.pk]
+    ((sql, params),) = compiler.as_sql()
+    # One plain placeholder per column: the values of a call take their places.
+    assert len(params) == len(fields) and sql.count("%s") == len(fields), sql
+    return sql
+
+
+def insert_reply(message) -> None:
+    """Store a new reply as `message.save(touch_conversation=False)` does for
+    one that starts its branch (its HTML rendered, or taken as `prepare`
+    rendered it; the conversation left to the caller), with `_insert_statement`."""
+    from ..models import Message
+
+    alias = Message.objects.db
+    sql = _insert_statement(alias)
+    if sql is None or not message._state.adding:
+        message.save(touch_conversation=False)
+        return
+    message.render()
+    connection = connections[alias]
+    params = [
+        field.get_db_prep_save(field.pre_save(message, True), connection)
+        for field in _insert_fields()
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        message.pk = cursor.fetchone()[0]
+    message._state.adding = False
+    message._state.db = alias
+
+
 def _add_reply(task, content, thinking="", metadata=None, output=None):
     """Exactly one assistant message per chat task, and none for a task that a
     later one superseded or whose conversation is gone.
@@ -244,7 +299,7 @@ def _add_reply(task, content, thinking="", metadata=None, output=None):
     # The reply answers its user message, on that message's branch, whatever
     # was written since (a reply to a message whose row is gone starts its own).
     message.starts_branch = True
-    message.save(touch_conversation=False)
+    insert_reply(message)
     # A page left on the question (the usual case) now shows the reply.
     if not touch_conversation(
         conversation_id,

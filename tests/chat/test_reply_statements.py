@@ -149,3 +149,72 @@ def test_a_completed_reply_s_frame_reads_its_steps_once(  # its fragment: none a
     reads = [sql for sql in events if sql.lstrip().upper().startswith("SELECT")]
     assert len(reads) == 1
     assert Message.objects.filter(async_task=task, role=Role.ASSISTANT).count() == 1
+
+
+@pytest.mark.parametrize("with_parent", [True, False], ids=["on-branch", "own-branch"])
+def test_a_reply_s_insert_stores_what_the_orm_save_stores(user, with_parent):
+    from django.forms.models import model_to_dict
+
+    task = factories.task(user)
+    conversation = factories.conversation(user)
+    question = factories.message(conversation, async_task=task)
+    made = []
+    for store in (lambda m: m.save(touch_conversation=False), tasktypes.insert_reply):
+        message = Message(
+            conversation_id=conversation.pk,
+            role=Role.ASSISTANT,
+            content="A **reply** with `code`",
+            thinking="some thought",
+            async_task=task,
+            metadata={"assistant": {"id": 3, "name": "Ada"}, "b": [1, 2]},
+            parent_id=question.pk if with_parent else None,
+            created_at=datetime(2031, 5, 6, 7, 8, 9, 123456, tzinfo=UTC),
+        )
+        message.starts_branch = True
+        store(message)
+        assert message.pk is not None and not message._state.adding
+        made.append(message)
+    orm, compiled = made
+    columns = [f.attname for f in Message._meta.concrete_fields if not f.primary_key]
+    stored = [{name: getattr(Message.objects.get(pk=m.pk), name) for name in columns} for m in made]
+    assert stored[0] == stored[1]
+    assert model_to_dict(compiled, exclude=["id"]) == model_to_dict(orm, exclude=["id"])
+    assert stored[1]["content_html"] and stored[1]["preview_text"]
+
+
+def test_a_reply_s_insert_returns_only_its_id():
+    sql = tasktypes._insert_statement(connection.alias)
+    assert sql.count("RETURNING") == 1
+    assert sql.split("RETURNING")[1].strip().endswith('"id"')
+
+
+def test_a_completed_callback_is_a_bounded_number_of_statements(
+    user, client, django_capture_on_commit_callbacks
+):
+    """Before the commit: the task's type, the door's change (with its event,
+    one statement on PostgreSQL), the reply's read, INSERT and conversation
+    UPDATE; after it, the reply's steps for its frame."""
+    from django.test.utils import CaptureQueriesContext
+
+    from tests.task_support import auth, chat_task, webhook_url
+
+    task = chat_task(user)
+    # As a send makes it: the task names its question (the reply answers it).
+    question = Message.objects.get(async_task=task)
+    task.input_data["message_id"] = question.pk
+    task.save(update_fields=["input_data"])
+    Conversation.objects.filter(pk=question.conversation_id).update(current_leaf_id=question.pk)
+    body = {"status": "completed", "output": {"content": "The **reply**", "thinking": ""}}
+    with CaptureQueriesContext(connection) as queries:
+        with django_capture_on_commit_callbacks(execute=True):
+            response = client.post(
+                webhook_url(task.pk), body, content_type="application/json", **auth(task.pk)
+            )
+    assert response.status_code == 200
+    reply = Message.objects.get(async_task=task, role=Role.ASSISTANT)
+    assert reply.parent_id == question.pk
+    assert Conversation.objects.get(pk=question.conversation_id).current_leaf_id == reply.pk
+    door = 1 if connection.vendor == "postgresql" else 2  # SQLite: the UPDATE, its event
+    assert len(queries.captured_queries) == 1 + door + 3 + 1, [
+        q["sql"][:70] for q in queries.captured_queries
+    ]
