@@ -53,7 +53,7 @@ def bounded_frame(frame) -> dict:
     return {**frame, "message": message, "html": None, "too_large": True}
 
 
-def publish_message(message, answered=False) -> None:
+def publish_message(message, answered=False, ready=None) -> None:
     """Publish a new message to its conversation's sockets after the commit.
 
     Given the instance this transaction wrote (with its task), the frame is
@@ -61,7 +61,9 @@ def publish_message(message, answered=False) -> None:
     `created_frame`; given an id, the committed row is read then.
     `answered`: the request's HTTP answer carries the same frame (a send's
     message), so it is rendered at once, not after the frames queued before
-    it went out (live/publish.py `send_on_commit`).
+    it went out (live/publish.py `send_on_commit`). `ready(row)` (optional)
+    runs after the commit, before the frame is rendered (a reply's steps,
+    read by a statement compiled once).
     """
     from .models import Message
 
@@ -71,6 +73,8 @@ def publish_message(message, answered=False) -> None:
             row = Message.objects.select_related("async_task").filter(pk=message).first()
             if row is None:
                 return []
+        if ready is not None:
+            ready(row)
         whole = message_frame(row, bounded=False)
         row.created_frame = whole
         frame = bounded_frame(whole)

@@ -10,6 +10,7 @@ retries of a delivered callback are harmless.
 
 import json
 import math
+from functools import lru_cache
 
 from django.conf import settings
 from django.db import transaction
@@ -18,6 +19,7 @@ from django.utils.crypto import constant_time_compare, salted_hmac
 from n8n.executions import execution_id
 
 from . import door, registry
+from .compiled import compile_queryset, stand_in
 from .door import TaskConflict
 from .models import AsyncTask, EventSource, TaskStatus, TaskWords
 
@@ -164,6 +166,28 @@ def _change(clean, task_type) -> dict:
     return {"status": status, **fields}
 
 
+_TASK = stand_in(21)
+
+
+@lru_cache(maxsize=4)
+def _kind_query(alias):
+    """A task's type and status (what a completed callback's output is checked
+    against), compiled once per database."""
+    queryset = AsyncTask.objects.using(alias).filter(pk=_TASK).values("task_type", "status")
+    return compile_queryset(queryset.order_by(), {_TASK})
+
+
+def task_kind(task_id) -> tuple[str, str]:
+    """(task_type, status) of the task; AsyncTask.DoesNotExist when there is none."""
+    task_id = int(task_id)
+    # An id no row can have (nor a stand-in) is no task, as the ORM says.
+    possible = 0 < task_id <= SEQUENCE_MAX
+    rows = _kind_query(AsyncTask.objects.db).rows({_TASK: task_id}) if possible else []
+    if not rows:
+        raise AsyncTask.DoesNotExist(f"no task {task_id}")
+    return rows[0]["task_type"], rows[0]["status"]
+
+
 def apply_callback(task_id, payload, source=EventSource.CALLBACK) -> tuple[AsyncTask, bool]:
     """Validate and apply a callback body. Returns (task, applied).
 
@@ -173,7 +197,7 @@ def apply_callback(task_id, payload, source=EventSource.CALLBACK) -> tuple[Async
     task_type = status = None
     if isinstance(payload, dict) and payload.get("status") == TaskStatus.COMPLETED:
         # Whether an output is usable depends on the task's type.
-        task_type, status = AsyncTask.objects.values_list("task_type", "status").get(pk=task_id)
+        task_type, status = task_kind(task_id)
     clean = validate_callback(payload, task_type)
     change = _change(clean, task_type)
     if change["status"] == TaskStatus.COMPLETED and status not in TaskStatus.terminal():

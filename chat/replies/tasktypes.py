@@ -1,10 +1,16 @@
 """The `chat` task type: how a finished n8n run becomes an assistant message."""
 
+from datetime import UTC, datetime
+from functools import lru_cache
+
 from django.conf import settings
+from django.db import connections
 from django.db.models import Case, Exists, F, OuterRef, Q, Value, When
+from django.db.models.sql import InsertQuery, UpdateQuery
 from django.utils import timezone
 
 from tasks import registry
+from tasks.compiled import compile_queryset, stand_in
 
 from ..live import conversation_group, publish_message
 from ..markdown import streaming
@@ -75,6 +81,184 @@ def _with_assistant(task, metadata=None) -> dict:
     return metadata
 
 
+# Stand-ins for a reply's values in the statements compiled once
+# (`_known_query`, `_touch_statement`); no conversation changes in 1900.
+_TASK, _QUESTION, _CONVERSATION, _REPLY = stand_in(11), stand_in(12), stand_in(13), stand_in(14)
+_NOW = datetime(1900, 1, 1, tzinfo=UTC)
+
+
+@lru_cache(maxsize=8)
+def _known_query(alias, with_question):
+    """The read before a reply is stored (see `_add_reply`): this task's
+    earlier reply and its question (`with_question`: the task's input names
+    one), each with whether a message answers it, compiled once per database
+    and shape."""
+    from ..models import Message, Role
+
+    mine = Q(async_task_id=_TASK, role=Role.ASSISTANT)
+    queryset = (
+        Message.objects.using(alias)
+        .filter(mine | Q(pk=_QUESTION) if with_question else mine)
+        .annotate(answered=Exists(Message.objects.filter(parent_id=OuterRef("pk"))))
+        .values("pk", "role", "async_task_id", "conversation_id", "answered")
+        .order_by()
+    )
+    return compile_queryset(queryset, {_TASK, _QUESTION} if with_question else {_TASK})
+
+
+def known_rows(task, question_id) -> list[dict]:
+    """The rows of `_known_query` for `task` and its question (None: none named)."""
+    from ..models import Message
+
+    query = _known_query(Message.objects.db, question_id is not None)
+    return query.rows({_TASK: task.pk, _QUESTION: question_id})
+
+
+def _touch_values(on_branch):
+    """The conversation's UPDATE of a stored reply: its activity, and, for a
+    reply on its question's branch, the page's leaf moved from the question
+    to the reply (a page left elsewhere stays there)."""
+    from ..models import Conversation
+
+    leaf = F("current_leaf_id")
+    if on_branch:
+        leaf = Case(
+            When(current_leaf_id=_QUESTION, then=Value(_REPLY)),
+            default=leaf,
+            output_field=Conversation._meta.get_field("current_leaf_id"),
+        )
+    return {"updated_at": _NOW, "current_leaf_id": leaf}
+
+
+@lru_cache(maxsize=8)
+def _touch_statement(alias, on_branch):
+    """`_touch_values`' UPDATE of the conversation, compiled by the ORM once
+    per database and shape: (sql, params, [(index of a parameter, its slot)])."""
+    from ..models import Conversation
+
+    query = Conversation.objects.using(alias).filter(pk=_CONVERSATION).query.chain(UpdateQuery)
+    query.add_update_values(_touch_values(on_branch))
+    sql, params = query.get_compiler(alias).as_sql()
+    field = Conversation._meta.get_field("updated_at")
+    now = field.get_db_prep_save(_NOW, connections[alias])
+    integers = {_CONVERSATION: "conversation", _QUESTION: "question", _REPLY: "reply"}
+    slots = []
+    for index, param in enumerate(params):
+        if type(param) is type(now) and param == now:
+            slots.append((index, "now"))
+        elif isinstance(param, int) and not isinstance(param, bool) and param in integers:
+            slots.append((index, integers[param]))
+    expected = {"now", "conversation"} | ({"question", "reply"} if on_branch else set())
+    found = [slot for _index, slot in slots]
+    assert sorted(found) == sorted(expected), f"the compiled touch lost its stand-ins {found}"
+    return sql, tuple(params), tuple(slots)
+
+
+def touch_conversation(conversation_id, now, question_id=None, reply_id=None) -> int:
+    """Run `_touch_statement` (on the branch when `question_id` is given): the
+    number of conversations updated (0: the conversation is gone)."""
+    from ..models import Conversation
+
+    alias = Conversation.objects.db
+    connection = connections[alias]
+    sql, params, slots = _touch_statement(alias, question_id is not None)
+    params = list(params)
+    given = {"conversation": conversation_id, "question": question_id, "reply": reply_id}
+    field = Conversation._meta.get_field("updated_at")
+    for index, slot in slots:
+        if slot == "now":
+            params[index] = field.get_db_prep_save(now, connection)
+        else:
+            kind = type(params[index])
+            params[index] = int(given[slot]) if kind is int else kind(int(given[slot]))
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.rowcount
+
+
+@lru_cache(maxsize=4)
+def _steps_query(alias):
+    """A task's events, as `task.events.all()` reads them (the reply's
+    "Details" steps, chat/templatetags/chat_tags.py), compiled once per database."""
+    from tasks.models import AsyncTaskEvent
+
+    queryset = AsyncTaskEvent.objects.using(alias).filter(task_id=_TASK)
+    return compile_queryset(queryset, {_TASK})
+
+
+def load_steps(task) -> None:
+    """Read `task`'s events with `_steps_query` into the cache its
+    `events.all()` then answers from (as `prefetch_related` fills it)."""
+    from tasks.models import AsyncTaskEvent
+
+    alias = AsyncTaskEvent.objects.db
+    events = _steps_query(alias).instances(AsyncTaskEvent, {_TASK: task.pk})
+    for event in events:
+        AsyncTaskEvent.task.field.set_cached_value(event, task)
+    manager = task.events
+    queryset = manager.all()
+    queryset._result_cache = events
+    queryset._prefetch_done = True
+    if not hasattr(task, "_prefetched_objects_cache"):
+        task._prefetched_objects_cache = {}
+    task._prefetched_objects_cache[manager.field.remote_field.cache_name] = queryset
+
+
+def _insert_fields():
+    from ..models import Message
+
+    return [f for f in Message._meta.local_concrete_fields if not f.primary_key]
+
+
+@lru_cache(maxsize=4)
+def _insert_statement(alias):
+    """The INSERT of a reply as `Message.save` has the ORM compile it, every
+    column given (none left to its database default), returning only the new
+    id: compiled once per database. None where the database cannot return
+    the id from the INSERT (then the reply is saved through the ORM)."""
+    from ..models import Message, Role
+
+    connection = connections[alias]
+    if not connection.features.can_return_columns_from_insert:
+        return None
+    fields = _insert_fields()
+    stand_in_reply = Message(
+        conversation_id=_CONVERSATION, role=Role.ASSISTANT, content="", async_task_id=_TASK
+    )
+    query = InsertQuery(Message)
+    query.insert_values(fields, [stand_in_reply])
+    compiler = query.get_compiler(alias)
+    compiler.returning_fields = [Message._meta.pk]
+    ((sql, params),) = compiler.as_sql()
+    # One plain placeholder per column: the values of a call take their places.
+    assert len(params) == len(fields) and sql.count("%s") == len(fields), sql
+    return sql
+
+
+def insert_reply(message) -> None:
+    """Store a new reply as `message.save(touch_conversation=False)` does for
+    one that starts its branch (its HTML rendered, or taken as `prepare`
+    rendered it; the conversation left to the caller), with `_insert_statement`."""
+    from ..models import Message
+
+    alias = Message.objects.db
+    sql = _insert_statement(alias)
+    if sql is None or not message._state.adding:
+        message.save(touch_conversation=False)
+        return
+    message.render()
+    connection = connections[alias]
+    params = [
+        field.get_db_prep_save(field.pre_save(message, True), connection)
+        for field in _insert_fields()
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        message.pk = cursor.fetchone()[0]
+    message._state.adding = False
+    message._state.db = alias
+
+
 def _add_reply(task, content, thinking="", metadata=None, output=None):
     """Exactly one assistant message per chat task, and none for a task that a
     later one superseded or whose conversation is gone.
@@ -86,17 +270,13 @@ def _add_reply(task, content, thinking="", metadata=None, output=None):
     branch). No row to update means the conversation was deleted while n8n
     worked: the reply goes with it.
     """
-    from ..models import Conversation, Message, Role
+    from ..models import Message, Role
 
     conversation_id = (task.input_data or {}).get("conversation_id")
     question_id = (task.input_data or {}).get("message_id")
     if conversation_id is None:
         return
-    known = (
-        Message.objects.filter(Q(async_task=task, role=Role.ASSISTANT) | Q(pk=question_id))
-        .annotate(answered=Exists(Message.objects.filter(parent_id=OuterRef("pk"))))
-        .values("pk", "role", "async_task_id", "conversation_id", "answered")
-    )
+    known = known_rows(task, question_id)
     question = None
     for row in known:
         if row["role"] == Role.ASSISTANT and row["async_task_id"] == task.pk:
@@ -119,17 +299,13 @@ def _add_reply(task, content, thinking="", metadata=None, output=None):
     # The reply answers its user message, on that message's branch, whatever
     # was written since (a reply to a message whose row is gone starts its own).
     message.starts_branch = True
-    message.save(touch_conversation=False)
+    insert_reply(message)
     # A page left on the question (the usual case) now shows the reply.
-    leaf = F("current_leaf_id")
-    if on_branch:
-        leaf = Case(
-            When(current_leaf_id=question_id, then=Value(message.pk)),
-            default=leaf,
-            output_field=Conversation._meta.get_field("current_leaf_id"),
-        )
-    if not Conversation.objects.filter(pk=conversation_id).update(
-        updated_at=timezone.now(), current_leaf_id=leaf
+    if not touch_conversation(
+        conversation_id,
+        timezone.now(),
+        question_id if on_branch else None,
+        message.pk if on_branch else None,
     ):
         Message.objects.filter(pk=message.pk)._raw_delete(Message.objects.db)
         return
@@ -140,7 +316,13 @@ def _add_reply(task, content, thinking="", metadata=None, output=None):
         from ..files import incoming
 
         message.files = incoming.store_for(message, task.created_by_id, output)
-    publish_message(message)
+    publish_message(message, ready=_with_steps)
+
+
+def _with_steps(message) -> None:
+    """After the commit, before the reply's frame is rendered: its task's steps."""
+    if message.async_task_id is not None:
+        load_steps(message.async_task)
 
 
 def on_completed(task):

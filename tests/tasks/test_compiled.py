@@ -5,7 +5,7 @@ import pytest
 from django.db.models import Count, Exists, OuterRef, Q
 
 from tasks.compiled import compile_queryset, stand_in, text_stand_in
-from tasks.models import AsyncTask, AsyncTaskEvent
+from tasks.models import AsyncTask, AsyncTaskEvent, TaskStatus
 from tests.task_support import chat_task
 
 pytestmark = pytest.mark.django_db
@@ -45,3 +45,16 @@ def test_a_stand_in_the_sql_lost_is_refused():
     # that is not among the parameters would silently ignore the call's value.
     with pytest.raises(AssertionError, match="lost its stand-ins"):
         compile_queryset(AsyncTask.objects.filter(pk=5), {_ID})
+
+
+def test_a_callback_reads_the_task_kind_as_the_orm_does(user):
+    from tasks.callbacks import _kind_query, task_kind
+    from tests import factories
+
+    task = factories.task(user, task_type="chat", status=TaskStatus.PROCESSING)
+    expected = AsyncTask.objects.values_list("task_type", "status").get(pk=task.pk)
+    assert task_kind(task.pk) == expected
+    for missing in (task.pk + 1000, 0, -5, 2**70):
+        with pytest.raises(AsyncTask.DoesNotExist):
+            task_kind(missing)
+    assert "ORDER BY" not in _kind_query(AsyncTask.objects.db).sql
