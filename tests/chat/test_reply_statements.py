@@ -133,18 +133,11 @@ def test_a_reply_s_steps_are_read_as_the_orm_reads_them(user, django_assert_num_
 def test_a_completed_reply_s_frame_reads_its_steps_once(  # its fragment: none again
     user, client, django_capture_on_commit_callbacks
 ):
-    from django.test.utils import CaptureQueriesContext
 
-    from tests.task_support import auth, chat_task, webhook_url
+    from tests.task_support import chat_task
 
     task = chat_task(user)
-    body = {"status": "completed", "output": {"content": "The **reply**", "thinking": ""}}
-    with CaptureQueriesContext(connection) as queries:
-        with django_capture_on_commit_callbacks(execute=True):
-            response = client.post(
-                webhook_url(task.pk), body, content_type="application/json", **auth(task.pk)
-            )
-    assert response.status_code == 200
+    queries = _completed(client, task, django_capture_on_commit_callbacks)
     events = [q["sql"] for q in queries.captured_queries if "async_task_events" in q["sql"]]
     reads = [sql for sql in events if sql.lstrip().upper().startswith("SELECT")]
     assert len(reads) == 1
@@ -194,9 +187,8 @@ def test_a_completed_callback_is_a_bounded_number_of_statements(
     """Before the commit: the task's type, the door's change (with its event,
     one statement on PostgreSQL), the reply's read, INSERT and conversation
     UPDATE; after it, the reply's steps for its frame."""
-    from django.test.utils import CaptureQueriesContext
 
-    from tests.task_support import auth, chat_task, webhook_url
+    from tests.task_support import chat_task
 
     task = chat_task(user)
     # As a send makes it: the task names its question (the reply answers it).
@@ -204,13 +196,7 @@ def test_a_completed_callback_is_a_bounded_number_of_statements(
     task.input_data["message_id"] = question.pk
     task.save(update_fields=["input_data"])
     Conversation.objects.filter(pk=question.conversation_id).update(current_leaf_id=question.pk)
-    body = {"status": "completed", "output": {"content": "The **reply**", "thinking": ""}}
-    with CaptureQueriesContext(connection) as queries:
-        with django_capture_on_commit_callbacks(execute=True):
-            response = client.post(
-                webhook_url(task.pk), body, content_type="application/json", **auth(task.pk)
-            )
-    assert response.status_code == 200
+    queries = _completed(client, task, django_capture_on_commit_callbacks)
     reply = Message.objects.get(async_task=task, role=Role.ASSISTANT)
     assert reply.parent_id == question.pk
     assert Conversation.objects.get(pk=question.conversation_id).current_leaf_id == reply.pk
@@ -218,3 +204,20 @@ def test_a_completed_callback_is_a_bounded_number_of_statements(
     assert len(queries.captured_queries) == 1 + door + 3 + 1, [
         q["sql"][:70] for q in queries.captured_queries
     ]
+
+
+def _completed(client, task, capture_on_commit):
+    """POST a `completed` callback for `task` (its commit hooks run): the
+    statements it made."""
+    from django.test.utils import CaptureQueriesContext
+
+    from tests.task_support import auth, webhook_url
+
+    body = {"status": "completed", "output": {"content": "The **reply**", "thinking": ""}}
+    with CaptureQueriesContext(connection) as queries:
+        with capture_on_commit(execute=True):
+            response = client.post(
+                webhook_url(task.pk), body, content_type="application/json", **auth(task.pk)
+            )
+    assert response.status_code == 200
+    return queries
