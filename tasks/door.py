@@ -40,6 +40,7 @@ from django.utils import timezone
 from observability import metrics
 
 from . import frames, registry
+from .compiled import given as compiled_value
 from .models import (
     REOPENABLE,
     AsyncTask,
@@ -276,7 +277,7 @@ def append_partial(task_id, text, offset=None) -> Appended:
     alias = AsyncTask.objects.db
     sql, params = _append_statement(alias, _bounds_key(), offset is not None)
     given = {_TEXT: text, _LENGTH: len(text), _ID: task_id, _OFFSET: offset}
-    params = [_given(p, given) for p in params]
+    params = [compiled_value(p, given) for p in params]
     task = _append_returning(AsyncTask.objects.using(alias), text, compiled=(sql, params))
     if task is None:
         return _append_clipped(task_id, text, offset)
@@ -306,15 +307,6 @@ def _append_returning(queryset, text, compiled=None):
 # (`_append_statement`): no text holds NUL, no length, id or offset is negative.
 _TEXT = "\x00piece\x00"
 _LENGTH, _ID, _OFFSET = -7_000_000_001, -7_000_000_002, -7_000_000_003
-
-
-def _given(param, given):
-    """A compiled parameter, or the value given for its stand-in (wrapped as
-    the compiler wrapped the stand-in: psycopg's Int4 on PostgreSQL)."""
-    if isinstance(param, str | int) and param in given:
-        value = given[param]
-        return value if type(param) in (str, int) else type(param)(value)
-    return param
 
 
 @lru_cache(maxsize=16)
