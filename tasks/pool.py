@@ -19,6 +19,9 @@ logger = logging.getLogger(__name__)
 _pool: ThreadPoolExecutor | None = None
 _slots: threading.BoundedSemaphore | None = None
 _pool_lock = threading.Lock()
+# Jobs handed to the pool and not yet finished, and a condition to wait on them.
+_in_flight = 0
+_idle = threading.Condition()
 
 
 def _dispatch_pool():
@@ -34,9 +37,12 @@ def _dispatch_pool():
 
 def submit(function, task_id) -> Future | None:
     """Run function(task_id) on the pool; None when the pool is full."""
+    global _in_flight
     pool, slots = _dispatch_pool()
     if not slots.acquire(blocking=False):
         return None
+    with _idle:
+        _in_flight += 1
 
     def run():
         try:
@@ -47,12 +53,31 @@ def submit(function, task_id) -> Future | None:
         finally:
             slots.release()
             connections.close_all()  # this thread's connections (back to the pool on PG)
+            _finished()
 
     try:
         return pool.submit(run)
     except RuntimeError:  # the interpreter is shutting down
         slots.release()
+        _finished()
         return None
+
+
+def _finished() -> None:
+    global _in_flight
+    with _idle:
+        _in_flight -= 1
+        if not _in_flight:
+            _idle.notify_all()
+
+
+def wait_until_idle(timeout: float) -> bool:
+    """Wait until every job handed to the pool has finished, at most `timeout`
+    seconds; True when none is left. The worker calls it when it stops, so
+    a dispatch in flight records its outcome before the process exits; the
+    test suite calls it after each test, so no job outlives its test's data."""
+    with _idle:
+        return _idle.wait_for(lambda: not _in_flight, timeout)
 
 
 def run_in_pool(function, task_id) -> Future | None:

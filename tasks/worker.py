@@ -21,13 +21,15 @@ from django.utils import timezone
 
 from observability import metrics
 
-from . import lifecycle
+from . import lifecycle, pool
 from .models import AsyncTask, WorkerHeartbeat
 from .outbound import dispatch, reconcile
 
 logger = logging.getLogger(__name__)
 
 BATCH_SIZE = 50
+# How long a stopping worker waits for the dispatches it started (seconds).
+STOP_GRACE_SECONDS = 10
 
 
 WORKER_NAME = f"{socket.gethostname()}:{os.getpid()}"
@@ -104,6 +106,8 @@ class Worker:
             except Exception:
                 logger.exception("tasks worker pass failed; trying again")
             self.stopping.wait(self.poll_seconds)
+        if not pool.wait_until_idle(STOP_GRACE_SECONDS):
+            logger.warning("tasks worker stopping with dispatches still in flight")
         connections.close_all()
         logger.info("tasks worker stopped")
 

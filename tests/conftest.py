@@ -20,6 +20,17 @@ def _test_settings(settings):
 
 
 @pytest.fixture(autouse=True)
+def _pool_idle_after_test():
+    """A send outside a request hands its dispatch to the pool at once: let
+    every job a test started finish before its data is flushed (a job still
+    writing its task deadlocks PostgreSQL's TRUNCATE)."""
+    yield
+    from tasks import pool
+
+    assert pool.wait_until_idle(30), "a dispatch pool job outlived its test by 30 s"
+
+
+@pytest.fixture(autouse=True)
 def _fresh_rate_limits():
     """Rate-limit counters live in the cache, which outlives a test: start each
     test from zero (on Redis, only this project's keys: the channel layer shares
