@@ -82,6 +82,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Outermost: the dispatches a request asks for go to the pool once its
+    # response is sent (tasks/outbound/dispatch.py).
+    "tasks.outbound.dispatch.DispatchAfterResponseMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "csp.middleware.CSPMiddleware",
     "chatproject.security.PermissionsPolicyMiddleware",

@@ -8,6 +8,7 @@ first callback can land before the answer is read, and then the callback wins.
 """
 
 import enum
+import functools
 import json
 import logging
 import random
@@ -45,23 +46,46 @@ class Recorded(enum.StrEnum):
 
 
 # A request's dispatches wait until its response has been handed to the
-# server (`request_finished`): the answer to the person who sent leaves first,
-# before the dispatch's work competes with it for the process. Outside a
-# request (the worker, the shell) a dispatch is handed to the pool at once.
+# server: the answer to the person who sent leaves first, before the
+# dispatch's work competes with it for the process. Outside a request (the
+# worker, the shell, a websocket consumer) a dispatch is handed to the pool at once.
 _after_response: ContextVar[list | None] = ContextVar("dispatch_after_response", default=None)
 
 
-def hold_for_response(**_kwargs) -> None:
-    """`request_started`: this request's dispatches wait for its response."""
-    _after_response.set([])
+class DispatchAfterResponseMiddleware:
+    """Holds the dispatches a request asks for until its response is sent.
+
+    Sync only, so it runs in the request's thread, where the view and its
+    commit hooks see what it sets. The held dispatches go to the pool from
+    the response's `close()`, which the server calls once the last byte is
+    out (Daphne, a WSGI server, Django's test client). Django's
+    `request_started` cannot carry this under ASGI: it is sent from a task of
+    its own there, whose context the request never sees. A response that is
+    never closed (the client went away) leaves its tasks pending for the worker.
+    """
+
+    sync_capable = True
+    async_capable = False
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        held = []
+        token = _after_response.set(held)
+        try:
+            response = self.get_response(request)
+        finally:
+            _after_response.reset(token)
+        if held:
+            response._resource_closers.append(functools.partial(_release, held))
+        return response
 
 
-def release_after_response(**_kwargs) -> None:
-    """`request_finished`: hand the request's held dispatches to the pool."""
-    held = _after_response.get()
-    _after_response.set(None)
-    for task_id in held or ():
+def _release(held) -> None:
+    for task_id in held:
         _submit_dispatch(task_id)
+    held.clear()
 
 
 def schedule_dispatch(task_id) -> Future | None:

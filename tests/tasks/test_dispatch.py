@@ -340,8 +340,8 @@ def test_the_last_retry_is_kept_early_enough_for_the_workflow(dispatch_settings,
 
 @pytest.mark.django_db(transaction=True)
 def test_a_request_dispatches_only_once_its_response_is_sent(user, client, monkeypatch):
-    # The send's commit asks for the dispatch; the pool gets it from
-    # `request_finished` (after the response was handed over), once.
+    # The send's commit asks for the dispatch; the pool gets it when the
+    # response is closed (after it was handed over), once.
     from chat.models import Conversation
     from tasks.outbound import dispatch
 
@@ -368,18 +368,72 @@ def test_a_request_dispatches_only_once_its_response_is_sent(user, client, monke
 
 
 def test_outside_a_request_a_dispatch_goes_to_the_pool_at_once(user, monkeypatch):
+    from django.http import HttpResponse
+
     from tasks.outbound import dispatch
 
     submitted = []
     monkeypatch.setattr(dispatch, "_submit_dispatch", submitted.append)
     dispatch.schedule_dispatch(7)
     assert submitted == [7]
-    dispatch.hold_for_response()
-    try:
+
+    def view(request):
         assert dispatch.schedule_dispatch(8) is None
         assert submitted == [7]
-    finally:
-        dispatch.release_after_response()
-    assert submitted == [7, 8]
-    dispatch.release_after_response()  # a second finish hands over nothing again
-    assert submitted == [7, 8]
+        return HttpResponse()
+
+    response = dispatch.DispatchAfterResponseMiddleware(view)(None)
+    assert submitted == [7]  # held until the server closes the response
+    dispatch.schedule_dispatch(9)  # after the request: at once again
+    assert submitted == [7, 9]
+    response.close()
+    assert submitted == [7, 9, 8]
+    response.close()  # a second close hands over nothing again
+    assert submitted == [7, 9, 8]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_under_asgi_a_send_dispatches_only_once_its_response_is_sent(user, client, monkeypatch):
+    """The send through the ASGI application, as Daphne runs it: Django sends
+    `request_started` from a task of its own there, so nothing the request
+    thread sees may depend on it. The pool gets the dispatch after the
+    response's last byte went to the server."""
+    from asgiref.sync import async_to_sync
+    from channels.testing import HttpCommunicator
+
+    from chat.models import Conversation
+    from chatproject.asgi import application
+    from tasks.outbound import dispatch
+
+    order = []
+    monkeypatch.setattr(dispatch, "_submit_dispatch", lambda task_id: order.append(task_id))
+
+    async def app(scope, receive, send):
+        async def watched(message):
+            if message["type"] == "http.response.body" and not message.get("more_body"):
+                order.append("response")
+            await send(message)
+
+        await application(scope, receive, watched)
+
+    client.force_login(user)
+    conversation = Conversation.objects.create(user=user)
+    token = "a" * 32
+    cookie = f"sessionid={client.cookies['sessionid'].value}; csrftoken={token}"
+    communicator = HttpCommunicator(
+        app,
+        "POST",
+        f"/chat/{conversation.pk}/messages/",
+        body=b"content=hi",
+        headers=[
+            (b"host", b"127.0.0.1"),
+            (b"cookie", cookie.encode()),
+            (b"x-csrftoken", token.encode()),
+            (b"accept", b"application/json"),
+            (b"content-type", b"application/x-www-form-urlencoded"),
+        ],
+    )
+    response = async_to_sync(communicator.get_response)(timeout=10)
+    assert response["status"] == 201, response["body"][:300]
+    task_id = conversation.messages.get().async_task_id
+    assert order == ["response", task_id]
