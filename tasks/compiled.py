@@ -163,13 +163,13 @@ class CompiledUpdate:
             value = values[name]
             if model_field is not None:
                 params[index] = model_field.get_db_prep_save(value, connection)
-            elif value is not None:
+            elif value is None:
+                params[index] = None
+            else:
                 stand_in = params[index]
                 if isinstance(stand_in, int):
                     value = int(value)
                 params[index] = value if type(stand_in) in (int, str) else type(stand_in)(value)
-            else:
-                params[index] = None
         return params
 
     def execute(self, values) -> int:
@@ -225,5 +225,5 @@ def matched_value(param):
         return (str, str(param))
     inner = getattr(param, "obj", param)
     if isinstance(inner, dict | list):
-        inner = json.dumps(inner, sort_keys=True)
+        return ("json", json.dumps(inner, sort_keys=True))
     return (type(inner), inner)
