@@ -21,11 +21,9 @@ partial reply without a version or an event (a reply streams in hundreds of
 pieces) and publishes coalesced `message.delta` frames.
 """
 
-import json
 import logging
 from contextlib import nullcontext
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from functools import lru_cache
 
 from django.conf import settings
@@ -40,7 +38,14 @@ from django.utils import timezone
 from observability import metrics
 
 from . import frames, registry
-from .compiled import given as compiled_value
+from .compiled import (
+    CompiledUpdate,
+    LostStandIn,
+    compile_update,
+    datetime_stand_in,
+    stand_in,
+    text_stand_in,
+)
 from .models import (
     REOPENABLE,
     AsyncTask,
@@ -120,9 +125,11 @@ def _update_returning(filters, values, source, conditions=(), compiled=None) -> 
     """The change as one conditional UPDATE … RETURNING the row, and its event.
     `compiled`: the UPDATE as `_change_statement` built it, its values given
     (`filters`, `values` and `conditions` are then not compiled again)."""
-    queryset = AsyncTask.objects.filter(*conditions, **filters) if compiled is None else None
-    if queryset is None:
-        queryset = AsyncTask.objects.all()
+    queryset = (
+        AsyncTask.objects.all()
+        if compiled is not None
+        else AsyncTask.objects.filter(*conditions, **filters)
+    )
     if _one_statement():
         rows = queryset.update_returning(values, compose=_with_event(source), compiled=compiled)
     else:
@@ -275,10 +282,9 @@ def append_partial(task_id, text, offset=None) -> Appended:
     AsyncTask.DoesNotExist when there is no such task.
     """
     alias = AsyncTask.objects.db
-    sql, params = _append_statement(alias, _bounds_key(), offset is not None)
-    given = {_TEXT: text, _LENGTH: len(text), _ID: task_id, _OFFSET: offset}
-    params = [compiled_value(p, given) for p in params]
-    task = _append_returning(AsyncTask.objects.using(alias), text, compiled=(sql, params))
+    statement = _append_statement(alias, _bounds_key(), offset is not None)
+    params = statement.bind({"text": text, "length": len(text), "id": task_id, "offset": offset})
+    task = _append_returning(AsyncTask.objects.using(alias), text, compiled=(statement.sql, params))
     if task is None:
         return _append_clipped(task_id, text, offset)
     offset = task.partial_length - len(text)
@@ -304,40 +310,40 @@ def _append_returning(queryset, text, compiled=None):
 
 
 # Stand-ins for a piece's values in the append's UPDATE compiled once
-# (`_append_statement`): no text holds NUL, no length, id or offset is negative.
-_TEXT = "\x00piece\x00"
-_LENGTH, _ID, _OFFSET = -7_000_000_001, -7_000_000_002, -7_000_000_003
+# (`_append_statement`, tasks/compiled.py).
+_APPEND_STAND_INS = {
+    "text": text_stand_in("piece"),
+    "length": stand_in(1),
+    "id": stand_in(2),
+    "offset": stand_in(3),
+}
 
 
 @lru_cache(maxsize=16)
-def _append_statement(alias, _bounds, with_offset):
+def _append_statement(alias, _bounds, with_offset) -> CompiledUpdate:
     """The conditional UPDATE of `append_partial` (room for the piece, the
     task unfinished, with `with_offset` the text's length equal to the
     piece's offset), compiled by the ORM once per database, set of task
-    types and their bounds, with stand-ins where a piece's values go: a streamed piece costs
-    no compilation."""
+    types and their bounds, with stand-ins where a piece's values go: a
+    streamed piece costs no compilation."""
+    stand_ins = dict(_APPEND_STAND_INS)
     queryset = AsyncTask.objects.using(alias).filter(
-        GreaterThanOrEqual(_room_expression(), _LENGTH),
-        pk=_ID,
+        GreaterThanOrEqual(_room_expression(), stand_ins["length"]),
+        pk=stand_ins["id"],
         status__in=TaskStatus.unfinished(),
     )
     if with_offset:
-        queryset = queryset.filter(Exact(Length("partial_text"), _OFFSET))
-    query = queryset.query.chain(UpdateQuery)
-    query.add_update_values({"partial_text": Concat(F("partial_text"), Value(_TEXT))})
-    sql, params = query.get_compiler(alias).as_sql()
-    stand_ins = {_TEXT, _LENGTH, _ID, _OFFSET} if with_offset else {_TEXT, _LENGTH, _ID}
-    missing = stand_ins - {p for p in params if isinstance(p, str | int)}
-    assert not missing, f"the compiled append lost its stand-ins {missing}"
-    return sql, tuple(params)
+        queryset = queryset.filter(Exact(Length("partial_text"), stand_ins["offset"]))
+    else:
+        del stand_ins["offset"]
+    values = {"partial_text": Concat(F("partial_text"), Value(stand_ins["text"]))}
+    return compile_update(queryset, values, stand_ins)
 
 
 # Stand-ins for a change's values in its UPDATE compiled once per shape
-# (`_change_statement`): no text holds NUL, no id, version or sequence is
-# negative (and each fits its column: `version` is an integer), no task
-# changes in 1900.
-_CHANGE_ID, _CHANGE_VERSION, _CHANGE_SEQUENCE = -1_700_000_011, -1_700_000_012, -1_700_000_013
-_CHANGE_NOW = datetime(1900, 1, 1, tzinfo=UTC)
+# (`_change_statement`, tasks/compiled.py): `now` is written as `updated_at`.
+_CHANGE_STAND_INS = {"now": datetime_stand_in(0), "id": stand_in(1)}
+_CHANGE_VERSION, _CHANGE_SEQUENCE = stand_in(2), stand_in(3)
 _NOW_FIELD = "updated_at"
 
 
@@ -345,22 +351,14 @@ def _stand_in(field, number):
     """A value of `field`'s type no change ever writes, or None (not compiled)."""
     kind = field.get_internal_type()
     if kind in ("CharField", "TextField"):
-        return f"\x00{field.name}\x00"
+        return text_stand_in(field.name)
     if kind == "DateTimeField":
-        return datetime(1900, 1, 2, microsecond=number + 1, tzinfo=UTC)
+        return datetime_stand_in(number + 1)
     if kind == "JSONField":
-        return {"\x00stand-in": field.name}
+        return {text_stand_in("stand-in"): field.name}
     if kind in ("IntegerField", "BigIntegerField", "PositiveIntegerField"):
-        return -1_700_000_100 - number
+        return stand_in(100 + number)
     return None
-
-
-def _plain(param):
-    """A parameter as compared with a stand-in (psycopg's Jsonb wraps its `obj`)."""
-    inner = getattr(param, "obj", param)
-    if isinstance(inner, dict):
-        inner = json.dumps(inner, sort_keys=True)
-    return type(param), inner
 
 
 def _compiled_change(task_id, status, fields, now, reopen, allowed, expect_version, sequence):
@@ -382,39 +380,25 @@ def _compiled_change(task_id, status, fields, now, reopen, allowed, expect_versi
         sequence is not None,
         tuple((name, fields[name] is None) for name in names),
     )
-    alias = AsyncTask.objects.db
-    statement = _change_statement(alias, shape)
+    statement = _change_statement(AsyncTask.objects.db, shape)
     if statement is None:
         return None
-    sql, params, slots = statement
-    connection = connections[alias]
     given = {"now": now, "id": task_id, "version": expect_version, "sequence": sequence}
-    params = list(params)
-    for index, slot in slots:
-        if slot in given:
-            value = given[slot]
-            field = AsyncTask._meta.get_field(_NOW_FIELD) if slot == "now" else None
-        else:
-            value, field = fields[slot], AsyncTask._meta.get_field(slot)
-        if field is None:  # an integer of the WHERE clause, or the sequence
-            kind = type(params[index])
-            params[index] = int(value) if kind is int else kind(int(value))
-        else:
-            params[index] = field.get_db_prep_save(value, connection)
-    return sql, params
+    return statement.sql, statement.bind({**fields, **given})
 
 
 @lru_cache(maxsize=256)
-def _change_statement(alias, shape):
+def _change_statement(alias, shape) -> CompiledUpdate | None:
     """The conditional UPDATE of `change()` for one shape (the new status,
     reopen, the statuses allowed before, whether the version and a sequence
     are given, the fields set and which of them are None), compiled by the ORM
-    once per database and shape, with stand-ins where a change's values go:
-    (sql, params, [(index of a parameter, the value it takes)]). None when a
-    stand-in did not come out as a parameter of its own."""
+    once per database and shape, with stand-ins where a change's values go
+    (each field's value prepared by its field). None when a stand-in did not
+    come out as a parameter of its own, or nothing is allowed before."""
     status, reopen, allowed, with_version, with_sequence, given = shape
-    connection = connections[alias]
-    fields, stand_ins = {}, {}
+    stand_ins = dict(_CHANGE_STAND_INS)
+    prepared_by = {"now": AsyncTask._meta.get_field(_NOW_FIELD)}
+    fields = {}
     for number, (name, is_none) in enumerate(given):
         field = AsyncTask._meta.get_field(name)
         value = None if is_none else _stand_in(field, number)
@@ -422,49 +406,26 @@ def _change_statement(alias, shape):
             return None
         fields[name] = value
         if value is not None:
-            stand_ins[name] = _plain(field.get_db_prep_save(value, connection))
-    now_field = AsyncTask._meta.get_field(_NOW_FIELD)
-    stand_ins["now"] = _plain(now_field.get_db_prep_save(_CHANGE_NOW, connection))
+            stand_ins[name], prepared_by[name] = value, field
+    if with_version:
+        stand_ins["version"] = _CHANGE_VERSION
+    if with_sequence:
+        stand_ins["sequence"] = _CHANGE_SEQUENCE
     filters, values, conditions = _change_query(
-        _CHANGE_ID,
+        stand_ins["id"],
         status,
         fields,
-        _CHANGE_NOW,
+        stand_ins["now"],
         reopen,
         list(allowed),
-        _CHANGE_VERSION if with_version else None,
-        _CHANGE_SEQUENCE if with_sequence else None,
+        stand_ins.get("version"),
+        stand_ins.get("sequence"),
     )
-    query = AsyncTask.objects.using(alias).filter(*conditions, **filters).query
-    query = query.chain(UpdateQuery)
-    query.add_update_values(values)
+    queryset = AsyncTask.objects.using(alias).filter(*conditions, **filters)
     try:
-        sql, params = query.get_compiler(alias).as_sql()
-    except EmptyResultSet:  # nothing allowed before: the ORM's path says so
+        return compile_update(queryset, values, stand_ins, prepared_by)
+    except (EmptyResultSet, LostStandIn):  # the ORM's path says so, or compiles it
         return None
-    integers = {_CHANGE_ID: "id", _CHANGE_VERSION: "version", _CHANGE_SEQUENCE: "sequence"}
-    by_value = {plain: slot for slot, plain in stand_ins.items()}
-    slots = []
-    for index, param in enumerate(params):
-        if isinstance(param, int) and not isinstance(param, bool) and param in integers:
-            slots.append((index, integers[param]))
-        elif (slot := by_value.get(_plain(param)) if _hashable(param) else None) is not None:
-            slots.append((index, slot))
-    expected = {slot for slot in stand_ins if slot != "now"} | {"id"}
-    expected |= {"version"} if with_version else set()
-    expected |= {"sequence"} if with_sequence else set()
-    missing = expected - {slot for _index, slot in slots}
-    if missing:
-        return None
-    return sql, tuple(params), tuple(slots)
-
-
-def _hashable(param) -> bool:
-    try:
-        hash(_plain(param))
-    except TypeError:
-        return False
-    return True
 
 
 def _bounds_key():

@@ -1,16 +1,21 @@
 """The `chat` task type: how a finished n8n run becomes an assistant message."""
 
-from datetime import UTC, datetime
 from functools import lru_cache
 
 from django.conf import settings
 from django.db import connections
 from django.db.models import Case, Exists, F, OuterRef, Q, Value, When
-from django.db.models.sql import InsertQuery, UpdateQuery
+from django.db.models.sql import InsertQuery
 from django.utils import timezone
 
 from tasks import registry
-from tasks.compiled import compile_queryset, stand_in
+from tasks.compiled import (
+    CompiledUpdate,
+    compile_queryset,
+    compile_update,
+    datetime_stand_in,
+    stand_in,
+)
 
 from ..live import conversation_group, publish_message
 from ..markdown import streaming
@@ -84,7 +89,7 @@ def _with_assistant(task, metadata=None) -> dict:
 # Stand-ins for a reply's values in the statements compiled once
 # (`_known_query`, `_touch_statement`); no conversation changes in 1900.
 _TASK, _QUESTION, _CONVERSATION, _REPLY = stand_in(11), stand_in(12), stand_in(13), stand_in(14)
-_NOW = datetime(1900, 1, 1, tzinfo=UTC)
+_NOW = datetime_stand_in(0)
 
 
 @lru_cache(maxsize=8)
@@ -131,27 +136,20 @@ def _touch_values(on_branch):
 
 
 @lru_cache(maxsize=8)
-def _touch_statement(alias, on_branch):
+def _touch_statement(alias, on_branch) -> CompiledUpdate:
     """`_touch_values`' UPDATE of the conversation, compiled by the ORM once
-    per database and shape: (sql, params, [(index of a parameter, its slot)])."""
+    per database and shape (tasks/compiled.py `compile_update`)."""
     from ..models import Conversation
 
-    query = Conversation.objects.using(alias).filter(pk=_CONVERSATION).query.chain(UpdateQuery)
-    query.add_update_values(_touch_values(on_branch))
-    sql, params = query.get_compiler(alias).as_sql()
-    field = Conversation._meta.get_field("updated_at")
-    now = field.get_db_prep_save(_NOW, connections[alias])
-    integers = {_CONVERSATION: "conversation", _QUESTION: "question", _REPLY: "reply"}
-    slots = []
-    for index, param in enumerate(params):
-        if type(param) is type(now) and param == now:
-            slots.append((index, "now"))
-        elif isinstance(param, int) and not isinstance(param, bool) and param in integers:
-            slots.append((index, integers[param]))
-    expected = {"now", "conversation"} | ({"question", "reply"} if on_branch else set())
-    found = [slot for _index, slot in slots]
-    assert sorted(found) == sorted(expected), f"the compiled touch lost its stand-ins {found}"
-    return sql, tuple(params), tuple(slots)
+    stand_ins = {"now": _NOW, "conversation": _CONVERSATION}
+    if on_branch:
+        stand_ins |= {"question": _QUESTION, "reply": _REPLY}
+    return compile_update(
+        Conversation.objects.using(alias).filter(pk=_CONVERSATION),
+        _touch_values(on_branch),
+        stand_ins,
+        fields={"now": Conversation._meta.get_field("updated_at")},
+    )
 
 
 def touch_conversation(conversation_id, now, question_id=None, reply_id=None) -> int:
@@ -159,21 +157,10 @@ def touch_conversation(conversation_id, now, question_id=None, reply_id=None) ->
     number of conversations updated (0: the conversation is gone)."""
     from ..models import Conversation
 
-    alias = Conversation.objects.db
-    connection = connections[alias]
-    sql, params, slots = _touch_statement(alias, question_id is not None)
-    params = list(params)
-    given = {"conversation": conversation_id, "question": question_id, "reply": reply_id}
-    field = Conversation._meta.get_field("updated_at")
-    for index, slot in slots:
-        if slot == "now":
-            params[index] = field.get_db_prep_save(now, connection)
-        else:
-            kind = type(params[index])
-            params[index] = int(given[slot]) if kind is int else kind(int(given[slot]))
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return cursor.rowcount
+    statement = _touch_statement(Conversation.objects.db, question_id is not None)
+    return statement.execute(
+        {"now": now, "conversation": conversation_id, "question": question_id, "reply": reply_id}
+    )
 
 
 @lru_cache(maxsize=4)

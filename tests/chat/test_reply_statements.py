@@ -98,8 +98,8 @@ def test_the_conversation_update_of_a_deleted_conversation_updates_nothing(user)
 
 
 def test_the_conversation_update_has_one_statement_per_shape():
-    on_branch = tasktypes._touch_statement(connection.alias, True)[0]
-    off_branch = tasktypes._touch_statement(connection.alias, False)[0]
+    on_branch = tasktypes._touch_statement(connection.alias, True).sql
+    off_branch = tasktypes._touch_statement(connection.alias, False).sql
     assert on_branch != off_branch
     assert "CASE" in on_branch and "CASE" not in off_branch
 
