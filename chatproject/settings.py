@@ -153,6 +153,13 @@ elif _db["ENGINE"] in ("django.db.backends.postgresql", "django.contrib.gis.db.b
         "max_size": env.int("DATABASE_POOL_MAX", default=20),
         "timeout": 10,
     }
+    # Prepared statements: values bound by the server (not spliced into the
+    # SQL by psycopg), so a statement a connection runs for the fifth time is
+    # prepared and planned once for that connection. The hot paths run a few
+    # statements whose planning costs more than running them (a send's facts:
+    # about 1 ms to plan, 0.1 ms to run). Off behind a transaction pooler (below).
+    _db["OPTIONS"]["server_side_binding"] = True
+    _db["OPTIONS"]["prepare_threshold"] = 5
 
 # "transaction": DATABASE_URL points at a transaction-pooling PgBouncer, which
 # lends a server connection for one transaction only. Nothing may then hold
@@ -170,6 +177,7 @@ if DATABASE_POOLER == "transaction":
         raise ImproperlyConfigured("DATABASE_POOLER=transaction needs a PostgreSQL DATABASE_URL.")
     _db["DISABLE_SERVER_SIDE_CURSORS"] = True
     _db["OPTIONS"]["prepare_threshold"] = None
+    _db["OPTIONS"]["server_side_binding"] = False
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

@@ -195,7 +195,8 @@ def _database_settings(**env):
         "import django, json; from django.conf import settings; django.setup(); "
         "db = settings.DATABASES['default']; "
         "print(json.dumps({'cursors_off': db.get('DISABLE_SERVER_SIDE_CURSORS', False), "
-        "'prepare': db['OPTIONS'].get('prepare_threshold', 'unset')}))"
+        "'prepare': db['OPTIONS'].get('prepare_threshold', 'unset'), "
+        "'server_binding': db['OPTIONS'].get('server_side_binding', 'unset')}))"
     )
     full_env = {k: v for k, v in os.environ.items() if k != "DATABASE_POOLER"}
     full_env.update({"DJANGO_SETTINGS_MODULE": "chatproject.settings", "DEBUG": "1", **env})
@@ -210,7 +211,21 @@ def test_transaction_pooling_turns_server_side_cursors_and_prepared_statements_o
         DATABASE_URL="postgres://postgres@127.0.0.1:6432/chatproject", DATABASE_POOLER="transaction"
     )
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout) == {"cursors_off": True, "prepare": None}
+    assert json.loads(result.stdout) == {
+        "cursors_off": True,
+        "prepare": None,
+        "server_binding": False,
+    }
+
+
+def test_a_direct_postgresql_prepares_the_statements_a_connection_repeats():
+    result = _database_settings(DATABASE_URL="postgres://postgres@127.0.0.1:5432/chatproject")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {
+        "cursors_off": False,
+        "prepare": 5,
+        "server_binding": True,
+    }
 
 
 def test_an_unknown_pooler_or_pooling_sqlite_is_refused():
