@@ -154,12 +154,15 @@ elif _db["ENGINE"] in ("django.db.backends.postgresql", "django.contrib.gis.db.b
         "timeout": 10,
     }
     # Prepared statements: values bound by the server (not spliced into the
-    # SQL by psycopg), so a statement a connection runs for the fifth time is
+    # SQL by psycopg), so a statement a connection runs a second time is
     # prepared and planned once for that connection. The hot paths run a few
     # statements whose planning costs more than running them (a send's facts:
-    # about 1 ms to plan, 0.1 ms to run). Off behind a transaction pooler (below).
+    # about 1 ms to plan, 0.1 ms to run). The second time, not psycopg's
+    # fifth: the pool hands its connections out in turn, so a statement
+    # reaches a given connection only every few requests. Off behind a
+    # transaction pooler (below).
     _db["OPTIONS"]["server_side_binding"] = True
-    _db["OPTIONS"]["prepare_threshold"] = 5
+    _db["OPTIONS"]["prepare_threshold"] = 1
 
 # "transaction": DATABASE_URL points at a transaction-pooling PgBouncer, which
 # lends a server connection for one transaction only. Nothing may then hold

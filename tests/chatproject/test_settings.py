@@ -223,7 +223,7 @@ def test_a_direct_postgresql_prepares_the_statements_a_connection_repeats():
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == {
         "cursors_off": False,
-        "prepare": 5,
+        "prepare": 1,
         "server_binding": True,
     }
 
