@@ -234,7 +234,9 @@ CACHE_KEY_PREFIX = env.str("CACHE_KEY_PREFIX", default="chatproject")
 if REDIS_URL:
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            # Django's RedisCache with one connection pool per process
+            # (chatproject/cache.py).
+            "BACKEND": "chatproject.cache.SharedPoolRedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": CACHE_KEY_PREFIX,
         }
