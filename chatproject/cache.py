@@ -19,10 +19,16 @@ _pools_lock = threading.Lock()
 
 
 class SharedPoolClient(RedisCacheClient):
+    def __init__(self, servers, **options):
+        super().__init__(servers, **options)
+        # What besides the server URL tells the pools apart, worked out once
+        # (the pool is looked up on every read of the cache).
+        self._pools_key = (self._pool_class, repr(sorted(self._pool_options.items())))
+
     def _get_connection_pool(self, write):
         index = self._get_connection_pool_index(write)
         url = self._servers[index]
-        key = (url, self._pool_class, repr(sorted(self._pool_options.items())))
+        key = (url, *self._pools_key)
         pool = _pools.get(key)
         if pool is None:
             with _pools_lock:

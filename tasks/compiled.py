@@ -59,9 +59,16 @@ def given(param, values):
     """A compiled parameter, or the value given for its stand-in (wrapped as
     the compiler wrapped the stand-in: psycopg's Int4 on PostgreSQL, say)."""
     if isinstance(param, str | int) and not isinstance(param, bool) and param in values:
-        value = values[param]
-        return value if type(param) in (str, int) or value is None else type(param)(value)
+        return _wrapped_like(param, values[param])
     return param
+
+
+def _wrapped_like(stand_in, value):
+    """`value` wrapped as the compiler wrapped `stand_in` (psycopg's Int4 on
+    PostgreSQL, say); None and plain ints and texts as they are."""
+    if value is None or type(stand_in) in (str, int):
+        return value
+    return type(stand_in)(value)
 
 
 @dataclass(frozen=True)
@@ -163,13 +170,11 @@ class CompiledUpdate:
             value = values[name]
             if model_field is not None:
                 params[index] = model_field.get_db_prep_save(value, connection)
-            elif value is None:
-                params[index] = None
             else:
                 stand_in = params[index]
-                if isinstance(stand_in, int):
+                if isinstance(stand_in, int) and value is not None:
                     value = int(value)
-                params[index] = value if type(stand_in) in (int, str) else type(stand_in)(value)
+                params[index] = _wrapped_like(stand_in, value)
         return params
 
     def execute(self, values) -> int:
