@@ -98,8 +98,18 @@ def serving(n8n, django_db_blocker, media, workflow):
 
 
 @pytest.fixture(scope="module")
-def files_server(n8n, django_db_setup, django_db_blocker, tmp_path_factory):
-    yield from serving(n8n, django_db_blocker, tmp_path_factory.mktemp("media"), "chat-files")
+def media(tmp_path_factory):
+    """One folder of files for every server of this module, as every process of
+    a deployment shares one storage: the servers share the database, so the
+    worker of any of them may dispatch a message's task, and the link it signs
+    (to its own address) must find the file there. A folder per server made
+    such a download a 404 whenever another server's worker won the task."""
+    return tmp_path_factory.mktemp("media")
+
+
+@pytest.fixture(scope="module")
+def files_server(n8n, django_db_setup, django_db_blocker, media):
+    yield from serving(n8n, django_db_blocker, media, "chat-files")
 
 
 def test_n8n_downloads_the_files_through_their_signed_links_and_returns_one(files_server):
@@ -143,9 +153,8 @@ def test_n8n_downloads_the_files_through_their_signed_links_and_returns_one(file
 
 
 @pytest.fixture(scope="module")
-def offline_server(n8n, django_db_setup, django_db_blocker, tmp_path_factory):
+def offline_server(n8n, django_db_setup, django_db_blocker, media):
     with django_db_blocker.unblock():
-        media = tmp_path_factory.mktemp("media-offline")
         server = project_server(
             n8n,
             N8N_CHAT_WORKFLOW="chat-reply-offline",
@@ -218,8 +227,7 @@ def test_a_file_that_cannot_be_downloaded_is_named_and_the_reply_comes(
 
 
 @pytest.fixture(scope="module")
-def model_server(n8n, django_db_setup, django_db_blocker, tmp_path_factory):
-    media = tmp_path_factory.mktemp("media-model")
+def model_server(n8n, django_db_setup, django_db_blocker, media):
     yield from serving(n8n, django_db_blocker, media, "chat-reply")
 
 
