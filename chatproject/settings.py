@@ -140,13 +140,17 @@ if _db["ENGINE"] == "django.db.backends.sqlite3":
     # A file, not memory, so that test servers in other processes share it.
     _db["TEST"] = {"NAME": env.str("SQLITE_TEST_NAME", default=str(BASE_DIR / "test-db.sqlite3"))}
 elif _db["ENGINE"] in ("django.db.backends.postgresql", "django.contrib.gis.db.backends.postgis"):
+    if _db["ENGINE"] == "django.db.backends.postgresql":
+        # Django's backend, its pool checking a connection without a round trip
+        # unless the server has spoken (chatproject/postgresql/base.py).
+        _db["ENGINE"] = "chatproject.postgresql"
     # Under ASGI every request runs in its own thread, so CONN_MAX_AGE keeps
     # nothing: Django's pool does. Size it for Daphne's sync threads plus the
     # in-process dispatcher and worker (docs/OPERATIONS.md, "Database connections").
     _db["CONN_MAX_AGE"] = 0
-    # With the pool this makes Django pass psycopg-pool's check_connection:
-    # a pooled connection is tested before it is handed out, so after a
-    # PostgreSQL restart an idle one no longer fails once (a 500).
+    # With the pool this makes Django check a pooled connection before it is
+    # handed out, so after a PostgreSQL restart an idle one no longer fails
+    # once (a 500).
     _db["CONN_HEALTH_CHECKS"] = True
     _db.setdefault("OPTIONS", {})["pool"] = {
         "min_size": env.int("DATABASE_POOL_MIN", default=2),

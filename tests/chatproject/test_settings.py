@@ -171,7 +171,7 @@ def test_configuration_from_the_environment():
     assert values["SECRET_KEY"]  # the development key, accepted with DEBUG on
     assert values["ALLOWED_HOSTS"] == ["chat.example.com", ".example.org"]
     assert values["CSRF_TRUSTED_ORIGINS"] == ["https://chat.example.com"]
-    assert values["DATABASE_ENGINE"] == "django.db.backends.postgresql"
+    assert values["DATABASE_ENGINE"] == "chatproject.postgresql"
     assert values["LAYER"] == "channels_redis.pubsub.RedisPubSubChannelLayer"
     assert values["PUBLIC_BASE_URL"] == "https://chat.example.com"
     assert values["N8N_BASE_URL"] == "http://n8n.example.com:5678"
