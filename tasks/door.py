@@ -299,8 +299,9 @@ def _append_returning(queryset, text, compiled=None):
     types' `delta_annotations`), in one statement; None when no row matched.
     `compiled`: the UPDATE as `_append_statement` built it, its values given."""
     extra, params = _delta_returning(queryset.db, _registry_key())
+    values = None if compiled else {"partial_text": Concat(F("partial_text"), Value(text))}
     rows = queryset.update_returning(
-        {"partial_text": Concat(F("partial_text"), Value(text))},
+        values,
         fields=("task_type", "status", "created_by_id", "input_data"),
         extra=(("partial_length", "LENGTH(partial_text)"), *extra),
         extra_params=params,

@@ -214,8 +214,9 @@ class AsyncTaskQuerySet(models.QuerySet):
         `compose(update_sql, params, columns)` may wrap the UPDATE into a
         larger statement that returns `columns` of the changed rows (the door
         adds the change's event this way). `compiled` is the UPDATE's (sql,
-        params) as the caller compiled it before (`values` and this queryset's
-        filters are then not compiled again). Only tasks/door.py calls it.
+        params) as the caller compiled it before: `values` and this queryset's
+        filters are then not compiled again (`values` may be None). Only
+        tasks/door.py calls it.
         """
         if compiled is None:
             query = self.query.chain(UpdateQuery)

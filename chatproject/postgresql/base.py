@@ -12,24 +12,36 @@ it is handed out as it is; when the server has said something (the notice and
 end of file of a restart or `pg_terminate_backend`, a notification), the round
 trip runs and a dead connection is replaced before a request gets it. What it
 cannot see is a server that vanished without a word (a cut cable): that request
-fails as it would have failed on the round trip's timeout.
+fails as it would have failed on the round trip's timeout. A connection found
+ended makes the pool check all its idle ones at once (a restart ended them all).
 """
 
 import select
+from functools import partial
 
 from django.db.backends.postgresql import base
 from psycopg_pool import ConnectionPool
 
 
-def check_connection(conn) -> None:
+def check_connection(conn, pool=None) -> None:
     """Raise if `conn` is not fit to hand out; a round trip only if the server
-    has written to it since its last answer."""
+    has written to it since its last answer. When the server has ended it,
+    the other idle connections of `pool` are checked at once: after a
+    restart they are all gone, and psycopg-pool waits 1, 2, 4… seconds
+    between two failed checks of one request, which would meet them one by
+    one (five dead connections: past the pool's 10 s timeout)."""
     if conn.closed or conn.broken:
         raise ConnectionError("the connection is closed")
     poller = select.poll()
     poller.register(conn.pgconn.socket, select.POLLIN | select.POLLERR | select.POLLHUP)
-    if poller.poll(0):
+    if not poller.poll(0):
+        return
+    try:
         ConnectionPool.check_connection(conn)
+    except Exception:
+        if pool is not None:
+            pool.check()  # each idle one by a round trip; the dead replaced
+        raise
 
 
 class DatabaseWrapper(base.DatabaseWrapper):
@@ -39,5 +51,5 @@ class DatabaseWrapper(base.DatabaseWrapper):
         # Django passes psycopg-pool's own check (CONN_HEALTH_CHECKS) and takes no
         # other: swap it once, where the pool keeps it.
         if pool is not None and pool._check is ConnectionPool.check_connection:
-            pool._check = check_connection
+            pool._check = partial(check_connection, pool=pool)
         return pool
