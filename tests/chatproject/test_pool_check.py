@@ -5,6 +5,7 @@ before a request gets it."""
 
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from unittest import mock
 
 import pytest
@@ -16,30 +17,24 @@ from chatproject.postgresql.base import check_connection
 
 @pytest.fixture
 def pooled(postgres_only):
-    support_pool = connection.pool
-    assert support_pool is not None, "the PostgreSQL settings use Django's pool"
-    return support_pool
+    pool = connection.pool
+    assert pool is not None, "the PostgreSQL settings use Django's pool"
+    return pool
+
+
+def _closing(work):
+    """`work()` in this thread, whose connection goes back to the pool after."""
+    try:
+        return work()
+    finally:
+        connections.close_all()
 
 
 def _in_a_thread(work):
-    """`work()` in a new thread, which takes its own connection from the pool
-    and gives it back; what it returned or raised."""
-    out = {}
-
-    def run():
-        try:
-            out["value"] = work()
-        except Exception as error:  # noqa: BLE001 - handed back to the test
-            out["error"] = error
-        finally:
-            connections.close_all()
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    thread.join(30)
-    if "error" in out:
-        raise out["error"]
-    return out["value"]
+    """`work()` in a new thread, with a connection of its own from the pool;
+    what it returned, or its exception raised here."""
+    with ThreadPoolExecutor(max_workers=1) as executor:
+        return executor.submit(_closing, work).result(timeout=30)
 
 
 def _backend_pid():
@@ -71,13 +66,10 @@ def _hold_at_once(count):
     def hold():
         _backend_pid()
         barrier.wait(30)
-        return True
 
-    threads = [threading.Thread(target=_in_a_thread, args=(hold,)) for _ in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
+    with ThreadPoolExecutor(max_workers=count) as executor:
+        for future in [executor.submit(_closing, hold) for _ in range(count)]:
+            future.result(timeout=30)
 
 
 @pytest.mark.django_db(transaction=True)

@@ -154,18 +154,7 @@ def test_n8n_downloads_the_files_through_their_signed_links_and_returns_one(file
 
 @pytest.fixture(scope="module")
 def offline_server(n8n, django_db_setup, django_db_blocker, media):
-    with django_db_blocker.unblock():
-        server = project_server(
-            n8n,
-            N8N_CHAT_WORKFLOW="chat-reply-offline",
-            MEDIA_ROOT=str(media),
-            TASKS_WORKER_IN_PROCESS="1",
-        )
-        server.media_root = media
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from serving(n8n, django_db_blocker, media, "chat-reply-offline")
 
 
 def test_the_shipped_workflow_reads_text_and_pdf_files_and_names_what_it_cannot(offline_server):
@@ -195,7 +184,7 @@ def test_the_shipped_workflow_reads_text_and_pdf_files_and_names_what_it_cannot(
 
 
 def test_a_file_that_cannot_be_downloaded_is_named_and_the_reply_comes(
-    offline_server, n8n, settings, user
+    offline_server, media, n8n, settings, user
 ):
     """A link that answers 404 (the file gone) fails that download only, after n8n's
     retries: the file is named "could not be downloaded", the others are read."""
@@ -204,8 +193,8 @@ def test_a_file_that_cannot_be_downloaded_is_named_and_the_reply_comes(
     settings.PUBLIC_BASE_URL = offline_server.base_url
     task = chat_task(user, "one file is gone", workflow_id="chat-reply-offline")
     message = Message.objects.get(async_task=task)
-    (offline_server.media_root / "attachments").mkdir(exist_ok=True)
-    (offline_server.media_root / "attachments" / "here.txt").write_bytes(TEXT.encode())
+    (media / "attachments").mkdir(exist_ok=True)
+    (media / "attachments" / "here.txt").write_bytes(TEXT.encode())
     here = Attachment.objects.create(
         message=message,
         user=user,
